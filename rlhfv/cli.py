@@ -1,0 +1,73 @@
+"""The `rlhfv` program: one entry point, one subcommand per job.
+
+Each subcommand lives in its own module, which exposes `register(subparsers)`: it adds its parser and sets
+`func=callable(args) -> int` as the parser's default. Modules keep heavy imports (torch, trl) inside their functions
+so that `rlhfv --help` answers at once.
+
+Exit codes: 0 success, 1 the command ran and failed (bad data, failed training), 2 usage error (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rlhfv import __version__
+
+
+# subcommand -> module that registers it; listed in the order `--help` shows them
+COMMANDS = {
+    "convert": "data_tools.convert_cli",
+    "inspect": "data_tools.inspect",
+    "train": "rlhfv.train",
+    "eval": "rlhfv.eval.cli",
+    "bench": "bench.run",
+}
+
+
+class CommandError(Exception):
+    """A failure to report in one line, without a traceback, with exit code 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlhfv",
+        description="Train vision-language models and LLMs to hallucinate less, from segment-level corrections.",
+    )
+    parser.add_argument("--version", action="version", version=f"rlhfv {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            # A subcommand whose module is not part of this install (e.g. `bench` outside a source checkout)
+            if error.name and module_name.startswith(error.name):
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    # `train` hands every remaining argument to TRL's parser, which has its own --help
+    if argv and argv[0] == "train":
+        args, rest = parser.parse_known_args(argv)
+        args.train_argv = rest
+    else:
+        args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as error:
+        print(f"rlhfv {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"rlhfv {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
