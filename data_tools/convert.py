@@ -1,0 +1,380 @@
+"""Rows of any supported layout -> the dense preference dataset of docs/data_format.md, with full error accounting.
+
+    from data_tools.convert import convert
+
+    result = convert(["corrections.jsonl"], image_root="images/")
+    result.dataset.save_to_disk("data/dense")
+    print(result.report.summary())
+
+Every row read ends up either written as a pair or rejected with a reason (`read == written + rejected`): under
+`on_error="fail"` the first bad row raises `ConversionError` naming its file, row and field; under `"skip"` it is
+counted, and written to the rejects file when one is given.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from data_tools.errors import (
+    BAD_VALUE,
+    DUPLICATE_ID,
+    MALFORMED_JSON,
+    UNCHANGED,
+    ConversionError,
+    RowError,
+)
+from data_tools.formats import FORMAT_NAMES, FORMATS, detect_format
+from data_tools.images import resolve_image
+from data_tools.readers import InputSource, decode_text, open_inputs
+from data_tools.segments import CHANGES_CHOICES, DEFAULT_CHANGES, diff_pair
+
+
+# Bump when the output of the same inputs and options changes (it is part of the cache fingerprint).
+CONVERTER_VERSION = 1
+ON_ERROR_CHOICES = ("fail", "skip")
+CHUNK_ROWS = 512
+
+
+def dataset_features(with_images: bool):
+    """The `datasets.Features` of a converted dataset (docs/data_format.md)."""
+    from datasets import Features, Image, List, Value
+
+    message = {"role": Value("string"), "content": Value("string")}
+    columns = {
+        "id": Value("string"),
+        "source": Value("string"),
+        "prompt": List(message),
+        "chosen": List(message),
+        "rejected": List(message),
+    }
+    if with_images:
+        columns["images"] = List(Image())
+    columns["chosen_spans"] = List(List(Value("int32")))
+    columns["rejected_spans"] = List(List(Value("int32")))
+    return Features(columns)
+
+
+@dataclass
+class ConversionReport:
+    """What happened to every row read."""
+
+    read: int = 0
+    written: int = 0
+    rejected: Counter = field(default_factory=Counter)  # reason -> rows
+    with_images: int = 0  # pairs written that carry at least one image
+    formats: dict[str, tuple[str, str]] = field(default_factory=dict)  # input -> (format, why it was chosen)
+    rejects: list[dict] = field(default_factory=list)  # one record per rejected row (file, row, field, reason, ...)
+    rejects_path: str | None = None
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def check(self) -> None:
+        assert self.read == self.written + self.rejected_total, (
+            f"row accounting broke: read {self.read} != written {self.written} + rejected {self.rejected_total}"
+        )
+
+    def summary(self) -> str:
+        lines = [
+            f"rows read:      {self.read}",
+            f"pairs written:  {self.written} ({self.with_images} with images)",
+            f"rows rejected:  {self.rejected_total}",
+        ]
+        lines += [f"  {reason}: {count}" for reason, count in sorted(self.rejected.items(), key=lambda kv: -kv[1])]
+        if self.rejects_path and self.rejected_total:
+            lines.append(f"rejected rows and reasons: {self.rejects_path}")
+        return "\n".join(lines)
+
+
+@dataclass
+class ConversionResult:
+    dataset: Any  # datasets.Dataset
+    report: ConversionReport
+
+
+@dataclass(frozen=True)
+class _ChunkTask:
+    """One chunk of raw rows and everything a worker process needs to convert them."""
+
+    format_name: str
+    source_path: str
+    stem: str
+    row_kind: str
+    image_root: str
+    changes: str
+    rows: list
+
+
+def _convert_row(task: _ChunkTask, payload: Any) -> dict:
+    if isinstance(payload, bytes):
+        try:
+            record = json.loads(decode_text(payload))
+        except json.JSONDecodeError as error:
+            raise RowError(
+                MALFORMED_JSON, None, f"the line is not valid JSON ({error.msg}, column {error.colno})"
+            ) from None
+    else:
+        record = payload
+    if not isinstance(record, dict):
+        raise RowError(BAD_VALUE, None, f"expected a JSON object, got {type(record).__name__}")
+    pair = FORMATS[task.format_name].parse(record)
+    try:
+        images = [resolve_image(value, label, task.image_root) for label, value in pair.images]
+        if pair.chosen == pair.rejected:
+            raise RowError(
+                UNCHANGED, pair.chosen_field, f"is identical to {pair.rejected_field} (nothing was corrected)"
+            )
+        chosen_spans, rejected_spans, changed_runs = diff_pair(pair.rejected, pair.chosen, task.changes)
+        if not changed_runs:
+            raise RowError(
+                UNCHANGED,
+                pair.chosen_field,
+                f"differs from {pair.rejected_field} only in whitespace (nothing was corrected)",
+            )
+    except RowError as error:
+        error.pair_id = pair.id
+        raise
+    return {
+        "id": pair.id,
+        "prompt": pair.prompt,
+        "chosen": [{"role": "assistant", "content": pair.chosen}],
+        "rejected": [{"role": "assistant", "content": pair.rejected}],
+        "images": images,
+        "chosen_spans": chosen_spans,
+        "rejected_spans": rejected_spans,
+    }
+
+
+@dataclass
+class _ChunkResult:
+    """A converted chunk: per row in input order, the pair's id or the row's error; the pairs as one Arrow table."""
+
+    source_path: str
+    row_kind: str
+    rows: list[int]
+    outcomes: list[str | RowError]
+    table: Any  # pyarrow.Table of the good rows, in order, with an `images` column
+    image_counts: list[int]
+
+
+def _convert_chunk(task: _ChunkTask) -> _ChunkResult:
+    """Convert one chunk; runs in worker processes under `num_proc > 1`.
+
+    Pairs come back as one Arrow table rather than per-row dicts: pickling it is cheap, which keeps the parent
+    process (id checks and accounting only) from becoming the bottleneck.
+    """
+    import pyarrow as pa
+
+    columns: dict[str, list] = {name: [] for name in dataset_features(with_images=True)}
+    outcomes: list[str | RowError] = []
+    rows = []
+    for row, payload in task.rows:
+        rows.append(row)
+        try:
+            pair = _convert_row(task, payload)
+        except RowError as error:
+            outcomes.append(error.locate(task.source_path, row, task.row_kind))
+            continue
+        if pair["id"] is None:
+            pair["id"] = f"{task.stem}-{row}"
+        pair["source"] = f"{task.format_name}:{task.source_path}:{row}"
+        outcomes.append(pair["id"])
+        for name, values in columns.items():
+            values.append(pair[name])
+    table = pa.Table.from_pydict(columns, schema=_arrow_schema(with_images=True))
+    image_counts = [len(images) for images in columns["images"]]
+    return _ChunkResult(task.source_path, task.row_kind, rows, outcomes, table, image_counts)
+
+
+@functools.cache
+def _arrow_schema(with_images: bool):
+    return dataset_features(with_images).arrow_schema
+
+
+def _resolve_format(source: InputSource, format: str) -> tuple[str, str]:
+    if format != "auto":
+        return format, "given with --format"
+    columns = source.columns()
+    detected = detect_format(columns)
+    if detected is None:
+        expected = "; ".join(f"{name}: {FORMATS[name].COLUMNS}" for name in FORMAT_NAMES)
+        raise ConversionError(
+            f"{source.path}: cannot detect the format from its columns ({', '.join(sorted(columns)) or 'none'}). "
+            f"Known formats: {expected}. Name one with --format."
+        )
+    return detected
+
+
+def _tasks(
+    sources: list[InputSource], formats: dict[str, tuple[str, str]], image_root: str | None, changes: str
+) -> Iterator[_ChunkTask]:
+    for source in sources:
+        root = source.folder if image_root is None else image_root
+        for rows in source.chunks(CHUNK_ROWS):
+            yield _ChunkTask(formats[source.path][0], source.path, source.stem, source.row_kind, root, changes, rows)
+
+
+def convert(
+    inputs: list[str],
+    format: str = "auto",
+    image_root: str | None = None,
+    on_error: str = "fail",
+    rejects_path: str | None = None,
+    changes: str = DEFAULT_CHANGES,
+    num_proc: int = 1,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> ConversionResult:
+    """Convert input files into a dense preference dataset.
+
+    Args:
+        inputs: JSONL, JSON or Parquet files, or `datasets` folders written by `save_to_disk`.
+        format: one of `data_tools.formats.FORMAT_NAMES`, or "auto" to detect each input's layout from its columns.
+        image_root: folder that relative image paths start from; default: each input file's own folder.
+        on_error: "fail" raises `ConversionError` at the first bad row; "skip" rejects it and goes on.
+        rejects_path: JSONL file receiving one line per rejected row (file, row, field, reason, message).
+        changes: which edits get spans, "all" or "replace-only" (see `data_tools.segments.diff_spans`).
+        num_proc: worker processes converting chunks of rows in parallel (the output is the same).
+        progress: show a tqdm progress bar (only on a terminal).
+        log: called with one line per decision worth telling (e.g. the detected format).
+    """
+    if format != "auto" and format not in FORMATS:
+        raise ConversionError(f"unknown format {format!r}; known formats: auto, {', '.join(FORMAT_NAMES)}")
+    if on_error not in ON_ERROR_CHOICES:
+        raise ConversionError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, got {on_error!r}")
+    if changes not in CHANGES_CHOICES:
+        raise ConversionError(f"changes must be one of {', '.join(CHANGES_CHOICES)}, got {changes!r}")
+    if num_proc < 1:
+        raise ConversionError(f"num_proc must be at least 1, got {num_proc}")
+    if image_root is not None and not os.path.isdir(image_root):
+        raise ConversionError(f"image root {image_root}: no such folder")
+    log = log or (lambda line: None)
+
+    sources = open_inputs(list(inputs))
+    report = ConversionReport(rejects_path=rejects_path if on_error == "skip" else None)
+    for source in sources:
+        report.formats[source.path] = _resolve_format(source, format)
+        name, why = report.formats[source.path]
+        log(f"{source.path}: {name} ({why})")
+
+    from tqdm.auto import tqdm
+
+    total = sum(source.count() for source in sources)
+    tables = []
+    first_seen: dict[str, tuple[str, str, int]] = {}  # id -> where it was first written
+    rejects_file = open(rejects_path, "w", encoding="utf-8") if report.rejects_path else None  # noqa: SIM115
+    pool = None
+
+    def reject(error: RowError) -> None:
+        report.rejected[error.reason] += 1
+        if on_error == "fail":
+            raise ConversionError(error.message)
+        record = error.to_record()
+        report.rejects.append(record)
+        if rejects_file is not None:
+            rejects_file.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    try:
+        tasks = _tasks(sources, report.formats, image_root, changes)
+        if num_proc > 1:
+            import multiprocessing
+
+            # spawn, not fork: the parent may hold threads (Arrow, tqdm) that a forked child would inherit locked
+            pool = multiprocessing.get_context("spawn").Pool(num_proc)
+            chunk_results = pool.imap(_convert_chunk, tasks)
+        else:
+            chunk_results = map(_convert_chunk, tasks)
+        with tqdm(total=total, unit="row", desc="converting", disable=None if progress else True) as bar:
+            for chunk in chunk_results:
+                keep = []
+                for row, outcome in zip(chunk.rows, chunk.outcomes):
+                    report.read += 1
+                    if isinstance(outcome, RowError):
+                        reject(outcome)
+                        continue
+                    if outcome in first_seen:
+                        path, kind, first_row = first_seen[outcome]
+                        duplicate = RowError(
+                            DUPLICATE_ID, "id", f"duplicate id {outcome!r} (first seen at {path}, {kind} {first_row})"
+                        )
+                        duplicate.pair_id = outcome
+                        reject(duplicate.locate(chunk.source_path, row, chunk.row_kind))
+                        keep.append(False)
+                        continue
+                    first_seen[outcome] = (chunk.source_path, chunk.row_kind, row)
+                    keep.append(True)
+                table = chunk.table if all(keep) else chunk.table.filter(keep)
+                report.written += table.num_rows
+                report.with_images += sum(count > 0 for count, kept in zip(chunk.image_counts, keep) if kept)
+                tables.append(table)
+                bar.update(len(chunk.rows))
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        if rejects_file is not None:
+            rejects_file.close()
+    report.check()
+    return ConversionResult(dataset=_build_dataset(tables, with_images=report.with_images > 0), report=report)
+
+
+def _build_dataset(tables: list, with_images: bool):
+    import pyarrow as pa
+    from datasets import Dataset, DatasetInfo
+    from datasets.table import InMemoryTable
+
+    features = dataset_features(with_images)
+    table = pa.concat_tables(tables) if tables else _arrow_schema(with_images=True).empty_table()
+    if not with_images:
+        table = table.drop_columns(["images"])
+    table = table.cast(features.arrow_schema)
+    return Dataset(InMemoryTable(table), info=DatasetInfo(features=features))
+
+
+def fingerprint(
+    inputs: list[str],
+    format: str = "auto",
+    image_root: str | None = None,
+    on_error: str = "fail",
+    changes: str = DEFAULT_CHANGES,
+) -> str:
+    """A stable hex digest of the inputs' content and the options that shape the output, for caching.
+
+    Same files (byte for byte, under the same names) and same options give the same fingerprint on any machine.
+    Image files referenced by path are not read (they are named by `image_root`, which is part of the digest);
+    `num_proc` and `rejects_path` do not change the dataset and are left out.
+    """
+    digest = hashlib.sha256()
+    options = {
+        "converter": CONVERTER_VERSION,
+        "inputs": list(inputs),
+        "format": format,
+        "image_root": os.path.abspath(image_root) if image_root is not None else None,
+        "on_error": on_error,
+        "changes": changes,
+    }
+    digest.update(json.dumps(options, sort_keys=True).encode())
+    for path in inputs:
+        if os.path.isdir(path):
+            files = sorted(
+                os.path.relpath(os.path.join(folder, name), path)
+                for folder, _, names in os.walk(path)
+                for name in names
+            )
+        else:
+            files = [""]
+        for relative in files:
+            full = os.path.join(path, relative) if relative else path
+            digest.update(f"\0{path}\0{relative}\0".encode())
+            with open(full, "rb") as handle:
+                for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,29 @@
+"""One reader per input layout, in one table that `--format auto` walks.
+
+Each reader module has `NAME`, `COLUMNS` (a one-line description), `SAMPLE` (a sample row, for the docs),
+`detect(columns) -> reason | None` and `parse(record) -> ParsedPair`, raising `RowError` for a bad row.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from data_tools.formats import corrections, llava_rlhf, pairs, rlaif_v, rlhf_v
+from data_tools.formats._fields import ParsedPair
+
+
+# Detection tries the layouts in this order: the most specific first (`rlaif-v` is `pairs` plus metadata).
+FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (rlhf_v, llava_rlhf, corrections, rlaif_v, pairs)}
+FORMAT_NAMES = tuple(FORMATS)
+
+
+def detect_format(columns: set[str]) -> tuple[str, str] | None:
+    """(format name, why) for the first layout whose columns match, or None."""
+    for name, module in FORMATS.items():
+        reason = module.detect(columns)
+        if reason is not None:
+            return name, reason
+    return None
+
+
+__all__ = ["FORMATS", "FORMAT_NAMES", "ParsedPair", "detect_format"]

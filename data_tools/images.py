@@ -1,0 +1,63 @@
+"""Images of a row: find them (embedded bytes, data URI or a path under the image root) and check PIL opens them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import os
+from typing import Any
+
+from data_tools.errors import BAD_VALUE, IMAGE_MISSING, IMAGE_UNREADABLE, RowError
+
+
+def _verify(data: bytes | str, label: str, shown: str) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
+            image.verify()  # checks the file's structure without decoding every pixel
+    except FileNotFoundError:
+        raise RowError(IMAGE_MISSING, label, f"image file not found: {shown}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise RowError(IMAGE_UNREADABLE, label, f"PIL cannot read the image {shown}: {error}") from None
+
+
+def resolve_image(value: Any, label: str, image_root: str) -> dict[str, Any]:
+    """The image as `datasets.Image` storage ({"bytes", "path"}), after checking that PIL can open it.
+
+    Embedded bytes stay bytes; a file stays a path (absolute), which `save_to_disk` embeds when it writes.
+    """
+    if isinstance(value, dict):
+        if value.get("bytes") is not None:
+            data, path = value["bytes"], value.get("path")
+        elif value.get("path"):
+            data, path = None, value["path"]
+        else:
+            raise RowError(IMAGE_MISSING, label, "the image has neither bytes nor a path")
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        data, path = value, None
+    elif isinstance(value, str):
+        data, path = None, value
+    else:
+        raise RowError(
+            BAD_VALUE, label, f"expected image bytes, a {{bytes, path}} dict or a path, got {type(value).__name__}"
+        )
+    if data is None and path.startswith("data:"):
+        # data:image/png;base64,....
+        try:
+            data = base64.b64decode(path.split(",", 1)[1], validate=True)
+        except (IndexError, binascii.Error):
+            raise RowError(IMAGE_UNREADABLE, label, "the data URI does not hold base64 data") from None
+        path = None
+    if data is not None:
+        data = bytes(data)
+        _verify(data, label, f"(embedded, {len(data)} bytes)")
+        return {"bytes": data, "path": path}
+    if not isinstance(path, str):
+        raise RowError(BAD_VALUE, label, f"expected the image path to be a string, got {type(path).__name__}")
+    full_path = os.path.abspath(os.path.join(image_root, os.path.expanduser(path)))
+    if not os.path.isfile(full_path):
+        raise RowError(IMAGE_MISSING, label, f"image file not found: {full_path}")
+    _verify(full_path, label, full_path)
+    return {"bytes": None, "path": full_path}
