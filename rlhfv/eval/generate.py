@@ -1,0 +1,276 @@
+"""Generate answers for a prompt set with a trained or base model, batched, resumable.
+
+Prompt set: JSONL (or a JSON list) of `{id, image, question}`; `image` is a path, relative to the prompt file's
+folder unless absolute, and may be left out for text-only models. Output: JSONL of `{id, image, question, answer}`
+(plus `candidates` with their rewards under best-of-N), one line per prompt, appended as batches finish, so an
+interrupted run resumes where it stopped and scoring never needs generation again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlhfv.eval.io import EvalInputError, check_unique_ids, read_rows, require, row_id
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationOptions:
+    max_new_tokens: int = 256
+    batch_size: int = 8
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int = 0
+    # best-of-N (RLAIF-V self-feedback); 1 = plain generation
+    best_of: int = 1
+    beta: float = 0.1
+    extra: dict = field(default_factory=dict)
+
+    def generate_kwargs(self) -> dict:
+        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample, **self.extra}
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
+        return kwargs
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    processor: object  # a processor (VLM) or a tokenizer (text-only model)
+    path: str
+
+    @property
+    def tokenizer(self):
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    @property
+    def is_vision(self) -> bool:
+        return hasattr(self.processor, "image_processor")
+
+    @property
+    def is_peft(self) -> bool:
+        return hasattr(self.model, "disable_adapter") and hasattr(self.model, "peft_config")
+
+
+def load_model(path: str | Path, device: str | None = None, dtype: str = "auto") -> LoadedModel:
+    """A model saved by the trainer (model + processor), a base model folder, or a PEFT adapter folder.
+
+    Vision-language models load with `AutoModelForImageTextToText`, text models with `AutoModelForCausalLM`; an
+    adapter folder (`adapter_config.json`) loads its base model and puts the adapter on it.
+    """
+    import torch
+    from transformers import AutoConfig, AutoProcessor, AutoTokenizer
+
+    path = Path(path)
+    if not path.exists():
+        raise EvalInputError(f"{path}: no such model folder")
+    base_path = path
+    adapter = (path / "adapter_config.json").is_file()
+    if adapter:
+        from peft import PeftConfig
+
+        base_path = Path(PeftConfig.from_pretrained(str(path)).base_model_name_or_path)
+    config = AutoConfig.from_pretrained(str(base_path))
+    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    if hasattr(config, "vision_config"):
+        from transformers import AutoModelForImageTextToText as auto_class
+    else:
+        from transformers import AutoModelForCausalLM as auto_class
+    model = auto_class.from_pretrained(str(base_path), dtype=torch_dtype)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(path))
+    processor_path = path if (path / "tokenizer_config.json").is_file() else base_path
+    processor = AutoProcessor.from_pretrained(str(processor_path))
+    if not hasattr(processor, "image_processor") and not hasattr(processor, "apply_chat_template"):
+        processor = AutoTokenizer.from_pretrained(str(processor_path))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).eval()
+    return LoadedModel(model, processor, str(path))
+
+
+def read_prompts(path: str | Path) -> list[dict]:
+    rows = read_rows(path)
+    check_unique_ids(rows)
+    base = Path(path).parent
+    for row in rows:
+        require(row, "question")
+        if "image" in row:
+            image = Path(require(row, "image"))
+            resolved = image if image.is_absolute() else base / image
+            if not resolved.is_file():
+                raise EvalInputError(f"{row['_where']}: field 'image': no such file {resolved}")
+            row["_image_path"] = resolved
+    return rows
+
+
+def done_ids(out: Path) -> set[str]:
+    """Ids already answered in `out`. A last line cut short by an interruption is removed (it is redone)."""
+    if not out.is_file():
+        return set()
+    text = out.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    ids = set()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            ids.add(str(json.loads(line)["id"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            if number == len(lines) and not line.endswith("\n"):
+                logger.warning("%s: dropping an incomplete last line (an interrupted run); it will be redone", out)
+                out.write_text("".join(lines[:-1]), encoding="utf-8")
+                break
+            raise EvalInputError(f"{out}:line {number}: not an answer row; remove or fix it to resume") from None
+    return ids
+
+
+def build_inputs(loaded: LoadedModel, rows: list[dict]):
+    """Tokenised, left-padded prompts for a batch of rows (with pixel values for a VLM)."""
+    from PIL import Image
+
+    conversations, images = [], []
+    for row in rows:
+        if "_image_path" in row:
+            if not loaded.is_vision:
+                raise EvalInputError(f"{row['_where']}: has an image, but {loaded.path} is a text-only model")
+            images.append(Image.open(row["_image_path"]).convert("RGB"))
+            content = [{"type": "image"}, {"type": "text", "text": row["question"]}]
+        else:
+            content = [{"type": "text", "text": row["question"]}] if loaded.is_vision else row["question"]
+        conversations.append([{"role": "user", "content": content}])
+    if images and len(images) != len(rows):
+        raise EvalInputError("a batch mixes prompts with and without images: use --batch-size 1 or split the file")
+    tokenizer = loaded.tokenizer
+    tokenizer.padding_side = "left"
+    texts = [
+        loaded.processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations
+    ]
+    if loaded.is_vision:
+        inputs = loaded.processor(text=texts, images=images or None, return_tensors="pt", padding=True)
+    else:
+        inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    return inputs.to(loaded.model.device)
+
+
+def trim_answer(token_ids: list[int], eos_ids: set[int], pad_id: int | None) -> list[int]:
+    """Generated tokens up to and including the first end-of-sequence token; padding after it is dropped."""
+    answer = []
+    for token in token_ids:
+        if token in eos_ids:
+            answer.append(token)
+            break
+        if token == pad_id:
+            break
+        answer.append(token)
+    return answer
+
+
+def eos_token_ids(loaded: LoadedModel) -> set[int]:
+    ids = loaded.model.generation_config.eos_token_id
+    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+    ids.add(loaded.tokenizer.eos_token_id)
+    return ids
+
+
+def generate_batch(loaded: LoadedModel, rows: list[dict], options: GenerationOptions, num_return_sequences: int = 1):
+    """Per row, `num_return_sequences` answers as token id lists (trimmed after the end-of-sequence token)."""
+    import torch
+
+    inputs = build_inputs(loaded, rows)
+    tokenizer = loaded.tokenizer
+    eos = eos_token_ids(loaded)
+    kwargs = options.generate_kwargs()
+    image_token_id = getattr(loaded.processor, "image_token_id", None)
+    if loaded.is_vision and image_token_id is not None:
+        # an answer holding the image placeholder could not be fed back to the model (best-of-N scoring, training)
+        kwargs["suppress_tokens"] = [*kwargs.get("suppress_tokens", []), image_token_id]
+    with torch.no_grad():
+        output = loaded.model.generate(
+            **inputs,
+            **kwargs,
+            num_return_sequences=num_return_sequences,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=sorted(eos),
+        )
+    new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
+    answers = [trim_answer(tokens, eos, tokenizer.pad_token_id) for tokens in new_tokens]
+    return [answers[i * num_return_sequences : (i + 1) * num_return_sequences] for i in range(len(rows))]
+
+
+def decode(loaded: LoadedModel, token_ids: list[int]) -> str:
+    return loaded.tokenizer.decode(token_ids, skip_special_tokens=True).strip()
+
+
+def generate_answers(
+    model_path: str | Path,
+    prompts_path: str | Path,
+    out_path: str | Path,
+    options: GenerationOptions,
+    reference_path: str | Path | None = None,
+    device: str | None = None,
+    dtype: str = "auto",
+    progress: bool = True,
+    loaded: LoadedModel | None = None,
+    reference: LoadedModel | None = None,
+) -> dict:
+    """Answer every prompt not yet in `out_path`; returns counts {prompts, skipped, generated}."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from rlhfv.eval.best_of_n import pick_best
+
+    rows = read_prompts(prompts_path)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    skip = done_ids(out)
+    todo = [row for row in rows if row_id(row) not in skip]
+    counts = {"prompts": len(rows), "skipped": len(rows) - len(todo), "generated": 0}
+    if not todo:
+        return counts
+    if options.best_of < 1:
+        raise EvalInputError("--best-of must be at least 1")
+    if options.best_of > 1 and not options.do_sample:
+        raise EvalInputError("best-of-N needs sampling (do_sample=True): greedy decoding gives N identical answers")
+    loaded = loaded or load_model(model_path, device, dtype)
+    if options.best_of > 1 and reference is None:
+        if reference_path is not None:
+            reference = load_model(reference_path, device, dtype)
+        elif not loaded.is_peft:
+            raise EvalInputError(
+                "best-of-N needs a reference model: pass --reference PATH (e.g. the SFT model the policy was "
+                "trained from), or a PEFT adapter as the model, whose base serves as the reference"
+            )
+    torch.manual_seed(options.seed)
+    with (
+        out.open("a", encoding="utf-8") as f,
+        tqdm(total=len(todo), desc="generate", unit="prompt", disable=not progress) as bar,
+    ):
+        for start in range(0, len(todo), options.batch_size):
+            batch = todo[start : start + options.batch_size]
+            samples = generate_batch(loaded, batch, options, num_return_sequences=options.best_of)
+            for row, candidates in zip(batch, samples):
+                record = {"id": row["id"], "question": row["question"]}
+                if "image" in row:
+                    record["image"] = row["image"]
+                if options.best_of == 1:
+                    record["answer"] = decode(loaded, candidates[0])
+                else:
+                    best, rewards = pick_best(loaded, reference, row, candidates, options.beta)
+                    record["answer"] = decode(loaded, candidates[best])
+                    record["candidates"] = [
+                        {"answer": decode(loaded, c), "reward": r} for c, r in zip(candidates, rewards)
+                    ]
+                f.write(json.dumps(record) + "\n")
+                counts["generated"] += 1
+            f.flush()
+            bar.update(len(batch))
+    return counts
