@@ -47,12 +47,19 @@ train: install ## train a recipe: make train [RECIPE=...] [ACCELERATE=ddp NUM_PR
 ifeq ($(ACCELERATE),)
 	$(BIN)/rlhfv train --config $(RECIPE) $(ARGS)
 else
+	@test -f recipes/accelerate_configs/$(ACCELERATE).yaml || { echo "make train: ACCELERATE=$(ACCELERATE) has no" \
+		"recipes/accelerate_configs/$(ACCELERATE).yaml; choose single_gpu, ddp, zero2, zero3 or fsdp" >&2; exit 1; }
+	@case "$(ACCELERATE)" in zero*) $(BIN)/python -c "import deepspeed" 2>/dev/null || { echo "make train:" \
+		"ACCELERATE=$(ACCELERATE) needs DeepSpeed: $(BIN)/pip install -e '.[deepspeed]'" >&2; exit 1; };; esac
 	$(BIN)/accelerate launch --config_file recipes/accelerate_configs/$(ACCELERATE).yaml \
 		--num_processes $(NUM_PROCESSES) -m rlhfv.train --config $(RECIPE) $(ARGS)
 endif
 
 bench: install ## run the benchmarks (BENCH=all|loss_head|train_step|ref_precompute|converter)
 	$(BIN)/python -m bench.run --only $(BENCH) $(ARGS)
+
+proof: install ## the synthetic end-to-end proof: SFT, then DPO vs Dense DPO on a world with known truth (CPU)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m data_tools.synthetic.proof --config recipes/proof/config_proof.yaml $(ARGS)
 
 style: install ## format the code
 	$(BIN)/ruff format rlhfv data_tools tests bench

@@ -30,6 +30,7 @@ from trl import DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id, use_adapter
 
+from .checkpoints import load_checkpoint_weights
 from .collators import DENSE_BATCH_KEYS, promote_collator
 from .config import DenseDPOConfig, validate_dense_args
 from .metrics import SEGMENTS, dense_batch_stats
@@ -192,6 +193,13 @@ class DenseDPOTrainer(DPOTrainer):
         _wrap_forward(self.model.get_base_model() if is_peft_model(self.model) else self.model, trainer_ref)
         if self.ref_model is not None:
             _wrap_forward(self.accelerator.unwrap_model(self.ref_model), trainer_ref)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        # transformers' own loader matches no key of LLaVA/Qwen2-VL checkpoints and silently keeps the initial
+        # weights; load them with the renaming `from_pretrained` applies instead (see rlhfv/checkpoints.py)
+        target = model if model is not None else self.model
+        if self.is_fsdp_enabled or not load_checkpoint_weights(target, resume_from_checkpoint, self):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def create_accelerator_and_postprocess(self):
         super().create_accelerator_and_postprocess()

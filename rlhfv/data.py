@@ -1,0 +1,210 @@
+"""Training data for a recipe: a converted dataset on disk, a Hub dataset, or raw files converted on the fly.
+
+The result is the dense preference dataset of docs/data_format.md, split into train and (optional) eval. Raw input
+is converted once: the converted dataset is saved under a folder named by the converter's fingerprint, and a later
+run with the same input and options loads it instead of converting again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from rlhfv.cli import CommandError
+
+
+logger = logging.getLogger(__name__)
+
+PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
+SPAN_COLUMNS = ("chosen_spans", "rejected_spans")
+# Written last into a cache folder: a folder without it is an interrupted conversion and is redone
+COMPLETE_MARKER = "conversion_report.json"
+
+
+def load_preference_data(script_args, training_args):
+    """Return `(train_dataset, eval_dataset or None)` for the recipe, checked against the dataset contract."""
+    if not script_args.dataset_name:
+        raise CommandError(
+            "no training data: set `dataset_name` in the recipe (a folder written by `rlhfv convert`, a Hub dataset "
+            "id, or raw files together with `dataset_format`)"
+        )
+    if script_args.dataset_streaming:
+        raise CommandError("`dataset_streaming: true` is not supported: Dense DPO needs a map-style dataset")
+
+    if script_args.dataset_format:
+        dataset = converted_dataset(script_args, training_args)
+    else:
+        dataset = _load_converted(script_args)
+
+    needs_spans = getattr(training_args, "segment_source", "spans") == "spans"
+    for split in dataset.values() if isinstance(dataset, dict) else [dataset]:
+        _check_columns(split, script_args.dataset_name, needs_spans)
+    return _split(dataset, script_args, training_args)
+
+
+def converted_dataset(script_args, training_args):
+    """Convert the raw input named by `dataset_name` with `data_tools.convert`, or load the cached conversion.
+
+    The main process converts while the others wait (`main_process_first`), so a multi-process launch converts once.
+    """
+    from datasets import load_from_disk
+
+    from data_tools import convert as converter
+
+    cache_root = Path(script_args.converted_dataset_dir or _default_cache_root())
+    with training_args.main_process_first(desc="fetching the raw data"):
+        inputs = [_raw_input_path(script_args, cache_root)]
+    options = {
+        "format": script_args.dataset_format,
+        "image_root": script_args.image_root,
+        "on_error": script_args.conversion_on_error,
+    }
+    if script_args.conversion_changes is not None:
+        options["changes"] = script_args.conversion_changes
+    try:
+        fingerprint = converter.fingerprint(inputs, **options)
+    except (FileNotFoundError, ValueError) as error:
+        raise CommandError(f"`dataset_name`: {error}") from error
+    cache_dir = cache_root / fingerprint
+
+    with training_args.main_process_first(desc="converting the training data"):
+        if (cache_dir / COMPLETE_MARKER).is_file():
+            logger.info("Reusing the converted dataset in %s", cache_dir)
+            return load_from_disk(str(cache_dir / "dataset"))
+        return _convert_into(cache_dir, inputs, options, training_args, converter)
+
+
+def _raw_input_path(script_args, cache_root: Path) -> str:
+    """A local path for the converter: the input itself, or a Hub dataset's split saved to disk (once per version)."""
+    name = script_args.dataset_name
+    if os.path.exists(name):
+        return name
+    from datasets import load_dataset
+
+    try:
+        dataset = load_dataset(name, name=script_args.dataset_config, split=script_args.dataset_train_split)
+    except Exception as error:  # datasets raises many kinds (offline, unknown dataset, bad split)
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        raise CommandError(
+            f"`dataset_name`: {name} is not a local file or folder, and loading it from the Hub failed{offline}: "
+            f"{error}"
+        ) from error
+    # The fingerprint of a Hub dataset follows its cached files, so a new revision gets a new folder
+    target = (
+        cache_root / "hub" / name.replace("/", "___") / f"{script_args.dataset_train_split}-{dataset._fingerprint}"
+    )
+    if not (target / "dataset_info.json").is_file():
+        scratch = target.with_name(target.name + f".tmp-{os.getpid()}")
+        shutil.rmtree(scratch, ignore_errors=True)
+        dataset.save_to_disk(str(scratch))
+        shutil.rmtree(target, ignore_errors=True)
+        scratch.rename(target)
+    return str(target)
+
+
+def _convert_into(cache_dir: Path, inputs, options, training_args, converter):
+    from datasets import load_from_disk
+
+    # Convert into a scratch folder, then rename: an interrupted run never leaves a folder that looks complete
+    scratch = cache_dir.with_name(cache_dir.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    logger.info("Converting %s (format %s) into %s", inputs, options["format"], cache_dir)
+    try:
+        result = converter.convert(
+            inputs,
+            rejects_path=str(scratch / "rejects.jsonl") if options["on_error"] == "skip" else None,
+            num_proc=training_args.dataset_num_proc or 1,
+            log=logger.info,
+            **options,
+        )
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise CommandError(f"converting `dataset_name` {inputs[0]}: {error}") from error
+    result.dataset.save_to_disk(str(scratch / "dataset"))
+    report = asdict(result.report)
+    (scratch / COMPLETE_MARKER).write_text(json.dumps(report, indent=2, default=str))
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    scratch.rename(cache_dir)
+    logger.info("Converted %s:\n%s", inputs[0], result.report.summary().replace(str(scratch), str(cache_dir)))
+    return load_from_disk(str(cache_dir / "dataset"))
+
+
+def _default_cache_root() -> str:
+    from datasets import config
+
+    return os.path.join(str(config.HF_DATASETS_CACHE), "rlhfv-converted")
+
+
+def _load_converted(script_args):
+    """Load a dataset already in the dense format: a `save_to_disk` folder, data files, or a Hub dataset id."""
+    from datasets import load_dataset, load_from_disk
+
+    name = script_args.dataset_name
+    path = Path(name)
+    if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
+        return load_from_disk(name)
+    try:
+        return load_dataset(name, name=script_args.dataset_config)
+    except FileNotFoundError as error:
+        raise CommandError(
+            f"`dataset_name`: {name} is neither a converted dataset folder nor a dataset on the Hub ({error})"
+        ) from error
+    except Exception as error:  # datasets raises many kinds (offline, bad config, unknown builder)
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        raise CommandError(f"`dataset_name`: could not load {name}{offline}: {error}") from error
+
+
+def _split(dataset, script_args, training_args):
+    from datasets import DatasetDict
+
+    if isinstance(dataset, DatasetDict):
+        if script_args.dataset_train_split not in dataset:
+            raise CommandError(
+                f"`dataset_train_split`: {script_args.dataset_name} has no split {script_args.dataset_train_split!r} "
+                f"(it has {sorted(dataset)})"
+            )
+        train_dataset = dataset[script_args.dataset_train_split]
+        test_split = dataset.get(script_args.dataset_test_split)
+    else:
+        train_dataset, test_split = dataset, None
+
+    if training_args.eval_strategy == "no":
+        return train_dataset, None
+    if test_split is not None:
+        return train_dataset, test_split
+    if script_args.dataset_test_size is None:
+        raise CommandError(
+            f"evaluation is on (`eval_strategy: {training_args.eval_strategy}`) but {script_args.dataset_name} has no "
+            f"split {script_args.dataset_test_split!r} (`dataset_test_split`): set `dataset_test_size` to hold out "
+            "part of the training data, or `eval_strategy: no`"
+        )
+    size = script_args.dataset_test_size
+    size = int(size) if size >= 1 else size
+    try:
+        splits = train_dataset.train_test_split(test_size=size, seed=training_args.seed)
+    except ValueError as error:
+        raise CommandError(f"`dataset_test_size`: {error}") from error
+    return splits["train"], splits["test"]
+
+
+def _check_columns(dataset, name: str, needs_spans: bool) -> None:
+    required = PREFERENCE_COLUMNS + (SPAN_COLUMNS if needs_spans else ())
+    missing = [column for column in required if column not in dataset.column_names]
+    if missing:
+        hint = (
+            "it looks like raw data: set `dataset_format` (e.g. `auto`) to convert it first"
+            if not set(PREFERENCE_COLUMNS) <= set(dataset.column_names)
+            else "convert it with `rlhfv convert`, or set `segment_source: rlhfv_token_diff` to weigh tokens by "
+            "diffing the token ids instead of reading spans"
+        )
+        raise CommandError(
+            f"`dataset_name`: {name} lacks the column(s) {missing} of the dense preference format "
+            f"(docs/data_format.md); {hint}"
+        )
+    if len(dataset) == 0:
+        raise CommandError(f"`dataset_name`: {name} has no rows")

@@ -1,0 +1,92 @@
+"""An interrupted run resumed from its checkpoint ends where the uninterrupted run ends: same steps, same data order,
+same weights and optimizer state."""
+
+from pathlib import Path
+
+import pytest
+
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "recipes" / "demo" / "config_demo.yaml"
+DEMO_DATA = REPO / "recipes" / "demo" / "data" / "corrections.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def one_cpu_thread(monkeypatch):
+    """One torch thread, as the demo recipe's `env:` asks; restored afterwards for the tests that follow."""
+    import torch
+
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_continues_with_the_same_steps_and_optimizer_state(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from rlhfv.cli import CommandError
+    from rlhfv.train import parse_recipe, run
+
+    def argv(output_dir, *extra):
+        return [
+            "--config", str(DEMO), "--dataset_name", str(DEMO_DATA),
+            "--converted_dataset_dir", str(tmp_path / "converted"), "--output_dir", str(output_dir),
+            "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3", "--logging_steps", "1",
+            "--eval_strategy", "no", "--warmup_steps", "0", *extra,
+        ]  # fmt: skip
+
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    uninterrupted = run(parse_recipe(argv(whole)))
+
+    class CrashAtStep4(TrainerCallback):
+        # After checkpoint-3 is written, before checkpoint-6: step 4's update is lost, as in a real crash
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 4:
+                raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run(parse_recipe(argv(broken)), callbacks=[CrashAtStep4()])
+    assert sorted(path.name for path in broken.glob("checkpoint-*")) == ["checkpoint-3"]
+
+    # `true` = the last checkpoint in output_dir
+    resumed = run(parse_recipe(argv(broken, "--resume_from_checkpoint", "true")))
+    assert resumed.state.global_step == uninterrupted.state.global_step == 6
+
+    def losses(trainer):
+        return [(entry["step"], entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
+
+    # Steps 1-3 come from the checkpoint's state, 4-6 were trained again on the same batches from the same weights
+    assert [step for step, _ in losses(resumed)] == [1, 2, 3, 4, 5, 6]
+    for (_, expected), (_, actual) in zip(losses(uninterrupted), losses(resumed)):
+        assert actual == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+    final_whole = load_file(whole / "model.safetensors")
+    final_resumed = load_file(broken / "model.safetensors")
+    assert final_whole.keys() == final_resumed.keys()
+    for name in final_whole:
+        torch.testing.assert_close(final_resumed[name], final_whole[name], rtol=1e-5, atol=1e-6, msg=name)
+
+    def optimizer_state(folder):
+        return torch.load(folder / "checkpoint-6" / "optimizer.pt", weights_only=False)["state"]
+
+    state_whole, state_resumed = optimizer_state(whole), optimizer_state(broken)
+    assert state_whole.keys() == state_resumed.keys() and state_whole
+    for index in state_whole:
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(state_resumed[index][key], state_whole[index][key], rtol=1e-5, atol=1e-7)
+        assert float(state_resumed[index]["step"]) == float(state_whole[index]["step"]) == 6
+    scheduler_whole = torch.load(whole / "checkpoint-6" / "scheduler.pt", weights_only=False)
+    scheduler_resumed = torch.load(broken / "checkpoint-6" / "scheduler.pt", weights_only=False)
+    assert scheduler_resumed["last_epoch"] == scheduler_whole["last_epoch"] == 6
+
+    # Asking to resume where there is nothing to resume from is a clear error
+    with pytest.raises(CommandError, match="holds no checkpoint"):
+        run(parse_recipe(argv(tmp_path / "empty", "--resume_from_checkpoint", "true")))
