@@ -1,4 +1,4 @@
-"""Shared test set-up: no Hub, no telemetry, GPU tests skipped where no GPU is present."""
+"""Shared test set-up: no Hub, no telemetry, one CPU thread, GPU tests skipped where no GPU is present."""
 
 import os
 
@@ -7,8 +7,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The tests' models are tiny: a second thread only adds synchronisation, and on a busy 2-core machine it made
+# steps many times slower. Subprocesses (the 2-process runs) inherit this too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_cpu_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def pytest_collection_modifyitems(config, items):

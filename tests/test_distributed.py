@@ -15,18 +15,6 @@ DEMO = REPO / "recipes" / "demo" / "config_demo.yaml"
 DEMO_DATA = REPO / "recipes" / "demo" / "data" / "corrections.jsonl"
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread(monkeypatch):
-    """One torch thread, as the demo recipe's `env:` asks; restored afterwards for the tests that follow."""
-    import torch
-
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

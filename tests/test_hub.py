@@ -15,18 +15,6 @@ DEMO_DATA = REPO / "recipes" / "demo" / "data" / "corrections.jsonl"
 REPO_ID = "someone/tiny-dense-dpo"
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread(monkeypatch):
-    """One torch thread, as the demo recipe's `env:` asks; restored afterwards for the tests that follow."""
-    import torch
-
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def hub_calls(monkeypatch, tmp_path):
     from huggingface_hub import HfApi, RepoUrl

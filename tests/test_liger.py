@@ -13,18 +13,6 @@ DEMO = REPO / "recipes" / "demo" / "config_demo.yaml"
 DEMO_DATA = REPO / "recipes" / "demo" / "data" / "corrections.jsonl"
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread(monkeypatch):
-    """One torch thread, as the demo recipe's `env:` asks; restored afterwards for the tests that follow."""
-    import torch
-
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_liger_on_a_cpu_fails_at_start_with_the_fix(tmp_path):
     from rlhfv.cli import CommandError
     from rlhfv.train import parse_recipe, run

@@ -12,18 +12,6 @@ RECIPES = sorted(path for path in REPO.glob("recipes/**/config_*.yaml") if "proo
 ACCELERATE_CONFIGS = sorted(REPO.glob("recipes/accelerate_configs/*.yaml"))
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread(monkeypatch):
-    """One torch thread, as the demo recipe's `env:` asks; restored afterwards for the tests that follow."""
-    import torch
-
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def parse(path, *overrides):
     import torch
 

@@ -29,15 +29,6 @@ def image_rows():
     return rows
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny models run faster on one thread, and do not stall when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module", params=["llava", "qwen2_vl"])
 def vlm(request):
     if request.param == "llava":
