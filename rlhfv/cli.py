@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from rlhfv import __version__
 
@@ -30,6 +31,13 @@ class CommandError(Exception):
     """A failure to report in one line, without a traceback, with exit code 1."""
 
 
+def _add_source_checkout_to_path() -> None:
+    """Make `bench` importable from a source checkout: it ships with the repository, not with the package."""
+    root = Path(__file__).resolve().parents[1]
+    if (root / "bench" / "run.py").is_file() and str(root) not in sys.path:
+        sys.path.append(str(root))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlhfv",
@@ -38,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rlhfv {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for name, module_name in COMMANDS.items():
+    _add_source_checkout_to_path()
+    for module_name in COMMANDS.values():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
