@@ -20,9 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_tools.synthetic.annotator import correct
-from data_tools.synthetic.describe import QUESTIONS, Sentence, describe, join
+from data_tools.synthetic.describe import QUESTIONS, TEMPLATES, Sentence, describe, join, object_sentence
 from data_tools.synthetic.hallucinate import hallucinated_answer
-from data_tools.synthetic.world import DEFAULT_CANVAS, MAX_OBJECTS, Scene, draw_scene, sample_scene
+from data_tools.synthetic.world import (
+    DEFAULT_CANVAS,
+    KINDS,
+    MAX_OBJECTS,
+    POSITIONS,
+    Scene,
+    draw_scene,
+    sample_scene,
+)
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,33 @@ def write_corrections(
     return out / "corrections.jsonl"
 
 
+def visual_question(item: Item) -> tuple[str, str]:
+    """A short question about one detail of the image and its true answer, drawn from the item's own stream.
+
+    Three kinds, in the words of the descriptions so that what is learnt carries over to them: what is at a
+    position (possibly nothing), what colour an object is, whether an object of some kind is there.
+    """
+    rng, scene = item.rng, item.scene
+    kind_of_question = rng.randrange(3)
+    if kind_of_question == 0:
+        position = rng.choice(sorted(POSITIONS))
+        obj = scene.at(position)
+        question = f"What is {POSITIONS[position]}?"
+        if obj is None:
+            return question, f"There is nothing {POSITIONS[position]}."
+        return question, object_sentence(obj.colour, obj.kind, position, rng.randrange(len(TEMPLATES))).text
+    if kind_of_question == 1:
+        obj = rng.choice(scene.objects)
+        return f"What colour is the {obj.kind}?", f"The {obj.kind} is {obj.colour}."
+    kind = rng.choice(sorted(KINDS))
+    present = [o for o in scene.objects if o.kind == kind]
+    question = f"Is there a {kind} in the image?"
+    if not present:
+        return question, f"No, there is no {kind}."
+    obj = present[0]
+    return question, f"Yes, there is a {obj.colour} {obj.kind} {POSITIONS[obj.position]}."
+
+
 def write_sft(
     out: str | Path,
     n: int,
@@ -119,21 +154,33 @@ def write_sft(
     split: str = "sft",
     canvas: int = DEFAULT_CANVAS,
     max_objects: int = MAX_OBJECTS,
+    visual_questions: float = 0.0,
 ) -> Path:
-    """`n` conversations {id, images, messages}: a question about the image and its true description."""
+    """`n` conversations {id, images, messages}: a question about the image and its true description.
+
+    With `visual_questions` > 0, that share of the conversations is instead a short question about one detail of
+    the image (`visual_question`): cheap grounding, which teaches a small model to read the image before it learns
+    the long descriptions. With the default 0 the output is the same as before the option existed.
+    """
+    if not 0.0 <= visual_questions <= 1.0:
+        raise ValueError(f"visual_questions must be in [0, 1], got {visual_questions}")
     out = Path(out)
     items = list(_progress(iter_items(split, n, seed, canvas, max_objects), n, "sft"))
-    rows = [
-        {
-            "id": item.id,
-            "images": [item.image],
-            "messages": [
-                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": item.question}]},
-                {"role": "assistant", "content": [{"type": "text", "text": item.description}]},
-            ],
-        }
-        for item in items
-    ]
+    rows = []
+    for item in items:
+        question, answer = item.question, item.description
+        if visual_questions > 0 and item.rng.random() < visual_questions:
+            question, answer = visual_question(item)
+        rows.append(
+            {
+                "id": item.id,
+                "images": [item.image],
+                "messages": [
+                    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+                ],
+            }
+        )
     _write_common(out, items)
     _write_jsonl(out / "sft.jsonl", rows)
     return out / "sft.jsonl"
