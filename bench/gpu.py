@@ -22,7 +22,7 @@ GPU_MODEL = {
     "heads": 12,
     "kv_heads": 2,
 }
-GPU_DATA = {"prompt_words": 200, "answer_words": 500, "pairs": 4, "warmup": 2, "steps": 5, "rounds": 2}
+GPU_DATA = {"prompt_words": 200, "answer_words": 500, "pairs": 4, "warmup": 2, "steps": 5}
 
 
 def available() -> bool:
@@ -36,7 +36,7 @@ def run(quick: bool = False):
         return {"title": "GPU benchmarks", "skipped": "no CUDA GPU on this machine", "rows": []}
     import torch
 
-    data = dict(GPU_DATA, steps=2, warmup=1, rounds=1) if quick else GPU_DATA
+    data = dict(GPU_DATA, steps=2, warmup=1) if quick else GPU_DATA
     head = loss_head.run(device="cuda", dtype="bfloat16", grid=GPU_LOSS_GRID)
     rows = []
     for liger in (False, True):

@@ -6,11 +6,16 @@ tokens, 0 on the prompt. Contenders, each given the same last hidden states [B, 
 - full_logits: full logits, log_softmax, gather (how RLHF-V's public code scores answers);
 - trl_head: TRL 1.16's chunked log-prob head (`trl.kernels.ChunkedLogProbFunction`, called as `add_fused_lm_head`
   calls it on this device), plain per-row sum: what stock `trl.DPOTrainer` computes;
-- trl_head_weighted: the same head, per-token log-probs times w_t / N: the Dense DPO score the trainer builds;
-- rlhfv_tiled: `rlhfv.weighted_logprob_head.weighted_token_log_probs` (answer tokens only, cache-sized tiles).
+- trl_head_weighted: the same head, per-token log-probs times w_t / N: the Dense DPO score the trainer builds on
+  CUDA/XPU;
+- rlhfv_tiled: `rlhfv.weighted_logprob_head.weighted_token_log_probs` (answer tokens only, cache-sized tiles): the
+  trainer's path on CPU (`tiled_cpu_head=True`, the default).
 
-Memory on CPU: each contender runs in a fresh process; after the inputs are built the peak-RSS mark is reset
-(/proc/self/clear_refs), and the figure is the peak RSS during forward + backward minus the RSS just before it, so it
+Each device runs the contenders that matter there (`DEVICE_CONTENDERS`): full logits, TRL's head and rlhfv's path on
+that device. On CPU, the weighting's own cost on TRL's head is measured end to end by `bench/train_step.py`.
+
+Memory on CPU: each contender runs in a process of its own (`common.run_worker`); after the inputs are built the
+peak-RSS mark is reset (/proc/self/clear_refs), and the figure is the peak RSS during forward + backward minus the RSS just before it, so it
 counts logits, temporaries and gradients (including the LM head's own gradient), not the inputs. On GPU:
 `torch.cuda.max_memory_allocated()` minus the allocation before the pass.
 """
@@ -28,8 +33,13 @@ CONTENDERS = ("full_logits", "trl_head", "trl_head_weighted", "rlhfv_tiled")
 LABELS = {
     "full_logits": "full logits + log_softmax",
     "trl_head": "TRL chunked head (stock DPO sum)",
-    "trl_head_weighted": "TRL chunked head + w_t/N",
-    "rlhfv_tiled": "rlhfv tiled head + w_t/N",
+    "trl_head_weighted": "TRL chunked head + w_t/N (rlhfv on CUDA/XPU)",
+    "rlhfv_tiled": "rlhfv tiled head + w_t/N (rlhfv on CPU)",
+}
+# rlhfv's path differs by device: the tiled head on CPU, TRL's Triton head times w_t/N on CUDA/XPU
+DEVICE_CONTENDERS = {
+    "cpu": ("full_logits", "trl_head", "rlhfv_tiled"),
+    "cuda": ("full_logits", "trl_head", "trl_head_weighted"),
 }
 GAMMA = 5.0
 
@@ -157,18 +167,26 @@ def worker(spec: dict) -> dict:
     }
 
 
-def run(quick: bool = False, device: str = "cpu", dtype: str = "float32", grid: dict | None = None, name=None):
-    """Run every contender on every shape, back to back, one fresh process each. Returns the result payload."""
+def run(
+    quick: bool = False,
+    device: str = "cpu",
+    dtype: str = "float32",
+    grid: dict | None = None,
+    name=None,
+    contenders: tuple[str, ...] | None = None,
+):
+    """Run the device's contenders on every shape, back to back, one process each. Returns the result payload."""
     from tqdm import tqdm
 
     grid = grid or (QUICK if quick else FULL)
+    contenders = contenders or DEVICE_CONTENDERS[device]
     shapes = [(vocab, seq) for seq in grid["seqs"] for vocab in grid["vocabs"]]
     rows = []
-    bar = tqdm(total=len(shapes) * len(CONTENDERS), desc="loss head", unit="run")
+    bar = tqdm(total=len(shapes) * len(contenders), desc="loss head", unit="run")
     for vocab, seq in shapes:
         batch = grid.get("batch_for_seq", {}).get(seq, grid["batch"])
         results = {}
-        for contender in CONTENDERS:
+        for contender in contenders:
             spec = {
                 "contender": contender,
                 "batch": batch,
@@ -184,7 +202,7 @@ def run(quick: bool = False, device: str = "cpu", dtype: str = "float32", grid: 
             bar.update()
         base = results["full_logits"]
         dense_reference = results["full_logits"]["score"]
-        for contender in CONTENDERS:
+        for contender in contenders:
             result = results[contender]
             row = {
                 "vocab": vocab,
@@ -208,6 +226,7 @@ def run(quick: bool = False, device: str = "cpu", dtype: str = "float32", grid: 
     return {
         "title": f"Loss head: forward + backward of the Dense DPO score ({device}, {dtype})",
         "grid": grid,
+        "contenders": list(contenders),
         "prompt_fraction": PROMPT_FRACTION,
         "gamma": GAMMA,
         "rows": rows,
@@ -234,14 +253,15 @@ def plot(payload: dict, name: str):
     fig, axes = common.new_figure(2, width=12, height=4.2)
     shapes = sorted({(r["seq"], r["vocab"]) for r in rows})
     x_labels = [f"T={seq}\nV={vocab // 1000}k" for seq, vocab in shapes]
-    width = 0.8 / len(CONTENDERS)
+    contenders = payload["contenders"]
+    width = 0.8 / len(contenders)
     for axis, key, title in ((axes[0][0], "peak_gib", "peak extra memory (GiB)"), (axes[0][1], "time_s", "time (s)")):
-        for index, contender in enumerate(CONTENDERS):
+        for index, contender in enumerate(contenders):
             values = [
                 next(r[key] for r in rows if r["contender"] == contender and (r["seq"], r["vocab"]) == shape)
                 for shape in shapes
             ]
-            positions = [i + (index - (len(CONTENDERS) - 1) / 2) * width for i in range(len(shapes))]
+            positions = [i + (index - (len(contenders) - 1) / 2) * width for i in range(len(shapes))]
             axis.bar(positions, values, width, label=LABELS[contender])
         axis.set_xticks(range(len(shapes)), x_labels, fontsize=8)
         axis.set_title(title)
@@ -255,7 +275,7 @@ def notes(payload: dict) -> list[str]:
     return [
         f"Hidden {grid['hidden']}; first {int(PROMPT_FRACTION * 100)}% of each row is prompt (label -100); "
         f"gamma {GAMMA} on ~15% of the answer; fp32 on CPU.",
-        "Memory: fresh process per contender; peak RSS during forward + backward minus RSS just before "
+        "Memory: one process per contender; peak RSS during forward + backward minus RSS just before "
         "(inputs excluded; the LM head's own gradient, V x H fp32, is included in every contender).",
         f"Batch {grid['batch']} row(s) per shape on CPU: it keeps the largest full-logits case (T=2048, V=152k) "
         "well under 10 GB and the whole grid inside the CPU time budget.",

@@ -1,7 +1,7 @@
 """Benchmark 3: a Dense DPO epoch with per-token reference log-probs precomputed vs computed on the fly.
 
 Both runs train `DenseDPOTrainer` for one epoch on the same synthetic text pairs and the same random-init model, each
-in a fresh process, back to back (order A B; A B B A with `rounds=2`).
+in a process of its own, back to back (order A B; A B B A with `rounds=2`).
 - on the fly (`precompute_ref_log_probs=False`): a frozen copy of the policy is the reference, run at every step;
 - precomputed (`precompute_ref_log_probs=True`, no `ref_model`): the trainer runs the reference once over the dataset
   at set-up, stores per-token log-probs in its cache (`ref_cache_dir`, a fresh temporary folder: no cache hit), and

@@ -150,10 +150,10 @@ def _summary(name: str, payload: dict) -> list[str]:
         for row in rows:
             if "error" in row:
                 lines.append(f"liger={row['liger']}: {row['error']}")
-            elif row["contender"] == "dense_dpo":
+            elif row["contender"] != "trl_dpo":
                 prefix = f"liger={row['liger']} " if "liger" in row else ""
                 lines.append(
-                    f"{prefix}{row['model']}: DenseDPOTrainer / trl.DPOTrainer: step time x{row['time_vs_trl']:.3f}, "
+                    f"{prefix}{row['model']}: {row['label']} / trl.DPOTrainer: step time x{row['time_vs_trl']:.3f}, "
                     f"step memory x{row['step_mem_vs_trl']:.3f}, process peak x{row['process_mem_vs_trl']:.3f}"
                 )
     elif name == "ref_precompute":

@@ -112,6 +112,10 @@ class DenseDPOConfig(DPOConfig):
             Folder for the per-token reference log-probs computed when `precompute_ref_log_probs=True`. `None` uses
             `rlhfv_ref_logps` in the Hugging Face datasets cache, shared by runs so that a changed `gamma` or
             `score_average` reuses them.
+        tiled_cpu_head (`bool`, *optional*, defaults to `True`):
+            On devices without Triton (CPU), score log-probs with rlhfv's tiled LM head: only the completion tokens,
+            in cache-sized tiles, same values as TRL's head in about half its time. No effect on CUDA/XPU, where
+            TRL's Triton head runs.
     """
 
     gamma: float = field(
@@ -149,6 +153,14 @@ class DenseDPOConfig(DPOConfig):
             "help": "Folder where per-token reference log-probs are cached when precompute_ref_log_probs=True. "
             "Default: 'rlhfv_ref_logps' in the Hugging Face datasets cache (shared by runs, keyed by reference "
             "model, data, max_length, truncation and processor)."
+        },
+    )
+
+    tiled_cpu_head: bool = field(
+        default=True,
+        metadata={
+            "help": "On devices without Triton (CPU), compute log-probs with rlhfv's tiled LM head (completion tokens "
+            "only, cache-sized tiles; same values as TRL's head in about half its time). No effect on CUDA/XPU."
         },
     )
 

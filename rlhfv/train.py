@@ -502,10 +502,31 @@ def run(recipe: Recipe, command: str = "", callbacks: list | None = None):
         # that the run files are complete (and a notebook or test can start the next run)
         if wandb.run is not None:
             wandb.finish()
+    _release_data_parallel_wrapper(trainer)
     if hasattr(trainer, "end"):
         # Finishes accelerate's trackers and the process group
         trainer.end()
     return trainer
+
+
+def _release_data_parallel_wrapper(trainer) -> None:
+    """Free the DDP wrapper while the process group is still registered, before `trainer.end()` destroys it.
+
+    DDP's reducer holds the gloo process group. If the reducer is the group's last owner, the group's destructor (which
+    joins gloo's worker threads) runs from the reducer's destructor with the GIL held, while a worker thread may need
+    the GIL to free the tensors of its last collective: a deadlock at exit, seen in about one in four 2-process CPU
+    runs with torch 2.13. Freed here, the reducer is not the last owner; `destroy_process_group` then drops the group
+    from Python, whose binding releases the GIL before joining the threads.
+    """
+    import gc
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not isinstance(trainer.model_wrapped, DistributedDataParallel):
+        return
+    trainer.model_wrapped = trainer.model
+    trainer.accelerator.free_memory()
+    gc.collect()
 
 
 if __name__ == "__main__":

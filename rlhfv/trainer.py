@@ -30,6 +30,7 @@ from trl import DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id, use_adapter
 
+from . import tiled_head_dispatch
 from .checkpoints import load_checkpoint_weights
 from .collators import DENSE_BATCH_KEYS, promote_collator
 from .config import DenseDPOConfig, validate_dense_args
@@ -60,15 +61,25 @@ class _DenseBatch:
 
 
 def _wrap_forward(module: torch.nn.Module, trainer_ref: Callable[[], DenseDPOTrainer | None]) -> None:
-    """Make `module.forward(..., fused_lm_head=True)` return scaled log-probs while a batch is being scored."""
+    """Make `module.forward(..., fused_lm_head=True)` return scaled log-probs while a batch is being scored.
+
+    With `tiled_cpu_head`, every fused-head forward also runs inside `tiled_head_dispatch.scoring_positions`, so on
+    CPU rlhfv's tiled head scores it (policy, reference and precompute alike).
+    """
     inner = module.forward
     if getattr(inner, "_rlhfv_dense_forward", False):
         return
 
     @functools.wraps(inner)
     def forward(*args, **kwargs):
-        output = inner(*args, **kwargs)
         trainer = trainer_ref()
+        tiled = trainer is not None and trainer.args.tiled_cpu_head and kwargs.get("fused_lm_head")
+        with (
+            tiled_head_dispatch.scoring_positions(kwargs.get("labels"), kwargs.get("shift_labels"))
+            if tiled
+            else contextlib.nullcontext()
+        ):
+            output = inner(*args, **kwargs)
         state = None if trainer is None else trainer._dense_batch
         if state is None or not kwargs.get("fused_lm_head"):
             return output
@@ -188,6 +199,8 @@ class DenseDPOTrainer(DPOTrainer):
                 args.precompute_ref_log_probs = True
         self.data_collator = promote_collator(self.data_collator, args.segment_source)
 
+        if args.tiled_cpu_head and not tiled_head_dispatch.install():
+            args.tiled_cpu_head = False
         # Scale the fused head's output of the policy (the transformers model under PEFT) and of the reference
         trainer_ref = weakref.ref(self)
         _wrap_forward(self.model.get_base_model() if is_peft_model(self.model) else self.model, trainer_ref)

@@ -15,12 +15,17 @@ given, weight != 0), in tiles small enough to stay in the CPU's last-level cache
 ops: three passes in the forward (max, exp, sum) and three in the backward (exp, scale, scatter of the target term).
 The GEMMs are the same as TRL's: one in the forward, three in the backward (recompute, grad of hidden, grad of the
 head). Values match TRL's head and full `log_softmax` logits to float32 rounding (`tests/test_weighted_logprob_head.py`).
+`TiledLogProbFunction` can also return the per-token entropy, mean logit and top-1 flag that TRL's DPO metrics read;
+`rlhfv/tiled_head_dispatch.py` uses it to serve `DenseDPOTrainer`'s forwards on CPU (`tiled_cpu_head=True`).
 
     log_probs = weighted_token_log_probs(hidden, lm_head.weight, labels, token_weights=weights)  # [B, T]
     score = log_probs.sum(-1)  # the Dense DPO score when `weights` are w_t / N
 """
 
 from __future__ import annotations
+
+import contextlib
+import sys
 
 import torch
 
@@ -29,68 +34,127 @@ import torch
 # folded, and is still large enough for the GEMM to run at full speed (`rlhfv bench --only tile_shapes` compares).
 CPU_TOKEN_CHUNK = 1024
 CPU_VOCAB_CHUNK = 4096
+# What `TiledLogProbFunction` can return per row, in its output order (TRL's field names)
+OUTPUTS = ("log_probs", "entropy", "mean_logits", "is_top1")
+
+
+def _zero3_gathered(weight, bias):
+    """TRL's gather of a ZeRO-3 partitioned head for the backward's recompute; a null context without DeepSpeed.
+
+    ZeRO-3 cannot be on unless `deepspeed` is imported, so that is checked first: it spares callers of the head outside
+    a trainer the ~6 s import of `trl.trainer.utils`.
+    """
+    if "deepspeed" not in sys.modules:
+        return contextlib.nullcontext()
+    from trl.trainer.utils import maybe_gather_lm_head_ctx
+
+    return maybe_gather_lm_head_ctx(weight, bias)
 
 
 class TiledLogProbFunction(torch.autograd.Function):
     """`log_softmax(hidden @ weight.T * scale + bias)[i, targets[i]]` for each row `i`, without the `[N, V]` logits.
 
     `scale` is `logit_scale / temperature`, as in TRL's head. Statistics and gradients are accumulated in fp32; the
-    GEMMs run in the inputs' dtype (or the autocast dtype).
+    GEMMs run in the inputs' dtype (or the autocast dtype). Besides the log-probs it can return, per row, the
+    entropy of the distribution, the mean logit and whether the target is the (first) argmax: the per-token fields
+    TRL's DPO metrics read (`outputs`; `None` when not asked for). Those are for logging: only the log-probs carry a
+    gradient.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, scale, token_chunk, vocab_chunk):
+    def forward(ctx, hidden, weight, bias, targets, scale, token_chunk, vocab_chunk, outputs=("log_probs",)):
+        unknown = set(outputs) - set(OUTPUTS)
+        if unknown:
+            raise ValueError(f"TiledLogProbFunction cannot compute {sorted(unknown)}; it computes {list(OUTPUTS)}.")
+        want_entropy, want_mean, want_top1 = (name in outputs for name in OUTPUTS[1:])
         device = hidden.device
         n_tokens, vocab = hidden.shape[0], weight.shape[0]
         compute_dtype = (
             torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else hidden.dtype
         )
-        log_z = torch.empty(n_tokens, device=device, dtype=torch.float32)
-        target_logit = torch.empty(n_tokens, device=device, dtype=torch.float32)
-        buffer = torch.empty((min(n_tokens, token_chunk), vocab_chunk), device=device, dtype=torch.float32)
+        stats = {
+            name: torch.zeros(n_tokens, device=device, dtype=torch.float32)
+            for name in ("log_z", "target_logit", "x_sum", "z_sum")
+        }
+        argmax = torch.zeros(n_tokens, device=device, dtype=torch.long) if want_top1 else None
+        rows_max = min(n_tokens, token_chunk)
+        buffer = torch.empty((rows_max, vocab_chunk), device=device, dtype=torch.float32)
+        # exp(z - max) needs its own tile when the entropy also needs z - max
+        exp_buffer = torch.empty_like(buffer) if want_entropy else None
         with torch.autocast(device.type, enabled=False):
             for token_start in range(0, n_tokens, token_chunk):
                 token_end = min(token_start + token_chunk, n_tokens)
                 rows = token_end - token_start
                 hidden_chunk = hidden[token_start:token_end].to(compute_dtype)
                 chunk_targets = targets[token_start:token_end]
+                target_logit = stats["target_logit"][token_start:token_end]
                 running_max = torch.full((rows,), float("-inf"), device=device, dtype=torch.float32)
                 running_sum = torch.zeros(rows, device=device, dtype=torch.float32)
+                x_sum = stats["x_sum"][token_start:token_end]  # sum_j exp(z_j - running_max) * z_j
                 for start in range(0, vocab, vocab_chunk):
                     end = min(start + vocab_chunk, vocab)
                     tile = _project(buffer[:rows, : end - start], hidden_chunk, weight, bias, start, end, scale)
                     in_tile = (chunk_targets >= start) & (chunk_targets < end)
                     local = (chunk_targets - start).clamp(0, end - start - 1)
                     picked = tile.gather(1, local.unsqueeze(1)).squeeze(1)
-                    target_logit[token_start:token_end] = torch.where(
-                        in_tile, picked, target_logit[token_start:token_end]
-                    )
+                    target_logit.copy_(torch.where(in_tile, picked, target_logit))
+                    if want_mean:
+                        stats["z_sum"][token_start:token_end] += tile.sum(1)
+                    if want_top1:
+                        # max(dim) returns the first maximal index; a strictly larger later tile takes over, so ties
+                        # resolve to the lowest vocabulary index, as argmax does
+                        tile_max, tile_arg = tile.max(1)
+                        argmax[token_start:token_end] = torch.where(
+                            tile_max > running_max, tile_arg + start, argmax[token_start:token_end]
+                        )
+                    else:
+                        tile_max = tile.amax(1)
                     # Online logsumexp: fold this tile's sum of exp into the running one, rescaled to the new max
-                    tile_max = tile.amax(1)
-                    tile_sum = tile.sub_(tile_max.unsqueeze(1)).exp_().sum(1)
+                    shifted = tile.sub_(tile_max.unsqueeze(1))
+                    if want_entropy:
+                        exp_tile = torch.exp(shifted, out=exp_buffer[:rows, : end - start])
+                        tile_sum = exp_tile.sum(1)
+                        # sum_j e_j * z_j = sum_j e_j * (z_j - max) + max * sum_j e_j, as a batched row dot product
+                        tile_x = torch.bmm(exp_tile.unsqueeze(1), shifted.unsqueeze(2)).view(rows)
+                        tile_x = tile_x + tile_max * tile_sum
+                    else:
+                        tile_sum = shifted.exp_().sum(1)
                     new_max = torch.maximum(running_max, tile_max)
-                    running_sum = running_sum * torch.exp(running_max - new_max) + tile_sum * torch.exp(
-                        tile_max - new_max
-                    )
+                    old_factor, tile_factor = torch.exp(running_max - new_max), torch.exp(tile_max - new_max)
+                    running_sum = running_sum * old_factor + tile_sum * tile_factor
+                    if want_entropy:
+                        x_sum.copy_(x_sum * old_factor + tile_x * tile_factor)
                     running_max = new_max
-                log_z[token_start:token_end] = running_max + torch.log(running_sum)
+                stats["log_z"][token_start:token_end] = running_max + torch.log(running_sum)
+                if want_entropy:
+                    x_sum.div_(running_sum)  # now the expected logit under the distribution
+        log_z = stats["log_z"]
+        log_probs = stats["target_logit"] - log_z
+        entropy = log_z - stats["x_sum"] if want_entropy else None
+        mean_logits = stats["z_sum"] / vocab if want_mean else None
+        is_top1 = argmax == targets if want_top1 else None
         ctx.save_for_backward(hidden, weight, bias, targets, log_z)
         ctx.scale, ctx.token_chunk, ctx.vocab_chunk, ctx.compute_dtype = scale, token_chunk, vocab_chunk, compute_dtype
-        return target_logit - log_z
+        ctx.mark_non_differentiable(*(x for x in (entropy, mean_logits, is_top1) if x is not None))
+        ctx.set_materialize_grads(False)
+        return log_probs, entropy, mean_logits, is_top1
 
     @staticmethod
-    def backward(ctx, grad_log_probs):
+    def backward(ctx, grad_log_probs, *_):
         hidden, weight, bias, targets, log_z = ctx.saved_tensors
         scale, token_chunk, vocab_chunk, compute_dtype = ctx.scale, ctx.token_chunk, ctx.vocab_chunk, ctx.compute_dtype
         needs_hidden, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        if grad_log_probs is None:
+            return (None,) * 8
         device = hidden.device
-        n_tokens, vocab = hidden.shape[0], weight.shape[0]
-        grad_hidden = torch.zeros(hidden.shape, device=device, dtype=torch.float32) if needs_hidden else None
-        grad_weight = torch.zeros(weight.shape, device=device, dtype=torch.float32) if needs_weight else None
-        grad_bias = torch.zeros(bias.shape, device=device, dtype=torch.float32) if needs_bias else None
-        grad_log_probs = grad_log_probs.float()
-        buffer = torch.empty((min(n_tokens, token_chunk), vocab_chunk), device=device, dtype=torch.float32)
-        with torch.autocast(device.type, enabled=False):
+        # Under DeepSpeed ZeRO-3 the head's weight is gathered for the backward too, as TRL's head does
+        with _zero3_gathered(weight, bias), torch.autocast(device.type, enabled=False):
+            n_tokens, vocab = hidden.shape[0], weight.shape[0]
+            grad_hidden = torch.zeros(hidden.shape, device=device, dtype=torch.float32) if needs_hidden else None
+            grad_weight = torch.zeros(weight.shape, device=device, dtype=torch.float32) if needs_weight else None
+            grad_bias = torch.zeros(bias.shape, device=device, dtype=torch.float32) if needs_bias else None
+            grad_log_probs = grad_log_probs.float()
+            buffer = torch.empty((min(n_tokens, token_chunk), vocab_chunk), device=device, dtype=torch.float32)
             for token_start in range(0, n_tokens, token_chunk):
                 token_end = min(token_start + token_chunk, n_tokens)
                 rows = token_end - token_start
@@ -118,6 +182,7 @@ class TiledLogProbFunction(torch.autograd.Function):
             None if grad_hidden is None else grad_hidden.to(hidden.dtype),
             None if grad_weight is None else grad_weight.to(weight.dtype),
             None if grad_bias is None else grad_bias.to(bias.dtype),
+            None,
             None,
             None,
             None,
@@ -213,7 +278,7 @@ def weighted_token_log_probs(
             scale,
             token_chunk or CPU_TOKEN_CHUNK,
             vocab_chunk or CPU_VOCAB_CHUNK,
-        )
+        )[0]
     if token_weights is not None:
         log_probs = log_probs * token_weights[mask].to(log_probs.dtype)
     # masked_scatter keeps an all-masked batch connected to the graph (a differentiable zero), as TRL's head does

@@ -33,7 +33,7 @@ def _dense_score_in_float64(spec):
 
 
 def test_loss_head_contenders_compute_the_dense_score_and_files_are_written(results_dir):
-    payload = loss_head.run(grid=TINY_GRID)
+    payload = loss_head.run(grid=TINY_GRID, contenders=loss_head.CONTENDERS)
     spec = {"batch": 2, "seq": 24, "hidden": 32, "vocab": 300}
     expected = _dense_score_in_float64(spec)
     rows = {row["contender"]: row for row in payload["rows"]}
@@ -64,6 +64,12 @@ def test_peak_rss_probe_sees_an_allocation_after_a_reset():
     assert 190e6 < extra < 400e6
 
 
+def test_failed_worker_reports_its_traceback():
+    spec = {"contender": "no_such_head", "batch": 1, "seq": 8, "hidden": 8, "vocab": 16}
+    with pytest.raises(RuntimeError, match="unknown contender 'no_such_head'"):
+        common.run_worker("bench.loss_head", spec)
+
+
 def test_synthetic_pairs_mark_exactly_the_replaced_words():
     dataset = train_step.build_dataset(5, prompt_words=4, answer_words=30, images=False)
     for row in dataset:
@@ -75,7 +81,7 @@ def test_synthetic_pairs_mark_exactly_the_replaced_words():
         assert [rejected[s:e] for s, e in row["rejected_spans"]] == [rejected_words[i] for i in differing]
 
 
-def test_train_step_worker_measures_both_trainers_on_a_tiny_model():
+def test_train_step_memory_worker_measures_each_trainer_on_a_tiny_model():
     spec = {"model": train_step.QUICK_MODELS["llama"], "device": "cpu", **train_step.QUICK_DATA}
     for contender in train_step.CONTENDERS:
         result = train_step.worker({**spec, "contender": contender})
@@ -83,6 +89,41 @@ def test_train_step_worker_measures_both_trainers_on_a_tiny_model():
         assert all(t > 0 for t in result["step_times_s"])
         assert result["process_peak_bytes"] > result["step_peak_extra_bytes"] >= 0
         assert result["tokens_per_step"] > 0
+        # The contender's steps were scored by the head its label names (the driver refuses runs that were not)
+        assert train_step._checked(result["head_calls"], contender, "cpu") is result["head_calls"]
+        assert (result["head_calls"]["tiled"] > 0) == (contender == "dense_dpo")
+
+
+def test_round_schedule_mirrors_measured_rounds():
+    assert train_step.round_schedule(["a", "b", "c"], warmup=1, steps=3) == [*"abc", *"abc", *"cba", *"abc"]
+
+
+def test_interleaved_timing_worker_runs_every_trainer_in_turns():
+    contenders = list(train_step.CONTENDERS)
+    spec = {"model": train_step.QUICK_MODELS["llama"], "device": "cpu", **train_step.QUICK_DATA}
+    result = train_step.worker({**spec, "mode": "interleaved", "contenders": contenders})
+    assert result["schedule"] == train_step.round_schedule(contenders, spec["warmup"], spec["steps"])
+    # Steps ran in the schedule's order, one at a time
+    assert [name for name, _, _ in result["step_log"]] == result["schedule"]
+    for (_, _, end), (_, next_start, _) in zip(result["step_log"], result["step_log"][1:]):
+        assert end <= next_start
+    for contender in contenders:
+        assert len(result["warmup_times_s"][contender]) == spec["warmup"]
+        assert len(result["step_times_s"][contender]) == spec["steps"]
+        assert all(t > 0 for t in result["step_times_s"][contender])
+        # Head calls are counted per trainer although all of them share the process
+        calls = result["head_calls"][contender]
+        assert (calls["tiled"] > 0) == (contender == "dense_dpo")
+        assert calls["tiled"] + calls["trl"] > 0
+    with pytest.raises(RuntimeError, match="wrong heads"):
+        train_step._checked(result["head_calls"]["trl_dpo"], "dense_dpo", "cpu")
+
+
+def test_turns_release_waiting_trainers_when_one_fails():
+    turns = train_step._Turns(["a", "b"])
+    turns.fail("a failed: boom")
+    with pytest.raises(RuntimeError, match="boom"):
+        turns.wait_for("b")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU skip path")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 
-from rlhfv import DenseDPOConfig, DenseDPOTrainer
+from rlhfv import DenseDPOConfig, DenseDPOTrainer, tiled_head_dispatch
 from rlhfv.tiny_models import build_text_model, build_tokenizer
 
 
@@ -160,6 +160,28 @@ def grads(loss, model):
     return torch.autograd.grad(loss, params, allow_unused=True)
 
 
+def assert_tiled_head_matches_stock_trl(dense, dense_batch, stock, stock_batch):
+    """Dense DPO at gamma 1 with sums on rlhfv's tiled CPU head == stock TRL on its own head: loss, grads, metrics."""
+    served = dict(tiled_head_dispatch.calls)
+    dense_loss = dense.compute_loss(dense.model, dense_batch)
+    assert tiled_head_dispatch.calls["tiled"] == served["tiled"] + 2  # policy and reference, on rlhfv's CPU head
+    stock_loss = stock.compute_loss(stock.model, stock_batch)
+    assert tiled_head_dispatch.calls["trl"] == served["trl"] + 2  # stock TRL keeps its own head
+    assert abs(dense_loss.item() - stock_loss.item()) < 1e-6
+    assert_close_grads(grads(dense_loss, dense.model), grads(stock_loss, stock.model), atol=1e-6)
+    # TRL's metrics read the head's entropy, mean logit and top-1 flags: the tiled head gives the same
+    compared = [
+        "entropy",
+        "logits/chosen",
+        "logits/rejected",
+        "mean_token_accuracy",
+        "logps/chosen",
+        "rewards/margins",
+    ]
+    for key in compared:
+        assert dense._metrics["train"][key] == pytest.approx(stock._metrics["train"][key], abs=1e-5), key
+
+
 def assert_close_grads(got, expected, atol):
     for g, e in zip(got, expected):
         if e is None:
@@ -185,10 +207,20 @@ def test_gamma_one_sums_reproduce_stock_dpo_exactly(tmp_path, pristine, tokenize
     stock_rows = stock._remove_unused_columns(stock.train_dataset)
     stock_batch = stock.data_collator([stock_rows[i] for i in range(3)])
     assert torch.equal(dense_batch["input_ids"], stock_batch["input_ids"])
-    dense_loss = dense.compute_loss(dense.model, dense_batch)
-    stock_loss = stock.compute_loss(stock.model, stock_batch)
-    assert abs(dense_loss.item() - stock_loss.item()) < 1e-6
-    assert_close_grads(grads(dense_loss, dense.model), grads(stock_loss, stock.model), atol=1e-6)
+    assert_tiled_head_matches_stock_trl(dense, dense_batch, stock, stock_batch)
+
+
+def test_tiled_cpu_head_off_uses_trl_head_with_the_same_result(tmp_path, pristine, tokenizer, dataset):
+    results = {}
+    for tiled in (True, False):
+        trainer = make_trainer(pristine, tokenizer, dataset, make_args(tmp_path, tiled_cpu_head=tiled))
+        served = dict(tiled_head_dispatch.calls)
+        loss = trainer.compute_loss(trainer.model, first_batch(trainer))
+        used = {path: tiled_head_dispatch.calls[path] - served[path] for path in served}
+        assert used == ({"tiled": 2, "trl": 0} if tiled else {"tiled": 0, "trl": 2})
+        results[tiled] = (loss, grads(loss, trainer.model))
+    assert abs(results[True][0].item() - results[False][0].item()) < 1e-6
+    assert_close_grads(results[True][1], results[False][1], atol=1e-6)
 
 
 @pytest.mark.parametrize("gamma", [2.0, 5.0])

@@ -106,10 +106,43 @@ def test_shape_errors_say_what_to_pass():
         weighted_token_log_probs(hidden_states, weight, labels, weights[:, :-1])
 
 
-def test_function_scores_rows_directly():
-    # The autograd function itself: rows in, one log-prob per row out
+@pytest.mark.parametrize("token_chunk,vocab_chunk", [(4, 64), (1024, 4096), (5, 333)])
+def test_function_returns_trl_metric_fields_matching_full_logits(token_chunk, vocab_chunk):
+    # The autograd function itself: rows in, per-row log-prob, entropy, mean logit and top-1 flag out, each checked
+    # against the full distribution computed here in float64
     hidden_states, weight, _, labels, _ = _inputs(seq=25)
     rows, targets = hidden_states[1], labels[1].clamp(min=0)
-    got = TiledLogProbFunction.apply(rows, weight, None, targets, 1.0, 4, 64)
-    want = (rows.double() @ weight.double().t()).log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-5)
+    # Row 0: vocabulary entries 100 and 700 (different tiles) tie at the top and the target is 700, so it is not
+    # "top 1" (argmax takes the first). Row 1's target is its lone argmax.
+    weight = weight.detach().clone()
+    weight[100] = weight[700] = rows[0].detach() * 3
+    targets[0] = 700
+    logits = (rows.double() @ weight.double().t()) * 1.7
+    targets[1] = int(logits[1].argmax())
+    weight.requires_grad_()
+
+    log_probs, entropy, mean_logits, is_top1 = TiledLogProbFunction.apply(
+        rows, weight, None, targets, 1.7, token_chunk, vocab_chunk, ("log_probs", "entropy", "mean_logits", "is_top1")
+    )
+    log_softmax = logits.log_softmax(-1)
+    torch.testing.assert_close(
+        log_probs.double(), log_softmax.gather(-1, targets.unsqueeze(-1)).squeeze(-1), atol=1e-5, rtol=1e-5
+    )
+    torch.testing.assert_close(entropy.double(), -(log_softmax.exp() * log_softmax).sum(-1), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(mean_logits.double(), logits.mean(-1), atol=1e-5, rtol=1e-5)
+    assert torch.equal(is_top1, logits.argmax(-1) == targets)
+    assert not is_top1[0] and is_top1[1]
+    # Only the log-probs carry a gradient
+    assert log_probs.requires_grad and not entropy.requires_grad and not mean_logits.requires_grad
+
+
+def test_function_without_optional_outputs_returns_none():
+    hidden_states, weight, _, labels, _ = _inputs(seq=21)
+    log_probs, entropy, mean_logits, is_top1 = TiledLogProbFunction.apply(
+        hidden_states[0], weight, None, labels[0].clamp(min=0), 1.0, 4, 64
+    )
+    assert log_probs.shape == (21,) and entropy is None and mean_logits is None and is_top1 is None
+    with pytest.raises(ValueError, match="log_sum_sq_probs"):
+        TiledLogProbFunction.apply(
+            hidden_states[0], weight, None, labels[0].clamp(min=0), 1.0, 4, 64, ("log_probs", "log_sum_sq_probs")
+        )
