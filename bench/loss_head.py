@@ -15,9 +15,9 @@ Each device runs the contenders that matter there (`DEVICE_CONTENDERS`): full lo
 that device. On CPU, the weighting's own cost on TRL's head is measured end to end by `bench/train_step.py`.
 
 Memory on CPU: each contender runs in a process of its own (`common.run_worker`); after the inputs are built the
-peak-RSS mark is reset (/proc/self/clear_refs), and the figure is the peak RSS during forward + backward minus the RSS just before it, so it
-counts logits, temporaries and gradients (including the LM head's own gradient), not the inputs. On GPU:
-`torch.cuda.max_memory_allocated()` minus the allocation before the pass.
+peak-RSS mark is reset (/proc/self/clear_refs), and the figure is the peak RSS during forward + backward minus the RSS
+just before it, so it counts logits, temporaries and gradients (including the LM head's own gradient), not the inputs.
+On GPU: `torch.cuda.max_memory_allocated()` minus the allocation before the pass.
 """
 
 from __future__ import annotations

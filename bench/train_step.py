@@ -563,8 +563,8 @@ def notes(payload: dict) -> list[str]:
         f"{data['pairs']} pair(s) per batch (chosen + rejected rows); AdamW, fp32 on CPU, reference = a copy of the "
         "initial policy.",
         f"Time: all contenders in one process, taking turns step by step: {data['warmup']} warm-up round(s), then "
-        f"{data['steps']} measured rounds (turns, warm-up included: {' '.join(payload['schedule'])}); step s = median of a contender's "
-        "steps; time / TRL = median over rounds of its step / TRL's step of the same round.",
+        f"{data['steps']} measured rounds (turns, warm-up included: {' '.join(payload['schedule'])}); step s = "
+        "median of a contender's steps; time / TRL = median over rounds of its step / TRL's step of the same round.",
         "Step memory: peak RSS during a measured step minus RSS before it, one process per contender with "
         "glibc's mmap threshold fixed at 64 KiB so that RSS follows the live tensors; process peak: the whole "
         "process's peak RSS, model, reference and optimizer state included.",

@@ -3,7 +3,7 @@
 On devices without Triton, TRL's fused head (`add_fused_lm_head`) scores every position, prompt and padding included,
 in 4096 x 32768 tiles folded by out-of-place torch ops: about 1.7x the time of plain full logits on CPU
 (`bench/loss_head.py`). `rlhfv.weighted_logprob_head.TiledLogProbFunction` computes the same per-token values for the
-completion tokens only, in cache-sized tiles, in about 0.55x TRL's time.
+completion tokens only, in cache-sized tiles, in about half of TRL's time.
 
 TRL's patched forward looks its head up as the module global `trl.trainer.utils._ChunkedLogProbFunction` on each
 call. `install()` puts `_HeadDispatcher` in its place, which hands every call to TRL's own head unchanged unless it
