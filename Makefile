@@ -59,7 +59,7 @@ bench: install ## run the benchmarks (BENCH=all|loss_head|train_step|ref_precomp
 	$(BIN)/python -m bench.run --only $(BENCH) $(ARGS)
 
 proof: install ## the synthetic end-to-end proof: SFT, then DPO vs Dense DPO on a world with known truth (CPU)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m data_tools.synthetic.proof --config recipes/proof/config_proof.yaml $(ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m rlhfv.experiments.proof --config recipes/proof/config_proof.yaml $(ARGS)
 
 style: install ## format the code
 	$(BIN)/ruff format rlhfv data_tools tests bench

@@ -88,7 +88,7 @@ def register(subparsers) -> None:
 
 
 def _check_output(output: str, overwrite: bool) -> None:
-    from rlhfv.cli import CommandError
+    from data_tools.errors import CommandError
 
     if not os.path.exists(output):
         return
@@ -108,9 +108,8 @@ def _check_output(output: str, overwrite: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from data_tools.convert import convert
-    from data_tools.errors import ConversionError
+    from data_tools.errors import CommandError, ConversionError
     from data_tools.export import write_jsonl, write_parquet
-    from rlhfv.cli import CommandError
 
     output = os.path.normpath(args.output)
     _check_output(output, args.overwrite)

@@ -1,4 +1,5 @@
-"""Errors the converter reports: one bad row (named by file, row and field) or a whole input it cannot read."""
+"""Errors the converter reports (one bad row, named by file, row and field, or a whole input it cannot read), and
+the one-line command error every `rlhfv` subcommand raises."""
 
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ REASONS = (
     UNCHANGED,
     DUPLICATE_ID,
 )
+
+
+class CommandError(Exception):
+    """A failure to report in one line, without a traceback, with exit code 1 (the `rlhfv` program's contract).
+
+    It lives here, at the bottom of the import graph, so that `data_tools` and `rlhfv` can both raise it without
+    `data_tools` importing anything from `rlhfv`.
+    """
 
 
 class ConversionError(ValueError):

@@ -285,7 +285,7 @@ def use_color(no_color: bool) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rlhfv.cli import CommandError
+    from data_tools.errors import CommandError
 
     if not os.path.exists(args.dataset):
         raise CommandError(f"{args.dataset}: no such file or folder")

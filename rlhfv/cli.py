@@ -4,6 +4,8 @@ Each subcommand lives in its own module, which exposes `register(subparsers)`: i
 `func=callable(args) -> int` as the parser's default. Modules keep heavy imports (torch, trl) inside their functions
 so that `rlhfv --help` answers at once.
 
+`CommandError` (defined in `data_tools.errors`, re-exported here) is the one-line failure every subcommand raises.
+
 Exit codes: 0 success, 1 the command ran and failed (bad data, failed training), 2 usage error (argparse).
 """
 
@@ -14,6 +16,7 @@ import importlib
 import sys
 from pathlib import Path
 
+from data_tools.errors import CommandError
 from rlhfv import __version__
 
 
@@ -25,10 +28,6 @@ COMMANDS = {
     "eval": "rlhfv.eval.cli",
     "bench": "bench.run",
 }
-
-
-class CommandError(Exception):
-    """A failure to report in one line, without a traceback, with exit code 1."""
 
 
 def _add_source_checkout_to_path() -> None:

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from rlhfv.cli import CommandError
+from data_tools.errors import CommandError
 
 
 logger = logging.getLogger(__name__)

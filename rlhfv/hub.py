@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
-from rlhfv.cli import CommandError
+from data_tools.errors import CommandError
 
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from rlhfv.cli import CommandError
+from data_tools.errors import CommandError
 
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 
-from rlhfv.cli import CommandError
+from data_tools.errors import CommandError
 
 
 logger = logging.getLogger("rlhfv.train")

@@ -92,7 +92,7 @@ def test_push_goes_to_hub_model_id_with_model_and_card(tmp_path, hub_calls):
 
 
 def test_push_settings_are_checked_before_training(tmp_path, monkeypatch):
-    from rlhfv.cli import CommandError
+    from data_tools.errors import CommandError
     from rlhfv.hub import check_hub_settings
     from rlhfv.train import parse_recipe
 

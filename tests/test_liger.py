@@ -14,7 +14,7 @@ DEMO_DATA = REPO / "recipes" / "demo" / "data" / "corrections.jsonl"
 
 
 def test_liger_on_a_cpu_fails_at_start_with_the_fix(tmp_path):
-    from rlhfv.cli import CommandError
+    from data_tools.errors import CommandError
     from rlhfv.train import parse_recipe, run
 
     # The dataset does not exist: the Liger check must come first, before any data or model is loaded
@@ -34,7 +34,7 @@ def test_liger_on_a_cpu_fails_at_start_with_the_fix(tmp_path):
 def test_liger_without_a_gpu_names_the_missing_gpu(monkeypatch):
     import torch
 
-    from rlhfv.cli import CommandError
+    from data_tools.errors import CommandError
     from rlhfv.liger import check_liger_can_run
     from rlhfv.train import parse_recipe
 
@@ -45,7 +45,7 @@ def test_liger_without_a_gpu_names_the_missing_gpu(monkeypatch):
 
 
 def test_liger_fused_cross_entropy_is_refused():
-    from rlhfv.cli import CommandError
+    from data_tools.errors import CommandError
     from rlhfv.liger import check_liger_can_run, liger_kernel_kwargs
     from rlhfv.train import parse_recipe
 

@@ -145,7 +145,7 @@ def write_recipe(tmp_path, text):
     ],
 )
 def test_bad_recipe_fails_naming_the_field(tmp_path, line, expected):
-    from rlhfv.cli import CommandError
+    from data_tools.errors import CommandError
     from rlhfv.train import parse_recipe
 
     path = write_recipe(tmp_path, line + "\n")
@@ -174,7 +174,7 @@ def test_command_line_override_is_checked_by_argparse(tmp_path, capsys):
     ],
 )
 def test_missing_dataset_fails_before_training(tmp_path, text, expected):
-    from rlhfv.cli import CommandError
+    from data_tools.errors import CommandError
     from rlhfv.train import parse_recipe, run
 
     path = tmp_path / "recipe.yaml"
@@ -186,7 +186,7 @@ def test_missing_dataset_fails_before_training(tmp_path, text, expected):
 
 
 def test_missing_model_names_the_field(tmp_path):
-    from rlhfv.cli import CommandError
+    from data_tools.errors import CommandError
     from rlhfv.train import load_model, parse_recipe
 
     recipe = parse_recipe(["--dataset_name", "x", "--use_cpu", "true", "--bf16", "false"])

@@ -20,7 +20,7 @@ def test_resume_continues_with_the_same_steps_and_optimizer_state(tmp_path):
     from safetensors.torch import load_file
     from transformers import TrainerCallback
 
-    from rlhfv.cli import CommandError
+    from data_tools.errors import CommandError
     from rlhfv.train import parse_recipe, run
 
     def argv(output_dir, *extra):

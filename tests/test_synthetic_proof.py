@@ -61,7 +61,7 @@ def test_visual_questions_are_true_and_mixed_in_at_the_share_asked(tmp_path):
 def test_proof_pipeline_miniature(tmp_path):
     import yaml
 
-    from data_tools.synthetic.proof import METHODS, METRICS, main
+    from rlhfv.experiments.proof import METHODS, METRICS, main
 
     config = tmp_path / "proof.yaml"
     config.write_text(

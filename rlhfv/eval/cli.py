@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from rlhfv.cli import CommandError
+from data_tools.errors import CommandError
 
 
 def register(subparsers) -> None:

@@ -15,8 +15,8 @@ For each seed, on CPU:
 Writes `<out>/results.json`, `<out>/results.md` (mean +- std over seeds) and `<out>/results.png`. Stages whose
 output exists are skipped, so an interrupted run resumes.
 
-    python -m data_tools.synthetic.proof --config recipes/proof/config_proof.yaml
-    python -m data_tools.synthetic.proof --config recipes/proof/config_proof.yaml --seeds 0 --sft-steps 300  # quick
+    python -m rlhfv.experiments.proof --config recipes/proof/config_proof.yaml
+    python -m rlhfv.experiments.proof --config recipes/proof/config_proof.yaml --seeds 0 --sft-steps 300  # quick
 """
 
 from __future__ import annotations
@@ -259,7 +259,7 @@ def collect_corrections(config: ProofConfig, seed: int, sft_dir: Path, pref_dir:
 def train_preference(
     recipe: str, sft_dir: Path, pairs_dir: Path, out_dir: Path, seed: int, overrides: dict | None = None
 ) -> None:
-    from rlhfv.cli import CommandError
+    from data_tools.errors import CommandError
     from rlhfv.train import main as train_main
 
     argv = ["--config", recipe, "--model_name_or_path", str(sft_dir), "--dataset_name", str(pairs_dir),
@@ -419,7 +419,7 @@ def plot(summary: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m data_tools.synthetic.proof",
+        prog="python -m rlhfv.experiments.proof",
         description="SFT a tiny VLM on the synthetic world, correct its answers with the synthetic annotator, train "
         "DPO and Dense DPO on the same pairs, and compare hallucination on held-out images.",
     )
