@@ -26,6 +26,9 @@ COMMANDS = {
     "inspect": "data_tools.inspect",
     "train": "rlhfv.train",
     "eval": "rlhfv.eval.cli",
+    "reward": "rlhfv.reward.cli",
+    "reward-pairs": "rlhfv.reward.pairs_cli",
+    "rl": "rlhfv.rl.cli",
     "bench": "bench.run",
 }
 
