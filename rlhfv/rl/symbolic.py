@@ -35,8 +35,9 @@ def completion_text(completion) -> str:
     return ""
 
 
-# "B", "B.", "B)", "(B)" at the start, or "... option is B" / "... answer is B" anywhere
-_LEADING_OPTION = re.compile(r"^\W*\(?([A-Z])(?![A-Za-z])")
+# "B", "B.", "B)", "(B)", "B:" at the start (a bare capital starting a sentence, as in "I think", is not an option),
+# or "... option is B" / "... answer is B" anywhere
+_LEADING_OPTION = re.compile(r"^\W*\(?([A-Z])(?:[.):]|\s*$)")
 _STATED_OPTION = re.compile(r"\b(?:option|answer) is\s*\(?([A-Z])(?![A-Za-z])")
 
 
