@@ -12,6 +12,9 @@ TORCH_SPEC ?= $(if $(HAS_GPU),torch,torch==2.13.0)
 EXTRAS ?= dev
 
 RECIPE ?= recipes/demo/config_demo.yaml
+# the training command a recipe is for: train (Dense DPO), reward (reward model) or rl (RLOO); and its module
+COMMAND ?= train
+COMMAND_MODULE = $(if $(filter reward,$(COMMAND)),rlhfv.reward.cli,$(if $(filter rl,$(COMMAND)),rlhfv.rl.cli,rlhfv.train))
 ACCELERATE ?=
 NUM_PROCESSES ?= 1
 ARGS ?=
@@ -24,6 +27,7 @@ export TOKENIZERS_PARALLELISM := false
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: RECIPE=<yaml> ACCELERATE=ddp|zero2|zero3|fsdp|single_gpu NUM_PROCESSES=N ARGS='--field value'"
+	@echo "             COMMAND=train|reward|rl (the command the recipe is for; default train)"
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,14 +49,14 @@ test-gpu: install ## run the GPU tests (needs a CUDA GPU)
 
 train: install ## train a recipe: make train [RECIPE=...] [ACCELERATE=ddp NUM_PROCESSES=8] [ARGS='--field value']
 ifeq ($(ACCELERATE),)
-	$(BIN)/rlhfv train --config $(RECIPE) $(ARGS)
+	$(BIN)/rlhfv $(COMMAND) --config $(RECIPE) $(ARGS)
 else
 	@test -f recipes/accelerate_configs/$(ACCELERATE).yaml || { echo "make train: ACCELERATE=$(ACCELERATE) has no" \
 		"recipes/accelerate_configs/$(ACCELERATE).yaml; choose single_gpu, ddp, zero2, zero3 or fsdp" >&2; exit 1; }
 	@case "$(ACCELERATE)" in zero*) $(BIN)/python -c "import deepspeed" 2>/dev/null || { echo "make train:" \
 		"ACCELERATE=$(ACCELERATE) needs DeepSpeed: $(BIN)/pip install -e '.[deepspeed]'" >&2; exit 1; };; esac
 	$(BIN)/accelerate launch --config_file recipes/accelerate_configs/$(ACCELERATE).yaml \
-		--num_processes $(NUM_PROCESSES) -m rlhfv.train --config $(RECIPE) $(ARGS)
+		--num_processes $(NUM_PROCESSES) -m $(COMMAND_MODULE) --config $(RECIPE) $(ARGS)
 endif
 
 bench: install ## run the benchmarks (BENCH=all|loss_head|train_step|ref_precompute|converter)

@@ -7,8 +7,11 @@ import pytest
 
 
 REPO = Path(__file__).resolve().parents[1]
-# recipes/proof/ holds the settings of the synthetic proof run, whose script fills in the data itself
-RECIPES = sorted(path for path in REPO.glob("recipes/**/config_*.yaml") if "proof" not in path.parts)
+# recipes/proof/ holds the settings of the synthetic proof run, whose script fills in the data itself;
+# reward_model/ and rl/ recipes are Fact-RLHF's (`rlhfv reward`, `rlhfv rl`), checked in tests/test_reward_cli.py
+RECIPES = sorted(
+    path for path in REPO.glob("recipes/**/config_*.yaml") if not {"proof", "reward_model", "rl"} & set(path.parts)
+)
 ACCELERATE_CONFIGS = sorted(REPO.glob("recipes/accelerate_configs/*.yaml"))
 
 

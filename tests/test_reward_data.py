@@ -29,7 +29,9 @@ def row(preference=1, **extra):
 
 
 def test_rows_with_facts(tmp_path):
-    path = write_rows(tmp_path, [row(1, facts=["a red cup"]), row(2, facts={"captions": ["c"], "options": ["x", "y"]})])
+    path = write_rows(
+        tmp_path, [row(1, facts=["a red cup"]), row(2, facts={"captions": ["c"], "options": ["x", "y"]})]
+    )
     dataset, report = load_reward_data(path, use_facts=True)
     assert (report.read, report.kept, report.rejected) == (2, 2, [])
     first, second = dataset[0], dataset[1]
@@ -61,3 +63,19 @@ def test_skip_reports_each_bad_row(tmp_path):
         f"{path}, line 3, field 'image'",
         f"{path}, line 4",
     ]
+
+
+def test_captions_file_supplies_missing_facts(tmp_path):
+    path = write_rows(tmp_path, [row(facts=["own fact"]), row(image="train2014/a.png")])
+    (tmp_path / "train2014").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "train2014" / "a.png")
+    captions = tmp_path / "image_to_caption.json"
+    captions.write_text(json.dumps({"a.png": ["A cup on a table.", "A red mug."]}))
+    dataset, _ = load_reward_data(path, use_facts=True, image_captions=str(captions))
+    assert dataset[0]["facts"] == ["own fact"]  # a row's own facts win
+    assert dataset[1]["facts"] == ["A cup on a table.", "A red mug."]
+    captions.write_text(json.dumps({"b.png": ["other"]}))
+    with pytest.raises(
+        CommandError, match="line 1, field 'facts': is missing and its image is not in `image_captions`"
+    ):
+        load_reward_data(write_rows(tmp_path, [row()]), use_facts=True, image_captions=str(captions))

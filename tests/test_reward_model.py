@@ -60,7 +60,8 @@ def test_wrapping_needs_an_image_text_to_text_model():
 
 def toy_rows(n):
     """Red answers are preferred to blue ones, over varied objects, positions, questions and images."""
-    from datasets import Dataset, Features, Image as ImageFeature, Sequence, Value
+    from datasets import Dataset, Features, Sequence, Value
+    from datasets import Image as ImageFeature
 
     kinds = ["cup", "kite", "ball", "clock", "book", "apple"]
     positions = ["on the left", "on the right", "at the top", "at the bottom"]

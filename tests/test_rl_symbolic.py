@@ -49,7 +49,13 @@ def test_multiple_choice_bonus_pays_only_the_right_option():
 
 def test_yes_no_rule_only_for_questions_whose_truth_is_no():
     rule = YesNoRule()  # 0.5 x 2 = 1.0, as in LLaVA-RLHF
-    completions = [conv("No, there is no kite."), conv("Yes."), conv("There may be one."), conv("Nobody knows."), conv("Yes")]
+    completions = [
+        conv("No, there is no kite."),
+        conv("Yes."),
+        conv("There may be one."),
+        conv("Nobody knows."),
+        conv("Yes"),
+    ]
     rewards = rule([None] * 5, completions, yes_no_truth=["no", "no", "no", "no", "yes"])
     assert rewards == [1.0, -1.0, 0.0, 0.0, None]
     scaled = YesNoRule(no_reward=0.25, yes_reward=-0.75, scale=4.0)
@@ -85,19 +91,31 @@ def test_rules_compose_to_the_papers_total():
 def test_reward_functions_are_named_for_trl_logs():
     from trl.trainer.utils import get_callable_name
 
-    names = [get_callable_name(f) for f in (MultipleChoiceBonus(), YesNoRule(), LengthPenalty(8), NoStopTokenPenalty([1]))]
+    names = [
+        get_callable_name(f) for f in (MultipleChoiceBonus(), YesNoRule(), LengthPenalty(8), NoStopTokenPenalty([1]))
+    ]
     assert names == ["multiple_choice_bonus", "yes_no_rule", "length_penalty", "no_stop_token_penalty"]
 
 
 def test_completion_text_forms():
     assert completion_text("plain") == "plain"
     assert completion_text(conv("chat")) == "chat"
-    assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]) == "ab"
+    assert (
+        completion_text(
+            [{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]
+        )
+        == "ab"
+    )
 
 
 def test_config_defaults_are_the_papers(tmp_path):
     config = FactRLOOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False)
-    assert (config.beta, config.multiple_choice_bonus, config.yes_no_reward, config.yes_no_scale) == (0.1, 2.0, 0.5, 2.0)
+    assert (config.beta, config.multiple_choice_bonus, config.yes_no_reward, config.yes_no_scale) == (
+        0.1,
+        2.0,
+        0.5,
+        2.0,
+    )
     assert (config.length_penalty, config.no_stop_token_penalty) == (-10.0, -8.0)
     with pytest.raises(ValueError, match="remove_unused_columns"):
         FactRLOOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, remove_unused_columns=True)

@@ -91,7 +91,6 @@ def peft_config_for_reward_model(model_args):
 def train(script_args, training_args, model_args):
     """Train, save (merged) and evaluate; returns the trainer."""
     import torch
-    from transformers.trainer_utils import get_last_checkpoint  # noqa: F401  (kept import light for --help)
 
     from rlhfv.reward.data import load_reward_data
     from rlhfv.reward.facts import load_template
@@ -108,13 +107,17 @@ def train(script_args, training_args, model_args):
         raise CommandError(str(error)) from error
 
     train_dataset, train_report = load_reward_data(
-        script_args.dataset_name, use_facts, script_args.image_root, script_args.on_error
+        script_args.dataset_name, use_facts, script_args.image_root, script_args.on_error, script_args.image_captions
     )
     logger.info("Training data: %s", train_report.summary())
     eval_dataset, eval_report = None, None
     if script_args.eval_dataset_name:
         eval_dataset, eval_report = load_reward_data(
-            script_args.eval_dataset_name, use_facts, script_args.image_root, script_args.on_error
+            script_args.eval_dataset_name,
+            use_facts,
+            script_args.image_root,
+            script_args.on_error,
+            script_args.image_captions,
         )
         logger.info("Evaluation data: %s", eval_report.summary())
 

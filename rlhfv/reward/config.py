@@ -64,6 +64,13 @@ class RewardScriptArguments(ScriptArguments):
         default=None,
         metadata={"help": "Folder against which relative image paths are resolved. Default: the data file's folder."},
     )
+    image_captions: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSON file {image file name: [captions]} (LLaVA-RLHF's image_to_caption.json): rows without a "
+            "`facts` field take their image's captions as facts."
+        },
+    )
     on_error: str = field(
         default="fail",
         metadata={

@@ -34,16 +34,46 @@ class LoadReport:
         return f"{self.read} rows read, {self.kept} kept, {len(self.rejected)} rejected"
 
 
-def load_reward_data(path: str, use_facts: bool, image_root: str | None = None, on_error: str = "fail"):
+def load_reward_data(
+    path: str,
+    use_facts: bool,
+    image_root: str | None = None,
+    on_error: str = "fail",
+    image_captions: str | None = None,
+):
     """Return `(dataset, report)`. `on_error`: `fail` raises `CommandError` at the first bad row; `skip` leaves the
-    row out and records why in the report (and the log)."""
+    row out and records why in the report (and the log).
+
+    `image_captions` is a JSON file mapping an image's file name to its captions (LLaVA-RLHF's
+    `image_to_caption.json`): a row without `facts` takes its image's captions as its facts.
+    """
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be fail or skip, got {on_error!r}")
     if os.path.isdir(path):
         return _load_dense_folder(path, use_facts)
     if not os.path.isfile(path):
         raise CommandError(f"reward data not found: {path}")
-    return _load_llava_rlhf_file(path, use_facts, image_root or os.path.dirname(os.path.abspath(path)), on_error)
+    captions = load_image_captions(image_captions) if image_captions and use_facts else None
+    image_root = image_root or os.path.dirname(os.path.abspath(path))
+    return _load_llava_rlhf_file(path, use_facts, image_root, on_error, captions)
+
+
+def load_image_captions(path: str) -> dict[str, list[str]]:
+    """{image file name: [captions]}, keyed by base name so that `COCO_train2014_000000057870.jpg` and
+    `train2014/COCO_train2014_000000057870.jpg` find the same entry."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            mapping = json.load(handle)
+    except (OSError, json.JSONDecodeError) as error:
+        raise CommandError(f"image captions {path}: cannot read it as JSON ({error})") from error
+    if not isinstance(mapping, dict):
+        raise CommandError(f"image captions {path}: expected a JSON object {{image file name: [captions]}}")
+    captions = {}
+    for image, value in mapping.items():
+        if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+            raise CommandError(f"image captions {path}: entry {image!r} is not a list of strings")
+        captions[os.path.basename(image)] = value
+    return captions
 
 
 def _records(path: str):
@@ -68,7 +98,7 @@ def _records(path: str):
             yield "line", number, RowError(MALFORMED_JSON, None, f"not valid JSON: {error.msg}")
 
 
-def _load_llava_rlhf_file(path: str, use_facts: bool, image_root: str, on_error: str):
+def _load_llava_rlhf_file(path: str, use_facts: bool, image_root: str, on_error: str, captions: dict | None):
     from datasets import Dataset, Features, Image, Sequence, Value
 
     from data_tools.formats import llava_rlhf
@@ -88,11 +118,15 @@ def _load_llava_rlhf_file(path: str, use_facts: bool, image_root: str, on_error:
             images = [resolve_image(value, label, image_root) for label, value in pair.images]
             row = {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected, "images": images}
             if use_facts:
-                if record.get("facts") is None:
+                facts = record.get("facts")
+                if facts is None and captions is not None and isinstance(record.get("image"), str):
+                    facts = captions.get(os.path.basename(record["image"]))
+                if facts is None:
+                    hint = " and its image is not in `image_captions`" if captions is not None else ""
                     raise RowError(
-                        MISSING_FIELD, "facts", "is missing (train the plain reward model with `facts: none`)"
+                        MISSING_FIELD, "facts", f"is missing{hint} (train the plain reward model with `facts: none`)"
                     )
-                row["facts"] = fact_lines(record["facts"])
+                row["facts"] = fact_lines(facts)
             rows.append(row)
             report.kept += 1
         except RowError as error:

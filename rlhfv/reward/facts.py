@@ -59,7 +59,9 @@ def fact_lines(facts: Any, label: str = "facts") -> list[str]:
         return [_text(item, f"{label}[{index}]") for index, item in enumerate(facts)]
     if not isinstance(facts, dict):
         raise RowError(
-            BAD_VALUE, label, f"expected a list of strings or a dict {{captions, options, answer}}, got {type(facts).__name__}"
+            BAD_VALUE,
+            label,
+            f"expected a list of strings or a dict {{captions, options, answer}}, got {type(facts).__name__}",
         )
     unknown = set(facts) - {"captions", "options", "answer"}
     if unknown:

@@ -15,7 +15,9 @@ def _rgb(image):
     return image.convert("RGB") if getattr(image, "mode", "RGB") != "RGB" else image
 
 
-def encode_conversations(processor, conversations: list[list[dict]], images: list[list], max_length: int | None = None):
+def encode_conversations(
+    processor, conversations: list[list[dict]], images: list[list], max_length: int | None = None
+):
     """Render each conversation with the chat template and process texts and images together (left padding)."""
     from transformers import ProcessorMixin
 

@@ -28,10 +28,14 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--prompts", required=True, help="JSONL of prompts {id, image, question, facts[, samples]}")
     parser.add_argument("--reward-model", required=True, help="folder of a reward model trained by `rlhfv reward`")
-    parser.add_argument("--policy", help="model to sample from (folder, Hub id or tiny:llava); omit if rows have samples")
+    parser.add_argument(
+        "--policy", help="model to sample from (folder, Hub id or tiny:llava); omit if rows have samples"
+    )
     parser.add_argument("--out", required=True, help="output folder (a dense preference dataset)")
     parser.add_argument("--n", type=int, default=8, help="answers sampled per prompt (default 8)")
-    parser.add_argument("--margin", type=float, default=1.0, help="least best-minus-worst score for a pair (default 1)")
+    parser.add_argument(
+        "--margin", type=float, default=1.0, help="least best-minus-worst score for a pair (default 1)"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=128, help="longest sampled answer (default 128)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     parser.add_argument("--batch-size", type=int, default=8, help="reward-model batch size (default 8)")

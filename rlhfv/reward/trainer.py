@@ -46,7 +46,9 @@ class VisionRewardTrainer(RewardTrainer):
         if missing:
             raise ValueError(f"the {dataset_name} dataset lacks the columns {missing}")
         if args.facts != "none" and "facts" not in dataset.column_names:
-            raise ValueError(f"the {dataset_name} dataset has no `facts` column; set `facts: none` for the plain model")
+            raise ValueError(
+                f"the {dataset_name} dataset has no `facts` column; set `facts: none` for the plain model"
+            )
         return dataset
 
     def _set_signature_columns_if_needed(self):
