@@ -95,3 +95,28 @@ def test_fact_rlhf_recipes_parse_and_have_launch_lines(path):
     readme = (path.parent / "README.md").read_text()
     command = "reward" if is_reward else "rl"
     assert f"COMMAND={command} RECIPE={path}" in readme or f"rlhfv.cli {command} --config {path}" in readme
+
+
+def test_lora_reward_model_is_saved_merged(data, tmp_path):
+    """With LoRA the scalar head trains in full and the adapters are merged: the folder loads as a plain reward
+    model whose language-model weights and head both moved."""
+    import torch
+
+    from rlhfv.reward.loading import build_tiny_vlm
+    from rlhfv.reward.model import VisionRewardModel, load_reward_model
+
+    out = tmp_path / "lora"
+    argv = ["reward", "--config", REWARD_RECIPE, "--dataset_name", str(data / "reward_train.jsonl")]
+    argv += ["--eval_dataset_name", "", "--eval_strategy", "no", "--output_dir", str(out), "--max_steps", "2"]
+    argv += ["--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "q_proj", "v_proj"]
+    assert main(argv) == 0
+    trained = load_reward_model(str(out)).state_dict()
+    assert not any("lora" in name for name in trained)
+    # The same seed builds the same starting point (the recipe's seed is 42)
+    initial = VisionRewardModel.from_vlm(build_tiny_vlm("llava", seed=42)[0]).state_dict()
+    assert set(trained) == set(initial)
+    assert not torch.equal(trained["score.weight"], initial["score.weight"])
+    q_proj = "model.language_model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(trained[q_proj], initial[q_proj])
+    k_proj = "model.language_model.layers.0.self_attn.k_proj.weight"
+    assert torch.equal(trained[k_proj], initial[k_proj])  # not a LoRA target: untouched

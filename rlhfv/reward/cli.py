@@ -135,6 +135,13 @@ def train(script_args, training_args, model_args):
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
 
+    if eval_dataset is not None:
+        # Before merging LoRA adapters, while the trainer's model is the one it trained
+        with torch.no_grad():
+            metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
     output_dir = training_args.output_dir
     if hasattr(trainer.model, "merge_and_unload"):
         # One self-contained folder for `rlhfv rl` and `rlhfv reward-pairs`: the adapters merged into the weights
@@ -149,11 +156,6 @@ def train(script_args, training_args, model_args):
         reports = {"train": vars(train_report), "eval": vars(eval_report) if eval_report else None}
         with open(os.path.join(output_dir, "data_report.json"), "w") as handle:
             json.dump(reports, handle, indent=1)
-    if eval_dataset is not None:
-        with torch.no_grad():
-            metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
     if training_args.push_to_hub:
         trainer.push_to_hub()
     return trainer
