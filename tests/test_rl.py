@@ -106,3 +106,25 @@ def test_one_rloo_step_changes_the_policy(world, tmp_path):
         assert key in logs
     # Completion lengths are in [1, 8] tokens, so the length term is in [-10, -1.25]
     assert -10.0 <= logs["rewards/length_penalty/mean"] <= -1.25
+
+
+def test_bad_prompt_rows_name_file_line_and_field(tmp_path):
+    import json
+
+    from data_tools.errors import CommandError
+
+    path = tmp_path / "prompts.jsonl"
+    rows = [
+        {"question": "Is there a cup?", "yes_no_truth": "no"},
+        {"question": "Is there a kite?", "yes_no_truth": "maybe"},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(CommandError, match=r"prompts.jsonl, line 2, field 'yes_no_truth': expected yes, no or null"):
+        load_rl_prompts(str(path))
+    path.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"question": "Which? A. x B. y", "mc_answer": "B"}) + "\n")
+    dataset = load_rl_prompts(str(path))
+    assert dataset["id"] == ["prompts-1", "prompts-2"]  # no ids in the file: <stem>-<line>
+    assert dataset["yes_no_truth"] == ["no", None] and dataset["mc_answer"] == [None, "B"]
+    path.write_text(json.dumps({"question": "Q", "facts": ["f"]}) + "\n" + json.dumps({"question": "Q2"}) + "\n")
+    with pytest.raises(CommandError, match="line 2, field 'facts': is missing"):
+        load_rl_prompts(str(path))

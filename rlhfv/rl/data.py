@@ -1,8 +1,8 @@
 """RL prompts: a JSONL file of {id, image | images, question | prompt, facts, yes_no_truth, mc_answer, ...}.
 
 Rows become TRL's conversational prompt format (`prompt` messages + `images`), keeping the columns the rewards read:
-`facts` (lines), `yes_no_truth` ("yes" / "no" / null) and `mc_answer` (the right option's letter / null). A bad row
-stops the load with its file, line and field.
+`facts` (lines), `yes_no_truth` ("yes" / "no" / null) and `mc_answer` (the right option's letter / null). A row
+without an `id` is named `<file stem>-<line>`. A bad row stops the load with its file, line and field.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 from data_tools.errors import BAD_VALUE, MALFORMED_JSON, MISSING_FIELD, CommandError, RowError
 
 
-def _row(record, image_root: str, has_facts: bool) -> dict:
+def _row(record, image_root: str, has_facts: bool, default_id: str) -> dict:
     from data_tools.formats._fields import check_text, image_fields, prompt_messages
     from data_tools.images import resolve_image
     from rlhfv.reward.facts import fact_lines
@@ -27,7 +27,8 @@ def _row(record, image_root: str, has_facts: bool) -> dict:
     else:
         raise RowError(MISSING_FIELD, "question", "is missing (give `question` or `prompt`)")
     images = [resolve_image(value, label, image_root) for label, value in image_fields(record)]
-    row = {"id": str(record.get("id", "")), "prompt": prompt, "images": images}
+    row_id = record.get("id")
+    row = {"id": default_id if row_id is None else str(row_id), "prompt": prompt, "images": images}
     if has_facts:
         if record.get("facts") is None:
             raise RowError(MISSING_FIELD, "facts", "is missing (other rows have facts; every row needs them)")
@@ -65,7 +66,8 @@ def load_rl_prompts(path: str, image_root: str | None = None):
     rows = []
     for number, record in records:
         try:
-            rows.append(_row(record, image_root, has_facts))
+            default_id = f"{os.path.splitext(os.path.basename(path))[0]}-{number}"
+            rows.append(_row(record, image_root, has_facts, default_id))
         except RowError as error:
             raise CommandError(error.locate(path, number, "line").message) from error
     features = {
