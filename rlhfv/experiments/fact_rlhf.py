@@ -12,9 +12,9 @@ For every reward model (NAME=DIR; it reads facts if it was trained with them):
   *above* the true description (lower is better), with Wilson 95% intervals;
 - best-of-N proxy for RL: on `--bon-items` fresh scenes, each reward model picks the best of 6 candidate answers
   (the true description and 5 hallucinated variants from the synthetic hallucinator); reported are the share of
-  picks that are the true description and the mean number of hallucinations in the pick (chance: 1/6 true). Picking
-  the best of N is the optimum RL approaches under a KL budget; it shows what the reward would push towards, without
-  training a policy;
+  picks that are the true description and the mean number of hallucinations in the pick (chance: 1/6 true). Best of N
+  is a common stand-in for optimising a reward under a KL budget: it shows what the reward would push towards,
+  without training a policy;
 and for each pair of reward models, the paired difference of both figures with a bootstrap 95% interval (the models
 see the same pairs, so pair-level resampling is the honest interval).
 """
