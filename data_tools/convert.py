@@ -295,7 +295,7 @@ def convert(
         with tqdm(total=total, unit="row", desc="converting", disable=None if progress else True) as bar:
             for chunk in chunk_results:
                 keep = []
-                for row, outcome in zip(chunk.rows, chunk.outcomes):
+                for row, outcome in zip(chunk.rows, chunk.outcomes, strict=True):
                     report.read += 1
                     if isinstance(outcome, RowError):
                         reject(outcome)
@@ -313,7 +313,9 @@ def convert(
                     keep.append(True)
                 table = chunk.table if all(keep) else chunk.table.filter(keep)
                 report.written += table.num_rows
-                report.with_images += sum(count > 0 for count, kept in zip(chunk.image_counts, keep) if kept)
+                report.with_images += sum(
+                    count > 0 for count, kept in zip(chunk.image_counts, keep, strict=True) if kept
+                )
                 tables.append(table)
                 bar.update(len(chunk.rows))
     finally:

@@ -15,13 +15,20 @@ The trainer pops these keys before the model sees the batch.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 from trl.trainer.dpo_trainer import DataCollatorForPreference, DataCollatorForVisionPreference
 
-from .weights import answer_content, check_spans, completion_changed_flags, rlhfv_token_diff, row_label, spans_of
+from .changed_tokens import (
+    answer_content,
+    check_spans,
+    completion_changed_flags,
+    rlhfv_token_diff,
+    row_label,
+    spans_of,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -206,9 +213,11 @@ class DenseDataCollatorForVisionPreference(DataCollatorForVisionPreference):
                         "fail with 'Image features and image tokens do not match'. Increase max_length (or set it "
                         "to None), or use smaller images."
                     )
-            for key in ("input_ids", "attention_mask", "completion_mask", "token_type_ids", "mm_token_type_ids"):
-                if key in output:
-                    output[key] = output[key][:, :max_length]
+            # TRL's own cut (keep_start) of every per-token tensor of the batch, whatever keys the processor adds
+            width = output["input_ids"].shape[1]
+            for key, value in output.items():
+                if isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape == (2 * batch_size, width):
+                    output[key] = value[:, :max_length]
             changed = changed[:, :max_length]
 
         if self.segment_source == "rlhfv_token_diff":
@@ -223,27 +232,17 @@ class DenseDataCollatorForVisionPreference(DataCollatorForVisionPreference):
 
 
 def promote_collator(collator, segment_source: str):
-    """The dense version of TRL's default collators (same settings); dense collators pass through."""
+    """The dense version of TRL's default collators, with every setting of the given one; dense ones pass through."""
     if isinstance(collator, (DenseDataCollatorForPreference, DenseDataCollatorForVisionPreference)):
         collator.segment_source = segment_source
         return collator
-    if type(collator) is DataCollatorForPreference:
-        return DenseDataCollatorForPreference(
-            pad_token_id=collator.pad_token_id,
-            max_length=collator.max_length,
-            truncation_mode=collator.truncation_mode,
-            pad_to_multiple_of=collator.pad_to_multiple_of,
-            return_tensors=collator.return_tensors,
-            segment_source=segment_source,
-        )
-    if type(collator) is DataCollatorForVisionPreference:
-        return DenseDataCollatorForVisionPreference(
-            processor=collator.processor,
-            max_length=collator.max_length,
-            pad_to_multiple_of=collator.pad_to_multiple_of,
-            return_tensors=collator.return_tensors,
-            segment_source=segment_source,
-        )
+    dense_of = {
+        DataCollatorForPreference: DenseDataCollatorForPreference,
+        DataCollatorForVisionPreference: DenseDataCollatorForVisionPreference,
+    }
+    if type(collator) in dense_of:
+        settings = {item.name: getattr(collator, item.name) for item in fields(collator) if item.init}
+        return dense_of[type(collator)](**settings, segment_source=segment_source)
     raise TypeError(
         f"DenseDPOTrainer needs a collator that marks changed tokens; got {type(collator).__name__}. Leave "
         "`data_collator=None`, or pass rlhfv.collators.DenseDataCollatorForPreference / "

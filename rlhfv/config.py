@@ -114,8 +114,10 @@ class DenseDPOConfig(DPOConfig):
             `score_average` reuses them.
         tiled_cpu_head (`bool`, *optional*, defaults to `True`):
             On devices without Triton (CPU), score log-probs with rlhfv's tiled LM head: only the completion tokens,
-            in cache-sized tiles, same values as TRL's head in about half its time. No effect on CUDA/XPU, where
-            TRL's Triton head runs.
+            in cache-sized tiles, same values as TRL's head (docs/benchmarks.md has the speed). No effect on
+            CUDA/XPU, where TRL's Triton head runs.
+        model_card_license (`str`, *optional*, defaults to `"other"`):
+            License id in the model card's front matter; set it to the base model's license.
     """
 
     gamma: float = field(
@@ -160,7 +162,15 @@ class DenseDPOConfig(DPOConfig):
         default=True,
         metadata={
             "help": "On devices without Triton (CPU), compute log-probs with rlhfv's tiled LM head (completion tokens "
-            "only, cache-sized tiles; same values as TRL's head in about half its time). No effect on CUDA/XPU."
+            "only, cache-sized tiles; same values as TRL's head, faster on CPU). No effect on CUDA/XPU."
+        },
+    )
+
+    model_card_license: str = field(
+        default="other",
+        metadata={
+            "help": "License id written to the model card's front matter (a Hub license id such as apache-2.0, "
+            "llama2, mit). Set it to the base model's license; 'other' says it is not stated."
         },
     )
 

@@ -37,3 +37,27 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def head_calls(monkeypatch):
+    """Counts of the LM-head calls each path serves while the test runs: {"tiled": n, "trl": n}."""
+    from bench.head_calls import count_head_calls
+
+    return count_head_calls(monkeypatch.setattr)
+
+
+@pytest.fixture
+def ref_computations(monkeypatch):
+    """How many times per-token reference log-probs were computed (not read from the cache) while the test runs."""
+    from rlhfv import ref_precompute
+
+    count = {"computed": 0}
+    compute = ref_precompute.compute_reference_token_logps
+
+    def counting(*args, **kwargs):
+        count["computed"] += 1
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(ref_precompute, "compute_reference_token_logps", counting)
+    return count

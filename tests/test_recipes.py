@@ -104,9 +104,9 @@ def test_vlm_lora_targets_every_language_linear_and_nothing_else(name, builder):
     from peft import get_peft_model
     from trl import get_peft_config
 
-    from rlhfv.train import _build_tiny
+    from rlhfv.model_loading import build_tiny_model
 
-    model, _ = _build_tiny(builder, seed=0)
+    model, _ = build_tiny_model(builder, seed=0)
     projections = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     expected = {
         module_name
@@ -187,7 +187,8 @@ def test_missing_dataset_fails_before_training(tmp_path, text, expected):
 
 def test_missing_model_names_the_field(tmp_path):
     from data_tools.errors import CommandError
-    from rlhfv.train import load_model, parse_recipe
+    from rlhfv.model_loading import load_model
+    from rlhfv.recipe import parse_recipe
 
     recipe = parse_recipe(["--dataset_name", "x", "--use_cpu", "true", "--bf16", "false"])
     with pytest.raises(CommandError, match="`model_name_or_path` is not set"):

@@ -270,7 +270,7 @@ def test_spans_round_trip_random_edits(seed):
     assert texts(rejected, rejected_spans) == expected_rejected
     assert texts(chosen, chosen_spans) == expected_chosen
     chosen_spans, rejected_spans = diff_spans(rejected, chosen, "replace-only")
-    assert list(zip(texts(rejected, rejected_spans), texts(chosen, chosen_spans))) == replaced
+    assert list(zip(texts(rejected, rejected_spans), texts(chosen, chosen_spans), strict=True)) == replaced
 
 
 def test_units_follow_the_documented_rules():
