@@ -2,7 +2,7 @@
 
 TRL's fused LM head (`trl.kernels.ChunkedLogProbFunction`) never builds the `[tokens, vocab]` logits, which is what
 makes DPO fit in memory. On Triton devices (CUDA, XPU) its kernels are the right tool and this module defers to them.
-On CPU, TRL folds each tile with plain torch ops, and two choices make it 1.6-1.8x as slow as full logits there
+On CPU, TRL folds each tile with plain torch ops, and two choices make it slower than full logits there
 (`bench/loss_head.py` measures it):
 
 - it scores every position, prompt and padding included (it keeps tile shapes fixed for compilers), although only the
