@@ -219,3 +219,12 @@ def apply_liger_kernels_to_instance(model, **kwargs) -> None:
     from liger_kernel.transformers import _apply_liger_kernel_to_instance
 
     _apply_liger_kernel_to_instance(model=model, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 7. Stopping at the first non-finite gradient, before the optimizer applies it.
+#    Why: transformers 5.23 computes each step's gradient norm in the private `Trainer._get_grad_norm`, between the
+#    backward and `optimizer.step()`, and otherwise trains on: NaN losses are logged as the running average
+#    (`logging_nan_inf_filter`) and NaN weights are saved as the final model. `DenseDPOTrainer._get_grad_norm` checks
+#    the (all-reduced, so rank-consistent) norm there. Remove when transformers offers a public pre-step hook with the
+#    gradient norm.

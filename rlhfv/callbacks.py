@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 
 from rlhfv.recipe import plain_value
@@ -30,3 +31,19 @@ def recipe_to_wandb_callback(record, script_args, model_args):
                 wandb.config.update(config, allow_val_change=True)
 
     return RecipeToWandbCallback()
+
+
+def run_file_callback(record):
+    """A callback that writes the run's data and recipe into every checkpoint (`rlhfv.resume` compares them)."""
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    from rlhfv.resume import write_run_file
+
+    class RunFileInCheckpoints(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            checkpoint = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            if state.is_world_process_zero and os.path.isdir(checkpoint):
+                write_run_file(checkpoint, record)
+
+    return RunFileInCheckpoints()

@@ -78,18 +78,36 @@ def parse_recipe(argv: list[str], prog: str | None = None) -> Recipe:
             raise CommandError(f"{path}: a recipe must be a YAML mapping of field: value")
         check_recipe_values(parser, {k: v for k, v in file_values.items() if k != "env"}, source=path)
 
+    check_command_line_flags(parser, argv)
+    flags = _flags_given(parser, argv)
+    source = " + ".join(part for part in (path, "command line" if flags or not path else None) if part)
     try:
         script_args, training_args, model_args = parser.parse_args_and_config(argv)
     except (ValueError, TypeError) as error:
-        raise CommandError(f"{path or 'arguments'}: {error}") from error
+        raise CommandError(f"{source}: {error}") from error
     except ImportError as error:
-        raise CommandError(f"{path or 'arguments'}: {error} (DeepSpeed: pip install -e '.[deepspeed]')") from error
+        raise CommandError(f"{source}: {error} (DeepSpeed: pip install -e '.[deepspeed]')") from error
 
     _apply_thread_count()
     recipe = Recipe(script_args, training_args, model_args, path=path)
-    given = [key for key in file_values if key != "env"] + _flags_given(parser, argv)
+    given = [key for key in file_values if key != "env"] + flags
     recipe.resolved = resolve_values(recipe, given)
     return recipe
+
+
+def check_command_line_flags(parser, argv: list[str]) -> None:
+    """Every `--flag` of the command line names a field: an unknown one fails here, blamed on the command line."""
+    import difflib
+
+    known = [option for option in parser._option_string_actions if option.startswith("--")]
+    for token in argv:
+        if not token.startswith("--"):
+            continue
+        flag = token.split("=", 1)[0]
+        if flag not in ("--config", "--help") and flag not in parser._option_string_actions:
+            close = difflib.get_close_matches(flag, known, n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            raise CommandError(f"command line: unknown option `{flag}`{hint}; `rlhfv train --help` lists the fields")
 
 
 def _apply_thread_count() -> None:

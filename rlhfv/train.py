@@ -60,13 +60,14 @@ def main(script_args, training_args, model_args, callbacks: list | None = None, 
     import yaml
     from trl import get_peft_config, get_quantization_config
 
-    from rlhfv.callbacks import recipe_to_wandb_callback
+    from rlhfv.callbacks import recipe_to_wandb_callback, run_file_callback
     from rlhfv.data import load_preference_data
     from rlhfv.hub import check_hub_settings, push_final_model
     from rlhfv.liger import apply_liger_to_reference, check_liger_can_run
     from rlhfv.model_card import RunRecord
     from rlhfv.model_loading import load_model
-    from rlhfv.trainer import DenseDPOTrainer
+    from rlhfv.resume import resolve_checkpoint, warn_on_changed_settings
+    from rlhfv.trainer import DenseDPOTrainer, TrainingDivergedError
 
     _setup_logging(training_args)
     record = run_record or RunRecord(
@@ -84,12 +85,14 @@ def main(script_args, training_args, model_args, callbacks: list | None = None, 
     check_hub_settings(training_args)
     _check_distributed_backend(training_args)
     checkpoint = resolve_checkpoint(training_args)
+    if checkpoint:
+        warn_on_changed_settings(checkpoint, training_args, script_args.dataset_name)
 
     train_dataset, eval_dataset = load_preference_data(script_args, training_args)
     logger.info("Training rows: %d; evaluation rows: %s", len(train_dataset), eval_dataset and len(eval_dataset))
     peft_config = get_peft_config(model_args)
     model, ref_model, processor = load_model(model_args, training_args, use_peft=peft_config is not None)
-    callbacks = list(callbacks or [])
+    callbacks = [*(callbacks or []), run_file_callback(record)]
     if "wandb" in (training_args.report_to or []):
         callbacks.insert(0, recipe_to_wandb_callback(record, script_args, model_args))
     trainer = DenseDPOTrainer(
@@ -120,7 +123,10 @@ def main(script_args, training_args, model_args, callbacks: list | None = None, 
         Path(training_args.output_dir, "recipe.yaml").write_text(yaml.safe_dump(record.recipe, sort_keys=False))
     if checkpoint:
         logger.info("Resuming from %s", checkpoint)
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    try:
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    except TrainingDivergedError as error:
+        raise CommandError(str(error)) from error
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
@@ -161,26 +167,6 @@ def _command_line(prog: str, argv: list[str]) -> str:
     if world_size > 1:
         return f"accelerate launch --num_processes {world_size} -m rlhfv.train {shlex.join(argv)}"
     return f"{prog} {shlex.join(argv)}".strip()
-
-
-def resolve_checkpoint(training_args) -> str | None:
-    """`resume_from_checkpoint`: true (or "true") = the last `checkpoint-*` in `output_dir`; a path = that folder."""
-    value = training_args.resume_from_checkpoint
-    if value is None or value is False or str(value).lower() in ("", "false", "no", "none", "0"):
-        return None
-    if value is True or str(value).lower() in ("true", "yes", "1", "last"):
-        from transformers.trainer_utils import get_last_checkpoint
-
-        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        if last is None:
-            raise CommandError(
-                f"`resume_from_checkpoint: true` but {training_args.output_dir} (`output_dir`) holds no checkpoint-* "
-                "folder: start without it, or give the checkpoint's path"
-            )
-        return last
-    if not os.path.isdir(value):
-        raise CommandError(f"`resume_from_checkpoint`: {value} is not a checkpoint folder")
-    return str(value)
 
 
 def _check_distributed_backend(training_args) -> None:

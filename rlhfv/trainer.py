@@ -13,6 +13,7 @@ the `dense/*` metrics (`metrics`) and the model card (`model_card`). See docs/tr
 from __future__ import annotations
 
 import logging
+import math
 import textwrap
 
 import torch
@@ -31,6 +32,10 @@ from .ref_cache import REF_COLUMNS
 
 
 logger = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite; the step that produced it was not applied."""
 
 
 class DenseDPOTrainer(DPOTrainer):
@@ -160,6 +165,29 @@ class DenseDPOTrainer(DPOTrainer):
         if getattr(self, "_restore_precompute", False):
             self.args.precompute_ref_log_probs = True
             self.precompute_ref_logps = True
+
+    # ------------------------------------------------------------- divergence
+
+    def training_step(self, *args, **kwargs):
+        loss = super().training_step(*args, **kwargs)
+        if not torch.isfinite(loss).all():
+            raise TrainingDivergedError(self._divergence_message("loss", loss.detach().float().cpu().tolist()))
+        return loss
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        # The step's gradient norm, before the optimizer applies it (rlhfv._compat, entry 7)
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        if grad_norm is not None and not math.isfinite(float(grad_norm)):
+            raise TrainingDivergedError(self._divergence_message("gradient norm", float(grad_norm)))
+        return grad_norm
+
+    def _divergence_message(self, what: str, value) -> str:
+        return (
+            f"training diverged at step {self.state.global_step + 1}: the {what} is {value}. That step was not "
+            "applied and no final model is saved (checkpoints written before it are kept). Lower `learning_rate` "
+            f"(now {self.args.learning_rate:g}), keep `max_grad_norm` > 0 (now {self.args.max_grad_norm:g}) to "
+            "clip large gradients, or check the data of this step's batch."
+        )
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None, **kwargs):
         """TRL's hook for every card it writes (final model, checkpoints, Hub pushes): the Dense DPO card."""

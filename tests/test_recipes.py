@@ -141,7 +141,8 @@ def write_recipe(tmp_path, text):
         ("lora_target_modules: 5", "field `lora_target_modules` expects list or null, got int 5"),
         ("segment_source: words", "field `segment_source`: 'words' is not one of: spans, rlhfv_token_diff"),
         ("conversion_on_error: ignore", "field `conversion_on_error`: 'ignore' is not one of: fail, skip"),
-        ("gamma: -1.0", "`gamma` must be a number > 0"),
+        ("gamma: -1.0", "recipe.yaml: `gamma` must be a finite number > 0"),
+        ("beta: -0.5", "recipe.yaml: `beta` must be a finite number > 0"),
     ],
 )
 def test_bad_recipe_fails_naming_the_field(tmp_path, line, expected):
@@ -153,6 +154,24 @@ def test_bad_recipe_fails_naming_the_field(tmp_path, line, expected):
         parse_recipe(["--config", str(path)])
     assert expected in str(error.value)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--gama", "5"], "command line: unknown option `--gama` (did you mean `--gamma`?)"),
+        (["--gama=5"], "command line: unknown option `--gama` (did you mean `--gamma`?)"),
+        (["--beta", "-0.5"], "recipe.yaml + command line: `beta` must be a finite number > 0"),
+    ],
+)
+def test_bad_command_line_flag_is_blamed_on_the_command_line(tmp_path, flags, expected):
+    from data_tools.errors import CommandError
+    from rlhfv.train import parse_recipe
+
+    path = write_recipe(tmp_path, "")
+    with pytest.raises(CommandError) as error:
+        parse_recipe(["--config", str(path), *flags])
+    assert expected in str(error.value)
 
 
 def test_command_line_override_is_checked_by_argparse(tmp_path, capsys):

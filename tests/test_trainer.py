@@ -397,9 +397,24 @@ def test_token_diff_source_marks_rlhfv_changes(tmp_path, pristine, tokenizer, da
 # ------------------------------------------------------------------------------------------------ guards
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [("gamma", 0.0), ("gamma", -1.0), ("gamma", float("inf")), ("gamma", float("nan")), ("beta", 0.0),
+     ("beta", -0.5), ("beta", float("inf")), ("beta", float("nan")), ("sft_weight", float("nan"))],
+)  # fmt: skip
+def test_settings_that_cannot_mean_what_the_user_wants_are_refused(field, value):
+    with pytest.raises(ValueError, match=f"`{field}` must be"):
+        DenseDPOConfig(output_dir="x", use_cpu=True, bf16=False, **{field: value})
+
+
+def test_settings_changed_after_construction_are_checked_again_by_the_trainer(tmp_path, pristine, tokenizer, dataset):
+    args = make_args(tmp_path)
+    args.beta = -0.5  # after __post_init__, as a script or notebook might do
+    with pytest.raises(ValueError, match="`beta` must be"):
+        make_trainer(pristine, tokenizer, dataset, args)
+
+
 def test_config_guards():
-    with pytest.raises(ValueError, match="gamma"):
-        DenseDPOConfig(output_dir="x", gamma=0.0, use_cpu=True, bf16=False)
     with pytest.raises(ValueError, match="segment_source"):
         DenseDPOConfig(output_dir="x", segment_source="words", use_cpu=True, bf16=False)
     refusals = [

@@ -139,3 +139,12 @@ def test_transformers_private_loading_helpers_exist(module):
     }[module]
     for name in names:
         assert hasattr(loaded, name), f"{module}.{name} is gone: resuming LLaVA/Qwen2-VL checkpoints needs a new route"
+
+
+def test_transformers_computes_the_grad_norm_in_get_grad_norm_before_the_optimizer_step():
+    # _compat entry 7: DenseDPOTrainer._get_grad_norm stops a diverged run before the step is applied
+    from transformers import Trainer
+
+    source = inspect.getsource(Trainer._inner_training_loop)
+    assert "self._get_grad_norm(" in source and "self.optimizer.step()" in source
+    assert source.index("self._get_grad_norm(") < source.index("self.optimizer.step()")
