@@ -220,6 +220,7 @@ class DenseDataCollatorForVisionPreference(DataCollatorForVisionPreference):
                     output[key] = value[:, :max_length]
             changed = changed[:, :max_length]
 
+        _refuse_pairs_identical_after_truncation(output, batch_size, labels, max_length)
         if self.segment_source == "rlhfv_token_diff":
             changed = token_diff_mask(output, batch_size)
             changed_before = changed.sum(dim=1)
@@ -229,6 +230,24 @@ class DenseDataCollatorForVisionPreference(DataCollatorForVisionPreference):
         if ref is not None:
             output["ref_token_logps"] = ref
         return output
+
+
+def _refuse_pairs_identical_after_truncation(output, batch_size: int, labels: list[str], max_length) -> None:
+    """A pair whose two rows `max_length` cut to the same tokens carries no preference: refuse it by name.
+
+    Text rows are checked (and dropped) when the dataset is prepared; image rows are tokenized here, batch by batch.
+    """
+    if max_length is None:
+        return
+    for i in range(batch_size):
+        chosen = output["input_ids"][i][output["attention_mask"][i].bool()]
+        rejected = output["input_ids"][batch_size + i][output["attention_mask"][batch_size + i].bool()]
+        if torch.equal(chosen, rejected):
+            raise ValueError(
+                f"{labels[i]}: max_length={max_length} cuts the chosen and rejected answers to the same tokens, so "
+                "the pair carries no preference (loss ln 2, zero gradient). Raise max_length (or set it to None), "
+                "or leave the row out of the data."
+            )
 
 
 def promote_collator(collator, segment_source: str):

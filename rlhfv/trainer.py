@@ -204,6 +204,8 @@ class DenseDPOTrainer(DPOTrainer):
                 f"{rows_in - len(dataset)} of {rows_in} rows of the {dataset_name} dataset were dropped: their prompt "
                 f"alone fills max_length={args.max_length}, leaving no completion token. Raise max_length to keep them."
             )
+        if isinstance(dataset, Dataset) and args.max_length is not None:
+            dataset = _drop_pairs_identical_after_truncation(dataset, args, dataset_name)
         column_names = dataset.column_names or list(next(iter(dataset)).keys())
         if args.segment_source == "spans" and "chosen_changed" not in column_names:
             map_kwargs = {}
@@ -327,3 +329,34 @@ def _check_span_columns(train_dataset, eval_dataset) -> None:
                     f"{stats['pairs_without_changes']} of {stats['pairs']} pairs of the {name} dataset have no "
                     "changed segment: they train as plain DPO (logged as dense/pairs_without_changes)."
                 )
+
+
+def _drop_pairs_identical_after_truncation(dataset: Dataset, args, dataset_name: str) -> Dataset:
+    """Drop (and report) tokenized rows whose chosen and rejected sequences `max_length` cuts to the same tokens.
+
+    Such a pair carries no preference: its loss is ln 2 with a zero gradient at every step. TRL's collator cuts
+    prompt + answer per sequence (`keep_start`: the first `max_length` tokens, `keep_end`: the last).
+    """
+    keep = slice(None, args.max_length) if args.truncation_mode == "keep_start" else slice(-args.max_length, None)
+    columns = [c for c in ("id", "prompt_ids", "chosen_ids", "rejected_ids") if c in dataset.column_names]
+    identical = []
+    for index, row in enumerate(dataset.select_columns(columns)):
+        prompt = list(row["prompt_ids"])
+        if (prompt + list(row["chosen_ids"]))[keep] == (prompt + list(row["rejected_ids"]))[keep]:
+            identical.append(index)
+    if not identical:
+        return dataset
+    ids = dataset.select(identical[:5])["id"] if "id" in dataset.column_names else identical[:5]
+    shown = ", ".join(repr(i) for i in ids) + (", ..." if len(identical) > 5 else "")
+    message = (
+        f"max_length={args.max_length} ({args.truncation_mode}) cuts the chosen and rejected answers of "
+        f"{len(identical)} of {len(dataset)} rows of the {dataset_name} dataset to the same tokens (rows {shown}): "
+        "they carry no preference (loss ln 2, zero gradient). Raise max_length to keep them."
+    )
+    if len(identical) == len(dataset):
+        raise ValueError(
+            message.replace("Raise max_length to keep them.", "Nothing is left to train on: raise max_length.")
+        )
+    logger.warning(message + " They are left out of training.")
+    dropped = set(identical)
+    return dataset.select([i for i in range(len(dataset)) if i not in dropped])

@@ -246,12 +246,37 @@ def test_truncation_cutting_the_answers(tmp_path, pristine, tokenizer, dataset, 
     rows = [reference_rows(tokenizer, ex, max_length, truncation_mode) for ex in dataset]
     full = [reference_rows(tokenizer, ex) for ex in dataset]
     assert any(len(r["chosen"][0]) < len(f["chosen"][0]) for r, f in zip(rows, full, strict=True)), prompt_lengths
+    # A pair cut to the same tokens on both sides carries no preference and is left out (tested below)
+    rows = [row for row in rows if row["chosen"][0] != row["rejected"][0]]
     args = make_args(tmp_path, gamma=5.0, score_average=True, max_length=max_length, truncation_mode=truncation_mode)
     trainer = make_trainer(pristine, tokenizer, dataset, args)
-    loss = trainer.compute_loss(trainer.model, first_batch(trainer))
+    assert len(trainer.train_dataset) == len(rows) >= 2
+    loss = trainer.compute_loss(trainer.model, first_batch(trainer, n=len(rows)))
     expected = reference_loss(trainer.model, trainer.ref_model, rows, 5.0, True)
     assert abs(loss.item() - expected.item()) < 1e-5
     assert_close_grads(grads(loss, trainer.model), grads(expected, trainer.model), atol=1e-5)
+
+
+def test_pairs_cut_to_the_same_tokens_are_left_out_and_reported(tmp_path, pristine, tokenizer, dataset, caplog):
+    full = [reference_rows(tokenizer, example) for example in dataset]
+    # The first token where pair-0's answers differ ("red" / "blue" square): cut just before it
+    chosen_ids, rejected_ids = full[0]["chosen"][0], full[0]["rejected"][0]
+    max_length = next(k for k, (a, b) in enumerate(zip(chosen_ids, rejected_ids, strict=False)) if a != b)
+    expected_kept, expected_reported = [], []
+    for example, row in zip(dataset, full, strict=True):
+        prompt_length = row["chosen"][1].count(False)
+        if prompt_length >= max_length:
+            continue  # TRL drops rows whose prompt alone fills max_length
+        same = row["chosen"][0][:max_length] == row["rejected"][0][:max_length]
+        (expected_reported if same else expected_kept).append(example["id"])
+    assert expected_reported == ["pair-0"] and expected_kept  # the setup exercises both outcomes
+
+    trainer = make_trainer(pristine, tokenizer, dataset, make_args(tmp_path, max_length=max_length))
+    assert trainer.train_dataset["id"] == expected_kept
+    assert any("rows 'pair-0'" in r.message and "no preference" in r.message for r in caplog.records)
+
+    with pytest.raises(ValueError, match="Nothing is left to train on"):
+        make_trainer(pristine, tokenizer, dataset.select([0]), make_args(tmp_path, max_length=max_length))
 
 
 def test_sft_weight_adds_rlhfv_sft_term(tmp_path, pristine, tokenizer, dataset):

@@ -249,3 +249,18 @@ def test_training_steps_log_dense_metrics(tmp_path, llava, dataset):
     logged = [e for e in trainer.state.log_history if "dense/changed_share" in e]
     assert len(logged) == 2
     assert all(e["dense/changed_share"] == pytest.approx(changed / completion, abs=1e-6) for e in logged)
+
+
+def test_image_pair_cut_to_the_same_tokens_is_refused_by_name(tmp_path, llava, dataset):
+    processor = llava[3]
+    full = reference_rows(processor, dataset[0])
+    chosen_ids, rejected_ids = full["chosen"][0], full["rejected"][0]
+    # Cut just before the first token where pair-0's answers differ: both rows become the same tokens
+    max_length = next(k for k, (a, b) in enumerate(zip(chosen_ids, rejected_ids, strict=False)) if a != b)
+    assert full["chosen"][1][:max_length].count(True) > 0  # answer tokens are kept, image tokens are not cut
+    trainer = make_trainer(llava, dataset.select([0]), make_args(tmp_path, max_length=max_length))
+    with pytest.raises(ValueError, match="row id='pair-0': max_length=.* same tokens"):
+        first_batch(trainer, n=1)
+    # One more token keeps the difference: the same row collates
+    trainer = make_trainer(llava, dataset.select([0]), make_args(tmp_path, max_length=max_length + 1))
+    assert first_batch(trainer, n=1)["changed_mask"].sum() > 0
