@@ -483,8 +483,11 @@ def test_forward_patched_after_construction_is_detected(tmp_path, pristine, toke
 def test_pairs_without_changes_and_truncated_changes_are_counted(tmp_path, pristine, tokenizer, dataset, caplog):
     rows = rows_with_spans()
     rows[0]["chosen_spans"], rows[0]["rejected_spans"] = [], []
-    # pair-1's only rejected change is "dog" near the start, its chosen changes reach the end: cut the answers so
-    # that pair-2 ("yellow"/"red" at the end of a long prompt) loses all of its changed tokens
+    # pair-2's answers also differ in an unmarked first word, so cutting its marked change ("yellow"/"red" at the end
+    # of a long prompt) leaves a pair that still differs: it trains, with all of its changed tokens truncated
+    rows[2]["rejected"] = [{"role": "assistant", "content": "A bus is red."}]
+    rows[2]["rejected_spans"] = [[len("A bus is "), len("A bus is red")]]
+    # pair-1's only rejected change is "dog" near the start, its chosen changes reach the end
     max_length = 32
     with caplog.at_level(logging.WARNING, logger="rlhfv.trainer"):
         trainer = make_trainer(

@@ -169,12 +169,20 @@ def test_loss_and_grads_match_formula(tmp_path, vlm, dataset, max_length):
     name, _, _, processor = vlm
     if max_length == "cut":
         # Keep every prompt (image tokens included), cut the answers
-        max_length = max(reference_rows(processor, ex)["chosen"][1].count(False) for ex in dataset) + 2
+        # (the shortest such cut that leaves every pair different: a pair cut to the same tokens is refused)
+        prompt = max(reference_rows(processor, ex)["chosen"][1].count(False) for ex in dataset)
+
+        def all_pairs_differ(length):
+            cut = [reference_rows(processor, ex, length) for ex in dataset]
+            return all(row["chosen"][0] != row["rejected"][0] for row in cut)
+
+        max_length = next(prompt + extra for extra in range(2, 64) if all_pairs_differ(prompt + extra))
     rows = [reference_rows(processor, example, max_length) for example in dataset]
     if max_length is not None:
         full = [reference_rows(processor, example) for example in dataset]
         sides = ("chosen", "rejected")
-        assert sum(len(r[s][0]) < len(f[s][0]) for r, f in zip(rows, full, strict=True) for s in sides) >= 3
+        # at least two answers are cut (a shorter cut would make pair-2's answers identical, which is refused)
+        assert sum(len(r[s][0]) < len(f[s][0]) for r, f in zip(rows, full, strict=True) for s in sides) >= 2
         assert all(any(r[s][1]) for r in rows for s in sides)
     trainer = make_trainer(vlm, dataset, make_args(tmp_path, max_length=max_length))
     batch = first_batch(trainer)

@@ -145,6 +145,6 @@ def test_transformers_computes_the_grad_norm_in_get_grad_norm_before_the_optimiz
     # _compat entry 7: DenseDPOTrainer._get_grad_norm stops a diverged run before the step is applied
     from transformers import Trainer
 
-    source = inspect.getsource(Trainer._inner_training_loop)
+    source = inspect.getsource(Trainer._run_epoch)
     assert "self._get_grad_norm(" in source and "self.optimizer.step()" in source
     assert source.index("self._get_grad_norm(") < source.index("self.optimizer.step()")
