@@ -20,6 +20,7 @@ exponential backoff that honours `Retry-After`), timeouts, async concurrency and
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
@@ -336,12 +337,23 @@ def _short(text: str, limit: int = 500) -> str:
 
 
 # ---- command-line wiring shared by every command that calls an endpoint ---------------------------------------------
+class _RefuseKeyOnCommandLine(argparse.Action):
+    """`--api-key` fails with the fix, without echoing the key (it would sit in shell history and `ps`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(
+            "API keys are not taken on the command line (they end up in shell history and process lists): put the "
+            "key in $OPENAI_API_KEY, another variable named by --api-key-env, or a file named by --api-key-file"
+        )
+
+
 def add_endpoint_arguments(parser, model_env: str = "RLHFV_JUDGE_MODEL", what: str = "judge") -> None:
     """--base-url, --model, --api-key-env, --api-key-file, --cache-dir, --no-cache, --concurrency, --max-retries,
     --timeout. There is deliberately no --api-key: a key on the command line ends up in shell history and `ps`."""
     parser.add_argument("--base-url", default=None, help="endpoint base URL, e.g. http://localhost:8000/v1 "
                         f"(default: $OPENAI_BASE_URL, else {DEFAULT_BASE_URL})")  # fmt: skip
     parser.add_argument("--model", default=None, help=f"{what} model name (default: ${model_env})")
+    parser.add_argument("--api-key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS)
     parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key "
                         "(default OPENAI_API_KEY; none needed for local servers)")  # fmt: skip
     parser.add_argument("--api-key-file", default=None, help="file whose first line is the API key (wins over "
