@@ -235,7 +235,7 @@ class EndpointClient:
         with tqdm(total=len(requests), desc=desc, unit="request", disable=not progress) as bar:
             bar.update(len(requests) - len(todo))
             if todo:
-                fresh = asyncio.run(self._run(requests, todo, validate, bar))
+                fresh = _run_coroutine(self._run(requests, todo, validate, bar))
                 for index, reply in fresh.items():
                     replies[index] = reply
         return replies  # type: ignore[return-value]
@@ -311,6 +311,18 @@ class EndpointClient:
                 f"{where}: the reply is not an OpenAI chat completion ({_short(str(error))})"
             ) from None
         return _to_reply(completion, where)
+
+
+def _run_coroutine(coroutine):
+    """`asyncio.run`, also from code that already runs an event loop (a notebook): then in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _to_reply(completion, where: str) -> Reply:

@@ -62,6 +62,17 @@ def test_object_halbench_missing_answer(tmp_path, capsys):
     assert rep["recall"] == pytest.approx(600 / 7)
 
 
+def test_object_halbench_image_without_annotations(tmp_path, capsys):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question_id": 0, "image_id": 999, "question": "Describe."}) + "\n")
+    answers = tmp_path / "a.jsonl"
+    answers.write_text(json.dumps({"id": "0", "answer": "A dog."}) + "\n")
+    argv = ohb_args(answers, tmp_path / "o.json")
+    argv[argv.index("--questions") + 1] = questions
+    assert run(argv) == 1
+    assert "no COCO annotations for image id(s) [999]" in capsys.readouterr().err
+
+
 def test_object_halbench_llm_extraction(tmp_path):
     # The local server lists the objects named in LIST[...]; each name is mapped to a COCO class:
     #   q0 man, dog, frisbee, cat -> person, dog, frisbee, cat: 1 hallucinated (cat); recalls 3 of 3
@@ -220,6 +231,25 @@ def test_mmhal_judge(tmp_path, capsys):
                                      "relation": 5.0, "environment": 3.0, "holistic": 1.0, "other": 6.0}  # fmt: skip
     assert rep["headline"] == {"MMHal score": pytest.approx(3.4), "MMHal hallucination %": pytest.approx(40.0)}
     assert "rlhfv's own rubric" in rep["comparable_with_papers"]
+
+
+def test_mmhal_judge_unanswered_items(tmp_path, capsys):
+    answers = [f"RATE-{r} answer {i}" for i, r in enumerate(RATINGS)]
+    answers[1] = ""  # item 1 (adversarial) was never answered
+    path = filled_mmhal(tmp_path, answers)
+    out = tmp_path / "mmhal.json"
+    with Server() as server:
+        argv = ["eval", "mmhal", "judge", "--responses", path, "--base-url", server.url, "--model", "judge",
+                "--no-cache", "--out", out, "--quiet"]  # fmt: skip
+        assert run(argv) == 1
+        assert "1 of 10 items have no model_answer (items 1)" in capsys.readouterr().err
+        assert run([*argv, "--allow-missing"]) == 0
+        assert len(server.requests) == 9
+    rep = json.loads(out.read_text())
+    # without item 1: 32 / 9; below 3: ratings 0, 1, 2 of items 3, 6, 8; adversarial is item 9 alone
+    assert rep["items"] == 9 and rep["missing_answers"] == ["1"]
+    assert rep["average_score"] == pytest.approx(32 / 9) and rep["hallucination_rate"] == pytest.approx(300 / 9)
+    assert rep["per_type_score"]["adversarial"] == 5.0 and rep["per_type_score"]["attribute"] == 4.0
 
 
 def test_mmhal_judge_refuses_reordered_file(tmp_path, capsys):

@@ -141,3 +141,12 @@ def test_command_line_has_no_api_key_option(tmp_path, capsys):
     assert caught.value.code == 2
     err = capsys.readouterr().err
     assert "API keys are not taken on the command line" in err and "--api-key-file" in err and SECRET not in err
+
+
+def test_works_inside_a_running_event_loop(server, tmp_path):
+    import asyncio
+
+    async def notebook_cell():
+        return client(server.url, tmp_path).chat(user("LIST[from a loop]"))
+
+    assert asyncio.run(notebook_cell()).text == "from a loop"

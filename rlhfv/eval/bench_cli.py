@@ -170,14 +170,14 @@ def _run_mmhal_judge(args) -> int:
     from rlhfv.eval import mmhal
     from rlhfv.eval.judge import judge_items, load_prompt
 
-    items = mmhal.judge_inputs(args.responses)
+    items, missing = mmhal.judge_inputs(args.responses, args.allow_missing)
     template = load_prompt(args.prompt_file) if args.prompt_file else None
     client = client_from_args(args)
     results = judge_items(client, items, progress=not args.quiet, prompt_template=template)
     prompt = "rlhfv rubric"
     if template is not None:
         prompt = f"{args.prompt_file} (sha256 {hashlib.sha256(template.encode()).hexdigest()[:16]})"
-    rep = mmhal.report(results, client.model, prompt)
+    rep = mmhal.report(results, client.model, prompt, missing)
     rep["responses"] = str(args.responses)
     print(mmhal.format_report(rep))
     cached = sum(r["cached"] for r in results)
@@ -208,8 +208,9 @@ def _register_object_halbench(commands) -> None:
     p = sub.add_parser("score", help="CHAIR_s, CHAIR_i and recall")
     p.add_argument("--questions", required=True, help="the question file")
     p.add_argument("--answers", required=True, help="answers JSONL (id or question_id, answer)")
-    p.add_argument("--instances", required=True, help="COCO instances_val2014.json")
-    p.add_argument("--captions", required=True, help="COCO captions_val2014.json")
+    p.add_argument("--instances", required=True, action="append", help="COCO instances_val2014.json (repeat to "
+                   "add instances_train2014.json, as CHAIR's code does)")  # fmt: skip
+    p.add_argument("--captions", required=True, action="append", help="COCO captions_val2014.json (repeatable)")
     p.add_argument("--extract", choices=["rule", "llm"], default="rule", help="object extraction: the synonym "
                    "matcher (default), or an LLM through the endpoint (comparable with the papers)")  # fmt: skip
     p.add_argument("--prompt-file", default=None, help="LLM extraction prompt with an {answer} placeholder")

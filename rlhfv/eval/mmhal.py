@@ -81,43 +81,51 @@ def write_filled(path: str | Path, filled: list[dict]) -> None:
     tmp.replace(path)  # the template may be overwritten in place: never leave it half-written
 
 
-def judge_inputs(path: str | Path) -> list[dict]:
-    """Judge items from a filled response file, typed by index mod 8 (the benchmark's rule).
+def judge_inputs(path: str | Path, allow_missing: bool = False) -> tuple[list[dict], list[str]]:
+    """Judge items from a filled response file (id = the item's index) and the ids of unanswered items.
 
-    A file whose `question_type` names disagree with the index rule was reordered or filtered: its per-type scores
-    would be wrong, so it is refused.
+    An item with an empty or absent `model_answer` is unanswered: an error, or with `allow_missing` left out and
+    listed. A file whose `question_type` names disagree with the index-mod-8 rule was reordered or filtered: its
+    per-type scores would be wrong, so it is refused.
     """
     from rlhfv.eval.judge import normalize_items
 
     rows = read_template(path)
+    missing = []
     for index, row in enumerate(rows):
         answer = row.get("model_answer")
-        if not isinstance(answer, str):
-            raise EvalInputError(
-                f"{row['_where']}: field 'model_answer' must be text; run `rlhfv eval mmhal generate`"
-            )
+        if answer is not None and not isinstance(answer, str):
+            raise EvalInputError(f"{row['_where']}: field 'model_answer' must be text")
+        if not answer or not answer.strip():
+            missing.append(str(index))
         expected = QUESTION_TYPES[index % 8]
         if isinstance(row["question_type"], str) and row["question_type"].strip().lower() != expected:
             raise EvalInputError(
                 f"{row['_where']}: question_type {row['question_type']!r} but item {index} must be {expected!r} "
                 "(index mod 8): the file was reordered or filtered, and the per-type scores would be wrong"
             )
-    items = normalize_items([{k: v for k, v in row.items() if k != "question_type"} for row in rows])
-    for index, item in enumerate(items):
-        item["id"] = str(index)
-    return items
+    if missing and not allow_missing:
+        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise EvalInputError(
+            f"{path}: {len(missing)} of {len(rows)} items have no model_answer (items {shown}); run `rlhfv eval mmhal "
+            "generate` (it resumes), or pass --allow-missing to judge the answered ones and list the others"
+        )
+    # the type comes from the index (the benchmark's rule), also when unanswered items are left out
+    answered = [{**row, "id": str(i), "question_type": i % 8} for i, row in enumerate(rows) if str(i) not in missing]
+    return normalize_items(answered), missing
 
 
-def report(results: list[dict], judge_model: str, prompt: str) -> dict:
-    """The benchmark's numbers from per-item ratings (input order)."""
+def report(results: list[dict], judge_model: str, prompt: str, missing: list[str] = ()) -> dict:
+    """The benchmark's numbers from per-item ratings; an item's type is its id (its template index) mod 8."""
     n = len(results)
     per_type = {}
     for t, name in enumerate(QUESTION_TYPES):
-        ratings = [r["rating"] for i, r in enumerate(results) if i % 8 == t]
+        ratings = [r["rating"] for r in results if int(r["id"]) % 8 == t]
         per_type[name] = sum(ratings) / len(ratings) if ratings else None
     return {
         "benchmark": "mmhal",
         "items": n,
+        "missing_answers": list(missing),
         "average_score": sum(r["rating"] for r in results) / n if n else None,
         "hallucination_rate": 100 * sum(r["rating"] < 3 for r in results) / n if n else None,
         "per_type_score": per_type,

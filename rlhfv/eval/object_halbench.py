@@ -116,37 +116,43 @@ def _image_source(row: dict, base: Path, images: str | Path | None, image_name: 
 
 
 def coco_truth(
-    instances: str | Path, captions: str | Path | None, extractor: ObjectExtractor, image_ids: set[int]
+    instances: list[str | Path], captions: list[str | Path], extractor: ObjectExtractor, image_ids: set[int]
 ) -> dict[int, set[str]]:
-    """COCO classes per image: instance annotations, plus objects the reference captions mention."""
+    """COCO classes per image: instance annotations, plus objects the reference captions mention.
+
+    Several instance and caption files may be given (CHAIR's own code reads both train2014 and val2014).
+    """
     truth: dict[int, set[str]] = {}
-    data = _load_json(instances, "instances")
-    if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= set(data):
-        raise EvalInputError(f"{instances}: not COCO instances annotations (needs images, annotations, categories)")
-    known = {image["id"] for image in data["images"]}
-    categories = {c["id"]: c["name"] for c in data["categories"]}
-    for annotation in data["annotations"]:
-        if annotation["image_id"] not in image_ids:
-            continue
-        name = categories[annotation["category_id"]]
-        cls = extractor.to_class(name)
-        if cls is None:
-            raise EvalInputError(f"{instances}: category {name!r} is not a class of the synonym table")
-        truth.setdefault(annotation["image_id"], set()).add(cls)
-    if captions is not None:
-        caption_data = _load_json(captions, "captions")
-        if not isinstance(caption_data, dict) or "annotations" not in caption_data:
-            raise EvalInputError(f"{captions}: not COCO caption annotations (needs annotations)")
-        known |= {image["id"] for image in caption_data.get("images", [])}
-        for annotation in caption_data["annotations"]:
+    known: set[int] = set()
+    for path in instances:
+        data = _load_json(path, "instances")
+        if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= set(data):
+            raise EvalInputError(f"{path}: not COCO instances annotations (needs images, annotations, categories)")
+        known |= {image["id"] for image in data["images"]}
+        categories = {c["id"]: c["name"] for c in data["categories"]}
+        for annotation in data["annotations"]:
+            if annotation["image_id"] not in image_ids:
+                continue
+            name = categories[annotation["category_id"]]
+            cls = extractor.to_class(name)
+            if cls is None:
+                raise EvalInputError(f"{path}: category {name!r} is not a class of the synonym table")
+            truth.setdefault(annotation["image_id"], set()).add(cls)
+    for path in captions:
+        data = _load_json(path, "captions")
+        if not isinstance(data, dict) or "annotations" not in data:
+            raise EvalInputError(f"{path}: not COCO caption annotations (needs annotations)")
+        known |= {image["id"] for image in data.get("images", [])}
+        for annotation in data["annotations"]:
             if annotation["image_id"] in image_ids:
                 found = {m.cls for m in extractor.mentions(annotation["caption"])}
                 truth.setdefault(annotation["image_id"], set()).update(found)
     unknown = sorted(image_ids - known)
     if unknown:
+        names = ", ".join(str(p) for p in [*instances, *captions])
         raise EvalInputError(
-            f"{instances}: no annotations for image id(s) {unknown[:10]}: Object HalBench uses COCO val2014; pass "
-            "instances_val2014.json and captions_val2014.json"
+            f"no COCO annotations for image id(s) {unknown[:10]} in {names}: Object HalBench uses COCO 2014; pass "
+            "instances_val2014.json and captions_val2014.json (and the train2014 files if some images are there)"
         )
     return {image_id: truth.get(image_id, set()) for image_id in image_ids}
 
