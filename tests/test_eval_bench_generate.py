@@ -11,7 +11,8 @@ import pytest
 from rlhfv.cli import main as rlhfv_main
 
 
-MMHAL = Path(__file__).parent / "fixtures" / "mmhal"
+FIXTURES = Path(__file__).parent / "fixtures"
+MMHAL, POPE, AMBER = FIXTURES / "mmhal", FIXTURES / "pope", FIXTURES / "amber"
 MAX_NEW_TOKENS = 4
 
 
@@ -96,6 +97,34 @@ def test_object_halbench_generate_with_embedded_images(tmp_path, saved_llava):
     assert [r["id"] for r in rows] == ["0", "1"]  # no question_id: the line's index
     assert [r["image"] for r in rows] == ["COCO_val2014_000000000101.jpg", "COCO_val2014_000000000102.jpg"]
     assert all(isinstance(r["answer"], str) for r in rows)
+
+
+def test_pope_and_amber_generate(tmp_path, saved_llava):
+    images = tmp_path / "images"
+    names = {json.loads(line)["image"] for f in POPE.glob("coco_pope_*.json") for line in f.read_text().splitlines()}
+    make_images(images, sorted(names))
+    out = tmp_path / "pope"
+    argv = generate_argv(saved_llava, "pope", "generate", "--pope-dir", POPE, "--images", images, "--out", out)
+    assert rlhfv_main([str(a) for a in argv]) == 0
+    for split, n in [("random", 6), ("popular", 2), ("adversarial", 2)]:
+        rows = [json.loads(line) for line in (out / f"{split}.jsonl").read_text().splitlines()]
+        assert [r["id"] for r in rows] == [str(i) for i in range(1, n + 1)]
+        # LLaVA-1.5's POPE prompt: the question and a one-word instruction
+        assert rows[0]["question"].endswith("in the image?\nAnswer the question using a single word or phrase.")
+        settings = json.loads((out / f"{split}.settings.json").read_text())
+        assert settings["benchmark"] == f"pope-{split}" and "single word" in settings["prompt_suffix"]
+    # the answers score with `pope score` as they are
+    assert rlhfv_main(["eval", "pope", "score", "--pope-dir", str(POPE), "--answers", str(out)]) == 0
+
+    queries = json.loads((AMBER / "query_all.json").read_text())
+    make_images(tmp_path / "amber_images", [q["image"] for q in queries])
+    out = tmp_path / "amber.jsonl"
+    argv = generate_argv(saved_llava, "amber", "generate", "--queries", AMBER / "query_all.json", "--images",
+                         tmp_path / "amber_images", "--out", out)  # fmt: skip
+    assert rlhfv_main([str(a) for a in argv]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [str(q["id"]) for q in queries]
+    assert [r["question"] for r in rows] == [q["query"] for q in queries]
 
 
 def test_missing_image_is_reported_before_loading_the_model(tmp_path, capsys):

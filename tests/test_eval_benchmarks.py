@@ -140,6 +140,41 @@ def test_amber(tmp_path, capsys):
     assert "deviation: word similarity" in capsys.readouterr().out
 
 
+class TinyVectors:
+    """Stands in for spaCy's en_core_web_lg (not installable here): similarity from a fixed table."""
+
+    SIMILAR = {frozenset(("sofa", "couch")): 0.9, frozenset(("stool", "chair")): 0.85}
+
+    def __call__(self, word):
+        return _Doc(word)
+
+
+class _Doc:
+    def __init__(self, word):
+        self.word = word
+
+    def similarity(self, other):
+        return TinyVectors.SIMILAR.get(frozenset((self.word, other.word)), 0.1)
+
+
+def test_amber_word_vector_matching():
+    from rlhfv.eval.amber import WordMatcher, score_generative
+
+    association = {"couch": [], "chair": [], "sofa": [], "stool": []}
+    vocabulary = set(association)
+    annotation = {"id": 1, "truth": ["couch"], "hallu": ["chair"]}
+    answer = "A sofa next to a stool."
+    exact = WordMatcher("off")
+    counts = score_generative(annotation, answer, association, set(), vocabulary, exact)
+    # exact match: "sofa" is not the couch and "stool" is not the chair: both hallucinated, nothing covered
+    assert (counts["hallucinated_words"], counts["covered"], counts["produced"]) == (["sofa", "stool"], 0, 0)
+    vectors = WordMatcher("off")
+    vectors.nlp, vectors.deviation = TinyVectors(), None
+    counts = score_generative(annotation, answer, association, set(), vocabulary, vectors)
+    # AMBER's rule (similarity > 0.8): "sofa" covers the couch; "stool" is the annotated hallucination "chair"
+    assert (counts["hallucinated_words"], counts["covered"], counts["produced"]) == (["stool"], 1, 1)
+
+
 def test_amber_missing_and_unknown_items(tmp_path, capsys):
     rows = json.loads((AMBER / "answers.json").read_text())
     partial = tmp_path / "partial.json"
@@ -274,6 +309,7 @@ def test_report_table_and_plot(tmp_path, capsys):
     assert run(argv) == 0
     lines = md.read_text().splitlines()
     assert lines[0].startswith("| model | CHAIR_s ↓ | CHAIR_i ↓ | recall ↑ | POPE random acc ↑ |")
+    assert "| POPE random F1 ↑ | POPE random yes% ≈50 |" in lines[0]
     assert lines[2].startswith("| sft | 50.0 | 30.0 | 70.0 | 50.0 | 57.1 | 50.0 |")
     assert lines[3].startswith("| dpo | 50.0 | 30.0 | 70.0 | – |")  # dpo has no POPE result
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

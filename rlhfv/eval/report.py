@@ -13,7 +13,8 @@ from pathlib import Path
 from rlhfv.eval.io import EvalInputError
 
 
-LOWER_IS_BETTER = ("CHAIR", "Hal ", "hallucination", "Cog", "yes%")
+LOWER_IS_BETTER = ("CHAIR", "Hal ", "hallucination", "Cog")
+BALANCED = ("yes%",)  # POPE's yes-ratio: best near the share of "yes" labels (50%), neither high nor low
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:
@@ -49,20 +50,25 @@ def collect(specs: list[str]) -> tuple[list[str], list[str], dict[str, dict[str,
     return models, columns, table
 
 
-def lower_is_better(column: str) -> bool:
-    return any(key in column + " " for key in LOWER_IS_BETTER)
+def direction(column: str) -> str:
+    if any(key in column for key in BALANCED):
+        return "≈50"
+    return "↓" if any(key in column + " " for key in LOWER_IS_BETTER) else "↑"
 
 
 def markdown(models: list[str], columns: list[str], table: dict) -> str:
     def cell(value):
         return "–" if value is None else f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
 
-    header = ["model", *[f"{c} {'↓' if lower_is_better(c) else '↑'}" for c in columns]]
+    header = ["model", *[f"{c} {direction(c)}" for c in columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model in models:
         lines.append("| " + " | ".join([model, *[cell(table[model].get(c)) for c in columns]]) + " |")
     lines.append("")
-    lines.append("↓ lower is better, ↑ higher is better; rates in percent, MMHal score 0-6; – not measured.")
+    lines.append(
+        "↓ lower is better, ↑ higher is better, ≈50 best near 50% (POPE's yes-ratio; its splits are half yes); rates "
+        "in percent, MMHal score 0-6; – not measured."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -86,7 +92,7 @@ def plot(models: list[str], columns: list[str], table: dict, path: str | Path) -
         ax.bar(range(len(models)), [0 if v is None else v for v in values],
                color=[colors[i % len(colors)] for i in range(len(models))])  # fmt: skip
         ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"{column} {'(lower better)' if lower_is_better(column) else '(higher better)'}", fontsize=8)
+        ax.set_title(f"{column} {direction(column)}", fontsize=8)
         for i, v in enumerate(values):
             ax.text(i, 0 if v is None else v, "n/a" if v is None else f"{v:.1f}", ha="center", va="bottom",
                     fontsize=7)  # fmt: skip
