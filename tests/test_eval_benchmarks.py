@@ -308,7 +308,9 @@ def test_report_table_and_plot(tmp_path, capsys):
             "--plot", png]  # fmt: skip
     assert run(argv) == 0
     lines = md.read_text().splitlines()
-    assert lines[0].startswith("| model | CHAIR_s ↓ | CHAIR_i ↓ | recall ↑ | POPE random acc ↑ |")
+    assert lines[0].startswith(
+        "| model | ObjHal CHAIR_s (rule) ↓ | ObjHal CHAIR_i (rule) ↓ | ObjHal recall (rule) ↑ | POPE random acc ↑ |"
+    )
     assert "| POPE random F1 ↑ | POPE random yes% ≈50 |" in lines[0]
     assert lines[2].startswith("| sft | 50.0 | 30.0 | 70.0 | 50.0 | 57.1 | 50.0 |")
     assert lines[3].startswith("| dpo | 50.0 | 30.0 | 70.0 | – |")  # dpo has no POPE result
@@ -316,4 +318,16 @@ def test_report_table_and_plot(tmp_path, capsys):
     # the same headline number twice for one model is an error
     assert run(["eval", "report", "--result", f"a={tmp_path / 'sft_ohb.json'}", "--result",
                 f"a={tmp_path / 'dpo_ohb.json'}"]) == 1  # fmt: skip
-    assert "already has 'CHAIR_s'" in capsys.readouterr().err
+    assert "already has 'ObjHal CHAIR_s (rule)'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "column, expected",
+    [("MMHal score", "↑"), ("MMHal hallucination %", "↓"), ("ObjHal CHAIR_s (llm)", "↓"),
+     ("ObjHal recall (llm)", "↑"), ("AMBER CHAIR", "↓"), ("AMBER Cover", "↑"), ("AMBER Hal", "↓"),
+     ("AMBER Cog", "↓"), ("AMBER F1", "↑"), ("POPE adversarial F1", "↑"), ("POPE random yes%", "≈50")],
+)  # fmt: skip
+def test_report_directions(column, expected):
+    from rlhfv.eval.report import direction
+
+    assert direction(column) == expected

@@ -273,7 +273,12 @@ def score(
         "missing_answers": list(missing),
         "units": "percent",
         "comparable_with_papers": COMPARABLE_LLM if mode == "llm" else COMPARABLE_RULE,
-        "headline": {"CHAIR_s": metrics["chair_s"], "CHAIR_i": metrics["chair_i"], "recall": metrics["recall"]},
+        # the extraction mode is part of the column name: rule and LLM numbers must never share a column
+        "headline": {
+            f"ObjHal CHAIR_s ({mode})": metrics["chair_s"],
+            f"ObjHal CHAIR_i ({mode})": metrics["chair_i"],
+            f"ObjHal recall ({mode})": metrics["recall"],
+        },
     }
     if mode == "llm":
         rep["extractor_model"] = client.model

@@ -13,8 +13,8 @@ from pathlib import Path
 from rlhfv.eval.io import EvalInputError
 
 
-LOWER_IS_BETTER = ("CHAIR", "Hal ", "hallucination", "Cog")
-BALANCED = ("yes%",)  # POPE's yes-ratio: best near the share of "yes" labels (50%), neither high nor low
+LOWER_IS_BETTER = {"CHAIR", "CHAIR_s", "CHAIR_i", "Hal", "hallucination", "Cog"}  # words of a column name
+BALANCED = {"yes%"}  # POPE's yes-ratio: best near the share of "yes" labels (50%), neither high nor low
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:
@@ -51,9 +51,10 @@ def collect(specs: list[str]) -> tuple[list[str], list[str], dict[str, dict[str,
 
 
 def direction(column: str) -> str:
-    if any(key in column for key in BALANCED):
+    words = set(column.split())
+    if words & BALANCED:
         return "≈50"
-    return "↓" if any(key in column + " " for key in LOWER_IS_BETTER) else "↑"
+    return "↓" if words & LOWER_IS_BETTER else "↑"
 
 
 def markdown(models: list[str], columns: list[str], table: dict) -> str:
