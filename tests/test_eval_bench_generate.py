@@ -59,19 +59,21 @@ def test_mmhal_generate_fills_template_in_order_and_resumes(tmp_path, saved_llav
     assert [f["model_answer"] for f in filled] == [r["answer"] for r in rows]
     assert all(r["question"] == t["question"] for r, t in zip(rows, template))
     settings = json.loads((tmp_path / "filled.answers.settings.json").read_text())
-    assert settings["decoding"] == {"max_new_tokens": MAX_NEW_TOKENS, "batch_size": 3, "do_sample": False,
-                                    "num_beams": 1}  # fmt: skip
+    assert settings["decoding"] == {"max_new_tokens": MAX_NEW_TOKENS, "do_sample": False, "num_beams": 1}
+    assert settings["batch_sizes"] == [3]
     assert settings["benchmark"] == "mmhal" and settings["model"] == str(saved_llava)
 
     # a crash after item 6: the rerun generates items 6-9 only and fills the template again
     kept = rows[:6]
     answers_file.write_text("".join(json.dumps(dict(r, answer=f"KEPT {r['id']}")) + "\n" for r in kept))
     out.unlink()
-    assert rlhfv_main([str(a) for a in argv]) == 0
+    smaller_batches = [str(a) for a in argv] + ["--batch-size", "2"]  # e.g. after running out of memory
+    assert rlhfv_main(smaller_batches) == 0
     assert "4 answers written" in capsys.readouterr().out
     resumed = json.loads(out.read_text())
     assert [f["model_answer"] for f in resumed[:6]] == [f"KEPT {i}" for i in range(6)]
     assert [f["model_answer"] for f in resumed[6:]] == [r["answer"] for r in rows[6:]]  # greedy: same answers
+    assert json.loads((tmp_path / "filled.answers.settings.json").read_text())["batch_sizes"] == [3, 2]
 
     # resuming with other decoding settings is refused: one answer file, one decoding
     answers_file.write_text(answers_file.read_text().split("\n", 1)[0] + "\n")

@@ -25,8 +25,8 @@ def settings_path(answers: str | Path) -> Path:
 
 def decoding_settings(benchmark: str, model: str, options: GenerationOptions, prompt_suffix: str) -> dict:
     options_dict = asdict(options)
-    options_dict.pop("extra")
-    for unused in ("best_of", "beta"):
+    # batch size is no decoding setting: a run that ran out of memory must be able to resume with a smaller one
+    for unused in ("extra", "best_of", "beta", "batch_size"):
         options_dict.pop(unused)
     if not options.do_sample:  # greedy decoding ignores them; recording them would suggest otherwise
         for unused in ("temperature", "top_p", "top_k", "seed"):
@@ -39,18 +39,23 @@ def decoding_settings(benchmark: str, model: str, options: GenerationOptions, pr
     }
 
 
-def check_settings(path: Path, settings: dict, answers: Path) -> None:
-    """Refuse to resume an answer file written with other settings; write the settings for a new file."""
+def check_settings(path: Path, settings: dict, answers: Path, batch_size: int) -> None:
+    """Refuse to resume an answer file written with other settings; record the settings (and the batch sizes
+    used, run after run) next to the answers."""
+    batch_sizes = []
     if path.is_file() and answers.is_file() and answers.stat().st_size > 0:
         before = json.loads(path.read_text())
+        batch_sizes = before.pop("batch_sizes", [])
         if before != settings:
             changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
             raise EvalInputError(
                 f"{answers} was generated with other settings ({', '.join(changed)} differ; see {path}); one answer "
                 "file must not mix two decodings: pass another --out, or delete both files to start again"
             )
+    if not batch_sizes or batch_sizes[-1] != batch_size:
+        batch_sizes.append(batch_size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2) + "\n")
+    path.write_text(json.dumps({**settings, "batch_sizes": batch_sizes}, indent=2) + "\n")
 
 
 def generate_for_benchmark(
@@ -81,7 +86,8 @@ def generate_for_benchmark(
         seen.add(row["id"])
         if isinstance(row["_image"], Path) and not row["_image"].is_file():
             raise EvalInputError(f"{row['_where']}: image not found: {row['_image']}")
-    check_settings(settings_path(out), decoding_settings(benchmark, model_path, options, prompt_suffix), out)
+    settings = decoding_settings(benchmark, model_path, options, prompt_suffix)
+    check_settings(settings_path(out), settings, out, options.batch_size)
     skip = done_ids(out)
     todo = [row for row in rows if row["id"] not in skip]
     counts = {"prompts": len(rows), "skipped": len(rows) - len(todo), "generated": 0}
