@@ -191,6 +191,16 @@ class EndpointClient:
             logprobs = [TokenLogprob(t["token"], t["logprob"], dict(t["top"])) for t in logprobs]
         return Reply(stored["text"], logprobs, cached=True)
 
+    def _cached_valid(self, request: ChatRequest, validate) -> Reply | None:
+        """A cached reply that `validate` accepts (one cached by a caller with laxer checks is asked again)."""
+        reply = self.cached(request)
+        if reply is not None and validate is not None:
+            try:
+                validate(reply.text)
+            except ValueError:
+                return None
+        return reply
+
     def store(self, request: ChatRequest, reply: Reply) -> None:
         path = self._cache_path(request)
         if path is None:
@@ -226,11 +236,12 @@ class EndpointClient:
         """Replies in request order; up to `concurrency` requests in flight. Cached replies cost nothing.
 
         `validate(text)` runs on every fresh reply before it is cached; a ValueError from it stops the run with an
-        `EndpointReplyError` (carrying the request index and the reply) and the reply is not cached.
+        `EndpointReplyError` (carrying the request index and the reply) and the reply is not cached. Cached replies
+        it rejects are asked again.
         """
         from tqdm.auto import tqdm
 
-        replies: list[Reply | None] = [self.cached(request) for request in requests]
+        replies: list[Reply | None] = [self._cached_valid(request, validate) for request in requests]
         todo = [i for i, reply in enumerate(replies) if reply is None]
         with tqdm(total=len(requests), desc=desc, unit="request", disable=not progress) as bar:
             bar.update(len(requests) - len(todo))

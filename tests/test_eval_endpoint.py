@@ -98,6 +98,13 @@ def test_validate_rejects_reply_without_caching_it(server, tmp_path):
     assert caught.value.index == 1 and caught.value.reason == "no rating" and "good grade" in caught.value.reply
     cached = [json.loads(p.read_text())["reply"]["text"] for p in (tmp_path / "cache").glob("*.json")]
     assert not any("good grade" in text for text in cached)
+    # a reply cached by a caller without checks is asked again by one whose check rejects it
+    c.chat(user("LIST[no rating here]"))
+    before = len(server.requests)
+    assert c.chat(user("LIST[no rating here]")).cached and len(server.requests) == before
+    with pytest.raises(EndpointReplyError):
+        c.chat(user("LIST[no rating here]"), validate=needs_rating)
+    assert len(server.requests) == before + 1
 
 
 def test_concurrency_is_bounded_and_order_kept(server, tmp_path):
