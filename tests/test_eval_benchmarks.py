@@ -331,3 +331,22 @@ def test_report_directions(column, expected):
     from rlhfv.eval.report import direction
 
     assert direction(column) == expected
+
+
+def test_object_halbench_image_sources(tmp_path):
+    import base64
+
+    from rlhfv.eval.object_halbench import read_questions
+
+    (tmp_path / "coco").mkdir()
+    (tmp_path / "coco" / "COCO_val2014_000000000007.jpg").write_bytes(b"jpeg")
+    payload = bytes(range(256)) * 2  # 684 characters of base64, too long a name for most file systems
+    rows = [
+        {"image_id": 5, "question": "Describe.", "image": base64.b64encode(payload).decode()},  # embedded
+        {"image_id": "COCO_val2014_000000000007.jpg", "question": "Describe."},  # by id, in --images
+    ]
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    first, second = read_questions(path, tmp_path / "coco")
+    assert first["_image"] == payload and first["image_id"] == 5 and first["id"] == "0"
+    assert second["_image"] == tmp_path / "coco" / "COCO_val2014_000000000007.jpg" and second["image_id"] == 7

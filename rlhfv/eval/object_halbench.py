@@ -96,12 +96,16 @@ def _image_source(row: dict, base: Path, images: str | Path | None, image_name: 
         value = row.get(field)
         if not isinstance(value, str) or not value:
             continue
-        if len(value) < 1024:  # a path, not an embedded image
-            candidate = Path(value) if Path(value).is_absolute() else base / value
-            if candidate.is_file():
-                return candidate
-            if images is not None and (Path(images) / Path(value).name).is_file():
-                return Path(images) / Path(value).name
+        if len(value) < 1024:  # may be a path; embedded images are longer, but a tiny one is not
+            candidates = [Path(value) if Path(value).is_absolute() else base / value]
+            if images is not None:
+                candidates.append(Path(images) / Path(value).name)
+            for candidate in candidates:
+                try:
+                    if candidate.is_file():
+                        return candidate
+                except OSError:  # e.g. a name too long for the file system: base64 text, not a path
+                    pass
         if field == "image" and len(value) >= 64:
             try:
                 return base64.b64decode(value, validate=True)
