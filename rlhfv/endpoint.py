@@ -1,5 +1,8 @@
 """One client for every call to a judge or labeler model behind an OpenAI-compatible chat endpoint.
 
+(Over 350 lines on purpose: the configuration, the cache and the sync/async request paths share one key and one
+error policy, which splitting would duplicate.)
+
 Built on the maintained `openai` package: its HTTP stack, retries (408, 409, 429, 5xx and connection errors, with
 exponential backoff that honours `Retry-After`), timeouts, async concurrency and error types. What is ours:
 

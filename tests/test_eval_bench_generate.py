@@ -57,7 +57,7 @@ def test_mmhal_generate_fills_template_in_order_and_resumes(tmp_path, saved_llav
     rows = [json.loads(line) for line in answers_file.read_text().splitlines()]
     assert [r["id"] for r in rows] == [str(i) for i in range(10)]
     assert [f["model_answer"] for f in filled] == [r["answer"] for r in rows]
-    assert all(r["question"] == t["question"] for r, t in zip(rows, template))
+    assert all(r["question"] == t["question"] for r, t in zip(rows, template, strict=True))
     settings = json.loads((tmp_path / "filled.answers.settings.json").read_text())
     assert settings["decoding"] == {"max_new_tokens": MAX_NEW_TOKENS, "do_sample": False, "num_beams": 1}
     assert settings["batch_sizes"] == [3]

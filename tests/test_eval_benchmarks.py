@@ -243,7 +243,7 @@ RATINGS = [6, 2, 4, 0, 5, 3, 1, 6, 2, 5]  # item i is rated RATINGS[i]; its type
 
 def filled_mmhal(tmp_path, answers) -> Path:
     items = json.loads((MMHAL / "response_template.json").read_text())
-    for item, answer in zip(items, answers):
+    for item, answer in zip(items, answers, strict=True):
         item["model_answer"] = answer
     path = tmp_path / "filled.json"
     path.write_text(json.dumps(items))

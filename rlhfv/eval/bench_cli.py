@@ -12,7 +12,8 @@
     rlhfv eval report          --result sft=mmhal.json --result dpo=mmhal.json ... --out report.md --plot report.png
 
 Generation is batched and resumable; its decoding settings are written next to the answers. Heavy imports happen
-inside the commands.
+inside the commands. (Over 350 lines on purpose: only argument parsing and dispatch, one block per benchmark; each
+benchmark's logic is in its own module.)
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ def generate_for_benchmark(
                 for row in batch
             ]
             samples = generate_batch(loaded, prompts, options)
-            for row, prompt, candidates in zip(batch, prompts, samples):
+            for row, prompt, candidates in zip(batch, prompts, samples, strict=True):
                 record = {"id": row["id"], "question": prompt["question"]}
                 if "image" in row:
                     record["image"] = row["image"]

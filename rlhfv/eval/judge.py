@@ -190,7 +190,7 @@ def judge_items(
             "reply": reply.text,
             "cached": reply.cached,
         }
-        for item, reply in zip(items, replies)
+        for item, reply in zip(items, replies, strict=True)
     ]
 
 

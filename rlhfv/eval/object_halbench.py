@@ -257,7 +257,7 @@ def score(
     else:
         raise ValueError(f"unknown extraction mode {mode!r}: use 'rule' or 'llm'")
     responses, details = [], []
-    for question, text, mentions in zip(answered, texts, per_answer):
+    for question, text, mentions in zip(answered, texts, per_answer, strict=True):
         gt = truth[question["image_id"]]
         responses.append({"mentions": mentions, "truth": gt, "words": len(text.split())})
         details.append(

@@ -75,10 +75,10 @@ def read_answer(text: str) -> tuple[str, bool]:
 
 def split_metrics(labels: list[str], predictions: list[str]) -> dict:
     n = len(labels)
-    tp = sum(t == "yes" and p == "yes" for t, p in zip(labels, predictions))
-    fp = sum(t == "no" and p == "yes" for t, p in zip(labels, predictions))
-    tn = sum(t == "no" and p == "no" for t, p in zip(labels, predictions))
-    fn = sum(t == "yes" and p == "no" for t, p in zip(labels, predictions))
+    tp = sum(t == "yes" and p == "yes" for t, p in zip(labels, predictions, strict=True))
+    fp = sum(t == "no" and p == "yes" for t, p in zip(labels, predictions, strict=True))
+    tn = sum(t == "no" and p == "no" for t, p in zip(labels, predictions, strict=True))
+    fn = sum(t == "yes" and p == "no" for t, p in zip(labels, predictions, strict=True))
     precision = 100 * tp / (tp + fp) if tp + fp else None
     recall = 100 * tp / (tp + fn) if tp + fn else None
     f1 = 2 * precision * recall / (precision + recall) if precision and recall else (0.0 if n else None)
