@@ -14,7 +14,6 @@ counted, and written to the rejects file when one is given.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 from collections import Counter
@@ -30,16 +29,17 @@ from data_tools.errors import (
     ConversionError,
     RowError,
 )
+from data_tools.fingerprint import CONVERTER_VERSION, fingerprint
 from data_tools.formats import FORMAT_NAMES, FORMATS, detect_format
 from data_tools.images import resolve_image
+from data_tools.outputs import check_not_inputs
 from data_tools.readers import InputSource, decode_text, open_inputs
 from data_tools.segments import CHANGES_CHOICES, DEFAULT_CHANGES, diff_pair
 
 
-# Bump when the output of the same inputs and options changes (it is part of the cache fingerprint).
-CONVERTER_VERSION = 1
 ON_ERROR_CHOICES = ("fail", "skip")
 CHUNK_ROWS = 512
+__all__ = ["CONVERTER_VERSION", "ConversionReport", "ConversionResult", "convert", "dataset_features", "fingerprint"]
 
 
 def dataset_features(with_images: bool):
@@ -72,6 +72,8 @@ class ConversionReport:
     formats: dict[str, tuple[str, str]] = field(default_factory=dict)  # input -> (format, why it was chosen)
     rejects: list[dict] = field(default_factory=list)  # one record per rejected row (file, row, field, reason, ...)
     rejects_path: str | None = None
+    # folders holding the image files that written rows reference (outputs must never replace them)
+    image_folders: set[str] = field(default_factory=set, repr=False)
 
     @property
     def rejected_total(self) -> int:
@@ -110,6 +112,7 @@ class _ChunkTask:
     row_kind: str
     image_root: str
     changes: str
+    strict_paths: bool
     rows: list
 
 
@@ -127,7 +130,7 @@ def _convert_row(task: _ChunkTask, payload: Any) -> dict:
         raise RowError(BAD_VALUE, None, f"expected a JSON object, got {type(record).__name__}")
     pair = FORMATS[task.format_name].parse(record)
     try:
-        images = [resolve_image(value, label, task.image_root) for label, value in pair.images]
+        images = [resolve_image(value, label, task.image_root, task.strict_paths) for label, value in pair.images]
         if pair.chosen == pair.rejected:
             raise RowError(
                 UNCHANGED, pair.chosen_field, f"is identical to {pair.rejected_field} (nothing was corrected)"
@@ -163,6 +166,7 @@ class _ChunkResult:
     outcomes: list[str | RowError]
     table: Any  # pyarrow.Table of the good rows, in order, with an `images` column
     image_counts: list[int]
+    image_folders: set[str]
 
 
 def _convert_chunk(task: _ChunkTask) -> _ChunkResult:
@@ -191,7 +195,10 @@ def _convert_chunk(task: _ChunkTask) -> _ChunkResult:
             values.append(pair[name])
     table = pa.Table.from_pydict(columns, schema=_arrow_schema(with_images=True))
     image_counts = [len(images) for images in columns["images"]]
-    return _ChunkResult(task.source_path, task.row_kind, rows, outcomes, table, image_counts)
+    image_folders = {
+        os.path.dirname(image["path"]) for images in columns["images"] for image in images if image["path"]
+    }
+    return _ChunkResult(task.source_path, task.row_kind, rows, outcomes, table, image_counts, image_folders)
 
 
 @functools.cache
@@ -214,12 +221,17 @@ def _resolve_format(source: InputSource, format: str) -> tuple[str, str]:
 
 
 def _tasks(
-    sources: list[InputSource], formats: dict[str, tuple[str, str]], image_root: str | None, changes: str
+    sources: list[InputSource],
+    formats: dict[str, tuple[str, str]],
+    image_root: str | None,
+    changes: str,
+    strict_paths: bool,
 ) -> Iterator[_ChunkTask]:
     for source in sources:
         root = source.folder if image_root is None else image_root
+        format_name = formats[source.path][0]
         for rows in source.chunks(CHUNK_ROWS):
-            yield _ChunkTask(formats[source.path][0], source.path, source.stem, source.row_kind, root, changes, rows)
+            yield _ChunkTask(format_name, source.path, source.stem, source.row_kind, root, changes, strict_paths, rows)
 
 
 def convert(
@@ -232,6 +244,8 @@ def convert(
     num_proc: int = 1,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    strict_paths: bool = False,
+    cache_dir: str | None = None,
 ) -> ConversionResult:
     """Convert input files into a dense preference dataset.
 
@@ -245,6 +259,9 @@ def convert(
         num_proc: worker processes converting chunks of rows in parallel (the output is the same).
         progress: show a tqdm progress bar (only on a terminal).
         log: called with one line per decision worth telling (e.g. the detected format).
+        strict_paths: reject rows whose image path leaves the image root (`..`, absolute paths, symlinks out).
+        cache_dir: folder for the Arrow file the rows stream into (the returned dataset is memory-mapped from it);
+            default: a temporary folder removed when the process exits.
     """
     if format != "auto" and format not in FORMATS:
         raise ConversionError(f"unknown format {format!r}; known formats: auto, {', '.join(FORMAT_NAMES)}")
@@ -267,10 +284,13 @@ def convert(
 
     from tqdm.auto import tqdm
 
+    if rejects_path is not None:
+        check_not_inputs({"rejects file": rejects_path}, [source.file_path for source in sources])
     total = sum(source.count() for source in sources)
-    tables = []
-    first_seen: dict[str, tuple[str, str, int]] = {}  # id -> where it was first written
+    first_seen: dict[str, tuple[int, int]] = {}  # id -> (input index, row) where it was first written
+    source_index = {source.path: index for index, source in enumerate(sources)}
     rejects_file = open(rejects_path, "w", encoding="utf-8") if report.rejects_path else None  # noqa: SIM115
+    writer = _StreamWriter(cache_dir)
     pool = None
 
     def reject(error: RowError) -> None:
@@ -283,7 +303,7 @@ def convert(
             rejects_file.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     try:
-        tasks = _tasks(sources, report.formats, image_root, changes)
+        tasks = _tasks(sources, report.formats, image_root, changes, strict_paths)
         if num_proc > 1:
             import multiprocessing
 
@@ -301,80 +321,73 @@ def convert(
                         reject(outcome)
                         continue
                     if outcome in first_seen:
-                        path, kind, first_row = first_seen[outcome]
+                        first_source, first_row = first_seen[outcome]
+                        first = sources[first_source]
                         duplicate = RowError(
-                            DUPLICATE_ID, "id", f"duplicate id {outcome!r} (first seen at {path}, {kind} {first_row})"
+                            DUPLICATE_ID,
+                            "id",
+                            f"duplicate id {outcome!r} (first seen at {first.path}, {first.row_kind} {first_row})",
                         )
                         duplicate.pair_id = outcome
                         reject(duplicate.locate(chunk.source_path, row, chunk.row_kind))
                         keep.append(False)
                         continue
-                    first_seen[outcome] = (chunk.source_path, chunk.row_kind, row)
+                    first_seen[outcome] = (source_index[chunk.source_path], row)
                     keep.append(True)
                 table = chunk.table if all(keep) else chunk.table.filter(keep)
                 report.written += table.num_rows
                 report.with_images += sum(count > 0 for count, kept in zip(chunk.image_counts, keep) if kept)
-                tables.append(table)
+                report.image_folders.update(chunk.image_folders)
+                writer.write(table)
                 bar.update(len(chunk.rows))
+        report.check()
+        dataset = writer.finish(with_images=report.with_images > 0)
+    except BaseException:
+        writer.discard()
+        raise
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
         if rejects_file is not None:
             rejects_file.close()
-    report.check()
-    return ConversionResult(dataset=_build_dataset(tables, with_images=report.with_images > 0), report=report)
+    return ConversionResult(dataset=dataset, report=report)
 
 
-def _build_dataset(tables: list, with_images: bool):
-    import pyarrow as pa
-    from datasets import Dataset, DatasetInfo
-    from datasets.table import InMemoryTable
+class _StreamWriter:
+    """Appends converted chunks to one Arrow file as they arrive, so memory stays flat whatever the row count.
 
-    features = dataset_features(with_images)
-    table = pa.concat_tables(tables) if tables else _arrow_schema(with_images=True).empty_table()
-    if not with_images:
-        table = table.drop_columns(["images"])
-    table = table.cast(features.arrow_schema)
-    return Dataset(InMemoryTable(table), info=DatasetInfo(features=features))
-
-
-def fingerprint(
-    inputs: list[str],
-    format: str = "auto",
-    image_root: str | None = None,
-    on_error: str = "fail",
-    changes: str = DEFAULT_CHANGES,
-) -> str:
-    """A stable hex digest of the inputs' content and the options that shape the output, for caching.
-
-    Same files (byte for byte, under the same names) and same options give the same fingerprint on any machine.
-    Image files referenced by path are not read (they are named by `image_root`, which is part of the digest);
-    `num_proc` and `rejects_path` do not change the dataset and are left out.
+    The finished dataset is memory-mapped from that file (the layout `datasets` itself caches in).
     """
-    digest = hashlib.sha256()
-    options = {
-        "converter": CONVERTER_VERSION,
-        "inputs": list(inputs),
-        "format": format,
-        "image_root": os.path.abspath(image_root) if image_root is not None else None,
-        "on_error": on_error,
-        "changes": changes,
-    }
-    digest.update(json.dumps(options, sort_keys=True).encode())
-    for path in inputs:
-        if os.path.isdir(path):
-            files = sorted(
-                os.path.relpath(os.path.join(folder, name), path)
-                for folder, _, names in os.walk(path)
-                for name in names
-            )
-        else:
-            files = [""]
-        for relative in files:
-            full = os.path.join(path, relative) if relative else path
-            digest.update(f"\0{path}\0{relative}\0".encode())
-            with open(full, "rb") as handle:
-                for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
+
+    def __init__(self, cache_dir: str | None):
+        if cache_dir is None:
+            from datasets.fingerprint import get_temporary_cache_files_directory
+
+            cache_dir = get_temporary_cache_files_directory()  # removed when the process exits
+        os.makedirs(cache_dir, exist_ok=True)
+        self.path = os.path.join(cache_dir, f"converted-{os.getpid()}-{id(self):x}.arrow")
+        self._writer = None
+
+    def write(self, table) -> None:
+        import pyarrow as pa
+
+        if self._writer is None:
+            self._writer = pa.ipc.new_stream(self.path, _arrow_schema(with_images=True))
+        if table.num_rows:
+            self._writer.write_table(table)
+
+    def finish(self, with_images: bool):
+        from datasets import Dataset, DatasetInfo
+
+        if self._writer is None:
+            self.write(_arrow_schema(with_images=True).empty_table())
+        self._writer.close()
+        dataset = Dataset.from_file(self.path, info=DatasetInfo(features=dataset_features(with_images=True)))
+        return dataset if with_images else dataset.remove_columns(["images"])
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if os.path.exists(self.path):
+            os.remove(self.path)

@@ -8,7 +8,7 @@ import io
 import os
 from typing import Any
 
-from data_tools.errors import BAD_VALUE, IMAGE_MISSING, IMAGE_UNREADABLE, RowError
+from data_tools.errors import BAD_VALUE, IMAGE_MISSING, IMAGE_OUTSIDE_ROOT, IMAGE_UNREADABLE, RowError
 
 
 def _verify(data: bytes | str, label: str, shown: str) -> None:
@@ -23,10 +23,12 @@ def _verify(data: bytes | str, label: str, shown: str) -> None:
         raise RowError(IMAGE_UNREADABLE, label, f"PIL cannot read the image {shown}: {error}") from None
 
 
-def resolve_image(value: Any, label: str, image_root: str) -> dict[str, Any]:
-    """The image as `datasets.Image` storage ({"bytes", "path"}), after checking that PIL can open it.
+def resolve_image(value: Any, label: str, image_root: str, strict_paths: bool = False) -> dict[str, Any]:
+    """The image as `datasets.Image` storage ({"bytes", "path"}), after checking that PIL can decode it.
 
     Embedded bytes stay bytes; a file stays a path (absolute), which `save_to_disk` embeds when it writes.
+    A path may leave `image_root` (`../x.jpg`, `/abs/x.jpg`) unless `strict_paths` is set, for pipelines whose
+    rows come from people who should not read files outside the image folder.
     """
     if isinstance(value, dict):
         if value.get("bytes") is not None:
@@ -57,6 +59,13 @@ def resolve_image(value: Any, label: str, image_root: str) -> dict[str, Any]:
     if not isinstance(path, str):
         raise RowError(BAD_VALUE, label, f"expected the image path to be a string, got {type(path).__name__}")
     full_path = os.path.abspath(os.path.join(image_root, os.path.expanduser(path)))
+    if strict_paths:
+        root = os.path.realpath(image_root)
+        real = os.path.realpath(full_path)
+        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+            raise RowError(
+                IMAGE_OUTSIDE_ROOT, label, f"image path {path!r} leads outside the image root {root} (--strict-paths)"
+            )
     if not os.path.isfile(full_path):
         raise RowError(IMAGE_MISSING, label, f"image file not found: {full_path}")
     _verify(full_path, label, full_path)

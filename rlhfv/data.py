@@ -120,12 +120,15 @@ def _convert_into(cache_dir: Path, inputs, options, training_args, converter):
             rejects_path=str(scratch / "rejects.jsonl") if options["on_error"] == "skip" else None,
             num_proc=training_args.dataset_num_proc or 1,
             log=logger.info,
+            cache_dir=str(scratch / "work"),
             **options,
         )
     except (FileNotFoundError, ValueError, KeyError) as error:
         shutil.rmtree(scratch, ignore_errors=True)
         raise CommandError(f"converting `dataset_name` {inputs[0]}: {error}") from error
     result.dataset.save_to_disk(str(scratch / "dataset"))
+    del result.dataset
+    shutil.rmtree(scratch / "work", ignore_errors=True)
     report = asdict(result.report)
     (scratch / COMPLETE_MARKER).write_text(json.dumps(report, indent=2, default=str))
     shutil.rmtree(cache_dir, ignore_errors=True)
@@ -144,9 +147,18 @@ def _load_converted(script_args):
     """Load a dataset already in the dense format: a `save_to_disk` folder, data files, or a Hub dataset id."""
     from datasets import load_dataset, load_from_disk
 
+    from data_tools.outputs import looks_like_saved_dataset, saved_dataset_problem
+
     name = script_args.dataset_name
-    path = Path(name)
-    if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
+    if looks_like_saved_dataset(name):
+        # A folder `save_to_disk` was interrupted in must never be read as "whatever shards are there"
+        problem = saved_dataset_problem(name)
+        if problem is not None:
+            raise CommandError(
+                f"`dataset_name`: {name} is not a complete saved dataset: {problem}. It was probably left by an "
+                "interrupted save; convert the data again (`rlhfv convert ... --output "
+                f"{name} --overwrite` replaces it)"
+            )
         return load_from_disk(name)
     try:
         return load_dataset(name, name=script_args.dataset_config)
