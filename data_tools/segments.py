@@ -173,31 +173,3 @@ def diff_pair(rejected: str, chosen: str, changes: str = DEFAULT_CHANGES) -> tup
         if c_end > c_start:
             chosen_spans.append([chosen_offsets[2 * c_start + 1], chosen_offsets[2 * c_end]])
     return chosen_spans, rejected_spans, len(runs)
-
-
-def same_units(rejected: str, chosen: str) -> bool:
-    """True when the two texts have the same units (they differ at most in whitespace or normalisation)."""
-    return _keys(rejected, unit_strings(rejected)) == _keys(chosen, unit_strings(chosen))
-
-
-def check_spans(text: str, spans: list[Span]) -> str | None:
-    """Why `spans` break the dataset contract for `text`, or None when they are valid.
-
-    Valid spans are sorted, non-overlapping, non-empty, inside the text, and start and end on unit boundaries.
-    """
-    boundaries = units(text)
-    starts = {start for start, _ in boundaries}
-    ends = {end for _, end in boundaries}
-    previous_end = 0
-    for span in spans:
-        if len(span) != 2:
-            return f"span {span} is not a [start, end) pair"
-        start, end = span
-        if not 0 <= start < end <= len(text):
-            return f"span {span} is empty or outside the text (length {len(text)})"
-        if start < previous_end:
-            return f"span {span} overlaps or precedes the previous span"
-        if start not in starts or end not in ends:
-            return f"span {span} ({text[start:end]!r}) does not start and end on a word or punctuation unit"
-        previous_end = end
-    return None

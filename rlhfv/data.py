@@ -41,8 +41,9 @@ def load_preference_data(script_args, training_args):
         dataset = _load_converted(script_args)
 
     needs_spans = getattr(training_args, "segment_source", "spans") == "spans"
-    for split in dataset.values() if isinstance(dataset, dict) else [dataset]:
+    for split_name, split in dataset.items() if isinstance(dataset, dict) else [(None, dataset)]:
         _check_columns(split, script_args.dataset_name, needs_spans)
+        _check_rows(split, script_args.dataset_name, split_name, needs_spans)
     return _split(dataset, script_args, training_args)
 
 
@@ -220,3 +221,18 @@ def _check_columns(dataset, name: str, needs_spans: bool) -> None:
         )
     if len(dataset) == 0:
         raise CommandError(f"`dataset_name`: {name} has no rows")
+
+
+def _check_rows(dataset, name: str, split: str | None, needs_spans: bool) -> None:
+    """Every row against the contract of docs/data_format.md, before any model is loaded: non-empty answers that
+    differ, spans inside their answer and on word boundaries. Bad rows are named by id; none is dropped silently."""
+    from data_tools.contract import contract_problems
+
+    problems, bad = contract_problems(dataset, with_spans=needs_spans)
+    if bad:
+        where = f"{name}" + (f" (split {split!r})" if split else "")
+        more = f"; and {bad - len(problems)} more" if bad > len(problems) else ""
+        raise CommandError(
+            f"`dataset_name`: {where} breaks the dataset contract (docs/data_format.md) in {bad} of {len(dataset)} "
+            f"rows: {' | '.join(problems)}{more}. Fix or remove these rows (`rlhfv convert` writes only valid ones)."
+        )

@@ -263,3 +263,61 @@ def test_unwritable_output_fails_before_converting(tmp_path, capsys):
     assert convert(raw, "-o", tmp_path / "ok", "--on-error", "skip", "--rejects", "/proc/rlhfv-test.jsonl") == 1
     assert "--rejects /proc/rlhfv-test.jsonl: cannot write" in capsys.readouterr().err
     assert not (tmp_path / "ok").exists()
+
+
+# ----------------------------------------------------------------------------- the row contract at preparation
+def dense_rows(**changes):
+    """Valid dense rows; `changes` maps a row index to the fields to replace in it."""
+    from datasets import Dataset
+
+    base = []
+    for index in range(4):
+        rejected, chosen = f"Car {index} is red.", f"Car {index} is blue."
+        base.append(
+            {
+                "id": f"p{index}",
+                "prompt": [{"role": "user", "content": "Colour?"}],
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+                "chosen_spans": [[chosen.index("blue"), chosen.index("blue") + 4]],
+                "rejected_spans": [[rejected.index("red"), rejected.index("red") + 3]],
+            }
+        )
+    for index, fields in changes.items():
+        base[int(index)].update(fields)
+    return Dataset.from_list(base)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"chosen": [{"role": "assistant", "content": "  "}], "chosen_spans": []}, "row id='p1': chosen is empty"),
+        (
+            {"chosen": [{"role": "assistant", "content": "Car 1 is red."}], "chosen_spans": [[9, 12]]},
+            "row id='p1': chosen and rejected are identical",
+        ),
+        (
+            {"rejected_spans": [[10, 12]]},
+            r"row id='p1': rejected_spans\[0\] = \[10, 12\) \('ed'\) starts or ends inside",
+        ),
+        ({"chosen_spans": [[9, 40]]}, r"row id='p1': chosen_spans\[0\] = \[9, 40\) lies outside"),
+    ],
+)
+def test_training_data_breaking_the_contract_is_refused_with_row_ids(tmp_path, fields, message):
+    from rlhfv.data import load_preference_data
+
+    dense_rows(**{"1": fields}).save_to_disk(str(tmp_path / "dense"))
+    with pytest.raises(CommandError, match=f"in 1 of 4 rows: {message}"):
+        load_preference_data(*load_args(tmp_path / "dense"))
+
+
+def test_valid_training_data_passes_and_many_bad_rows_are_counted(tmp_path):
+    from rlhfv.data import load_preference_data
+
+    dense_rows().save_to_disk(str(tmp_path / "good"))
+    train, _ = load_preference_data(*load_args(tmp_path / "good"))
+    assert len(train) == 4
+    empty = {"chosen": [{"role": "assistant", "content": ""}], "chosen_spans": []}
+    dense_rows(**{str(k): empty for k in range(4)}).save_to_disk(str(tmp_path / "bad"))
+    with pytest.raises(CommandError, match="in 4 of 4 rows: .*p0.*p1.*p2.*p3"):
+        load_preference_data(*load_args(tmp_path / "bad"))

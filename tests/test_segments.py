@@ -6,7 +6,8 @@ import random
 import pytest
 
 from data_tools import segments
-from data_tools.segments import check_spans, diff_pair, diff_spans, unit_strings
+from data_tools.contract import check_spans
+from data_tools.segments import diff_pair, diff_spans, unit_strings
 
 
 def texts(text, spans):
@@ -172,11 +173,20 @@ def test_very_long_answers_are_exact():
 
 def test_check_spans_rejects_broken_spans():
     text = "A red car."
-    assert check_spans(text, [[2, 5]]) is None
-    assert "unit" in check_spans(text, [[3, 5]])
-    assert "overlaps" in check_spans(text, [[2, 5], [4, 9]])
-    assert "outside" in check_spans(text, [[6, 40]])
-    assert "empty" in check_spans(text, [[5, 5]])
+    assert check_spans([[2, 5]], text, "row 0", "chosen_spans") == [(2, 5)]
+    for spans, message in [
+        ([[3, 5]], r"\[3, 5\) \('ed'\) starts or ends inside a word"),
+        ([[2, 4]], "inside a word"),
+        ([[2, 5], [4, 9]], "overlaps"),
+        ([[6, 40]], "outside"),
+        ([[5, 5]], "empty"),
+        ([[2, 5, 7]], "not a \\[start, end\\) pair"),
+        ([[2.0, 5]], "two integers"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            check_spans(spans, text, "row 0", "chosen_spans")
+    # given only the length, the bounds are checked and unit boundaries are not
+    assert check_spans([[3, 5]], len(text), "row 0", "chosen_spans") == [(3, 5)]
 
 
 # ------------------------------------------------------------------------------------------ round-trip property
@@ -265,8 +275,8 @@ def test_spans_round_trip_random_edits(seed):
             replaced.append((expected_rejected[-1], expected_chosen[-1]))
         shift += len(new) - (end - start)
     chosen_spans, rejected_spans = diff_spans(rejected, chosen, "all")
-    assert check_spans(rejected, rejected_spans) is None
-    assert check_spans(chosen, chosen_spans) is None
+    check_spans(rejected_spans, rejected, "row", "rejected_spans")
+    check_spans(chosen_spans, chosen, "row", "chosen_spans")
     assert texts(rejected, rejected_spans) == expected_rejected
     assert texts(chosen, chosen_spans) == expected_chosen
     chosen_spans, rejected_spans = diff_spans(rejected, chosen, "replace-only")
