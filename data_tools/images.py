@@ -70,3 +70,15 @@ def resolve_image(value: Any, label: str, image_root: str, strict_paths: bool = 
         raise RowError(IMAGE_MISSING, label, f"image file not found: {full_path}")
     _verify(full_path, label, full_path)
     return {"bytes": None, "path": full_path}
+
+
+def image_file(value: Any, image_root: str) -> str | None:
+    """The absolute path of the file an image value refers to, or None when the value carries its own bytes (or is
+    malformed: `resolve_image` reports that). Paths resolve exactly as `resolve_image` resolves them."""
+    if isinstance(value, dict):
+        path = value.get("path") if value.get("bytes") is None else None
+    else:
+        path = value if isinstance(value, str) else None
+    if not isinstance(path, str) or not path or path.startswith("data:"):
+        return None
+    return os.path.abspath(os.path.join(image_root, os.path.expanduser(path)))

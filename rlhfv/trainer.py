@@ -35,7 +35,7 @@ from .checkpoints import load_checkpoint_weights
 from .collators import DENSE_BATCH_KEYS, promote_collator
 from .config import DenseDPOConfig, validate_dense_args
 from .metrics import SEGMENTS, dense_batch_stats
-from .ref_cache import CACHE_FORMAT, REF_COLUMNS, RefLogpsCache
+from .ref_cache import CACHE_FORMAT, REF_COLUMNS, RefLogpsCache, dataset_content_digest
 from .weights import scan_span_columns, text_row_changed_flags
 
 
@@ -261,7 +261,7 @@ class DenseDPOTrainer(DPOTrainer):
         key = {
             "format": CACHE_FORMAT,
             "split": name,
-            "data": dataset._fingerprint,
+            "data": dataset_content_digest(dataset),
             "reference_model": self._precompute_model_hash,
             "max_length": self.args.max_length,
             "truncation_mode": self.args.truncation_mode,
