@@ -128,7 +128,11 @@ def _convert_row(task: _ChunkTask, payload: Any) -> dict:
         record = payload
     if not isinstance(record, dict):
         raise RowError(BAD_VALUE, None, f"expected a JSON object, got {type(record).__name__}")
-    pair = FORMATS[task.format_name].parse(record)
+    try:
+        pair = FORMATS[task.format_name].parse(record)
+    except RowError as error:
+        error.pair_id = _recoverable_id(task.format_name, record)
+        raise
     try:
         images = [resolve_image(value, label, task.image_root, task.strict_paths) for label, value in pair.images]
         if pair.chosen == pair.rejected:
@@ -154,6 +158,13 @@ def _convert_row(task: _ChunkTask, payload: Any) -> dict:
         "chosen_spans": chosen_spans,
         "rejected_spans": rejected_spans,
     }
+
+
+def _recoverable_id(format_name: str, record: dict) -> str | None:
+    try:
+        return FORMATS[format_name].row_id(record)
+    except RowError:
+        return None  # the id itself is the bad field
 
 
 @dataclass
@@ -281,6 +292,10 @@ def convert(
         report.formats[source.path] = _resolve_format(source, format)
         name, why = report.formats[source.path]
         log(f"{source.path}: {name} ({why})")
+        if name in ("pairs", "corrections") and {"question", "prompt"} <= source.columns():
+            log(
+                f"{source.path}: rows have both 'question' and 'prompt': 'question' is the prompt, 'prompt' is ignored"
+            )
 
     from tqdm.auto import tqdm
 

@@ -57,8 +57,15 @@ def _output(record: dict, key: str) -> str:
     if isinstance(value, dict):
         if "value" not in value:
             raise RowError(MISSING_FIELD, f"{key}.value", "is missing")
+        speaker = value.get("from")
+        if ROLES.get(speaker) in ("user", "system"):
+            raise RowError(BAD_VALUE, f"{key}.from", f"is {speaker!r}; an output must be the model's answer")
         return check_text(value["value"], f"{key}.value")
     return check_text(value, key)
+
+
+# The row's id, read on its own so that a row rejected for another field still names its id in the rejects file
+row_id = optional_id
 
 
 def parse(record: dict) -> ParsedPair:

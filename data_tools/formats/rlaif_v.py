@@ -46,6 +46,10 @@ def metadata_images(record: dict) -> list:
     return images
 
 
+# The row's id, read on its own so that a row rejected for another field still names its id in the rejects file
+row_id = metadata_id
+
+
 def parse(record: dict) -> ParsedPair:
     return ParsedPair(
         id=metadata_id(record),
