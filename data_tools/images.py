@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from data_tools.errors import BAD_VALUE, IMAGE_MISSING, IMAGE_OUTSIDE_ROOT, IMAGE_UNREADABLE, RowError
+from data_tools.formats._fields import check_text
 
 
 def _verify(data: bytes | str, label: str, shown: str) -> None:
@@ -50,6 +51,12 @@ def resolve_image(value: Any, label: str, image_root: str, strict_paths: bool = 
         raise RowError(
             BAD_VALUE, label, f"expected image bytes, a {{bytes, path}} dict or a path, got {type(value).__name__}"
         )
+    if data is not None and not isinstance(data, (bytes, bytearray, memoryview)):
+        raise RowError(BAD_VALUE, f"{label}.bytes", f"expected bytes, got {type(data).__name__}")
+    if data is None and not isinstance(path, str):
+        raise RowError(BAD_VALUE, label, f"expected the image path to be a string, got {type(path).__name__}")
+    if data is None:
+        check_text(path, label)  # a path with bytes that are not UTF-8 cannot be stored
     if data is None and path.startswith("data:"):
         # data:image/png;base64,....
         try:
@@ -61,8 +68,6 @@ def resolve_image(value: Any, label: str, image_root: str, strict_paths: bool = 
         data = bytes(data)
         _verify(data, label, f"(embedded, {len(data)} bytes)")
         return {"bytes": data, "path": path}
-    if not isinstance(path, str):
-        raise RowError(BAD_VALUE, label, f"expected the image path to be a string, got {type(path).__name__}")
     full_path = os.path.abspath(os.path.join(image_root, os.path.expanduser(path)))
     if strict_paths:
         root = os.path.realpath(image_root)
