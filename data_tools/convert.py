@@ -13,7 +13,6 @@ counted, and written to the rejects file when one is given.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections import Counter
@@ -21,44 +20,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_tools.errors import (
-    BAD_VALUE,
-    DUPLICATE_ID,
-    MALFORMED_JSON,
-    UNCHANGED,
-    ConversionError,
-    RowError,
-)
+from data_tools.convert_chunks import ChunkResult, ChunkTask, arrow_schema, convert_chunk, dataset_features
+from data_tools.errors import DUPLICATE_ID, ConversionError, RowError
 from data_tools.fingerprint import CONVERTER_VERSION, fingerprint
 from data_tools.formats import FORMAT_NAMES, FORMATS, detect_format
-from data_tools.images import resolve_image
 from data_tools.outputs import check_not_inputs
-from data_tools.readers import InputSource, decode_text, open_inputs
-from data_tools.segments import CHANGES_CHOICES, DEFAULT_CHANGES, diff_pair
+from data_tools.readers import InputSource, open_inputs
+from data_tools.segments import CHANGES_CHOICES, DEFAULT_CHANGES
 
 
 ON_ERROR_CHOICES = ("fail", "skip")
 CHUNK_ROWS = 512
 __all__ = ["CONVERTER_VERSION", "ConversionReport", "ConversionResult", "convert", "dataset_features", "fingerprint"]
-
-
-def dataset_features(with_images: bool):
-    """The `datasets.Features` of a converted dataset (docs/data_format.md)."""
-    from datasets import Features, Image, List, Value
-
-    message = {"role": Value("string"), "content": Value("string")}
-    columns = {
-        "id": Value("string"),
-        "source": Value("string"),
-        "prompt": List(message),
-        "chosen": List(message),
-        "rejected": List(message),
-    }
-    if with_images:
-        columns["images"] = List(Image())
-    columns["chosen_spans"] = List(List(Value("int32")))
-    columns["rejected_spans"] = List(List(Value("int32")))
-    return Features(columns)
 
 
 @dataclass
@@ -102,121 +75,6 @@ class ConversionResult:
     report: ConversionReport
 
 
-@dataclass(frozen=True)
-class _ChunkTask:
-    """One chunk of raw rows and everything a worker process needs to convert them."""
-
-    format_name: str
-    source_path: str
-    stem: str
-    row_kind: str
-    image_root: str
-    changes: str
-    strict_paths: bool
-    rows: list
-
-
-def _convert_row(task: _ChunkTask, payload: Any) -> dict:
-    if isinstance(payload, bytes):
-        try:
-            record = json.loads(decode_text(payload))
-        except json.JSONDecodeError as error:
-            raise RowError(
-                MALFORMED_JSON, None, f"the line is not valid JSON ({error.msg}, column {error.colno})"
-            ) from None
-    else:
-        record = payload
-    if not isinstance(record, dict):
-        raise RowError(BAD_VALUE, None, f"expected a JSON object, got {type(record).__name__}")
-    try:
-        pair = FORMATS[task.format_name].parse(record)
-    except RowError as error:
-        error.pair_id = _recoverable_id(task.format_name, record)
-        raise
-    try:
-        images = [resolve_image(value, label, task.image_root, task.strict_paths) for label, value in pair.images]
-        if pair.chosen == pair.rejected:
-            raise RowError(
-                UNCHANGED, pair.chosen_field, f"is identical to {pair.rejected_field} (nothing was corrected)"
-            )
-        chosen_spans, rejected_spans, changed_runs = diff_pair(pair.rejected, pair.chosen, task.changes)
-        if not changed_runs:
-            raise RowError(
-                UNCHANGED,
-                pair.chosen_field,
-                f"differs from {pair.rejected_field} only in whitespace (nothing was corrected)",
-            )
-    except RowError as error:
-        error.pair_id = pair.id
-        raise
-    return {
-        "id": pair.id,
-        "prompt": pair.prompt,
-        "chosen": [{"role": "assistant", "content": pair.chosen}],
-        "rejected": [{"role": "assistant", "content": pair.rejected}],
-        "images": images,
-        "chosen_spans": chosen_spans,
-        "rejected_spans": rejected_spans,
-    }
-
-
-def _recoverable_id(format_name: str, record: dict) -> str | None:
-    try:
-        return FORMATS[format_name].row_id(record)
-    except RowError:
-        return None  # the id itself is the bad field
-
-
-@dataclass
-class _ChunkResult:
-    """A converted chunk: per row in input order, the pair's id or the row's error; the pairs as one Arrow table."""
-
-    source_path: str
-    row_kind: str
-    rows: list[int]
-    outcomes: list[str | RowError]
-    table: Any  # pyarrow.Table of the good rows, in order, with an `images` column
-    image_counts: list[int]
-    image_folders: set[str]
-
-
-def _convert_chunk(task: _ChunkTask) -> _ChunkResult:
-    """Convert one chunk; runs in worker processes under `num_proc > 1`.
-
-    Pairs come back as one Arrow table rather than per-row dicts: pickling it is cheap, which keeps the parent
-    process (id checks and accounting only) from becoming the bottleneck.
-    """
-    import pyarrow as pa
-
-    columns: dict[str, list] = {name: [] for name in dataset_features(with_images=True)}
-    outcomes: list[str | RowError] = []
-    rows = []
-    for row, payload in task.rows:
-        rows.append(row)
-        try:
-            pair = _convert_row(task, payload)
-        except RowError as error:
-            outcomes.append(error.locate(task.source_path, row, task.row_kind))
-            continue
-        if pair["id"] is None:
-            pair["id"] = f"{task.stem}-{row}"
-        pair["source"] = f"{task.format_name}:{task.source_path}:{row}"
-        outcomes.append(pair["id"])
-        for name, values in columns.items():
-            values.append(pair[name])
-    table = pa.Table.from_pydict(columns, schema=_arrow_schema(with_images=True))
-    image_counts = [len(images) for images in columns["images"]]
-    image_folders = {
-        os.path.dirname(image["path"]) for images in columns["images"] for image in images if image["path"]
-    }
-    return _ChunkResult(task.source_path, task.row_kind, rows, outcomes, table, image_counts, image_folders)
-
-
-@functools.cache
-def _arrow_schema(with_images: bool):
-    return dataset_features(with_images).arrow_schema
-
-
 def _resolve_format(source: InputSource, format: str) -> tuple[str, str]:
     if format != "auto":
         return format, "given with --format"
@@ -237,12 +95,12 @@ def _tasks(
     image_root: str | None,
     changes: str,
     strict_paths: bool,
-) -> Iterator[_ChunkTask]:
+) -> Iterator[ChunkTask]:
     for source in sources:
         root = source.folder if image_root is None else image_root
         format_name = formats[source.path][0]
         for rows in source.chunks(CHUNK_ROWS):
-            yield _ChunkTask(format_name, source.path, source.stem, source.row_kind, root, changes, strict_paths, rows)
+            yield ChunkTask(format_name, source.path, source.stem, source.row_kind, root, changes, strict_paths, rows)
 
 
 def convert(
@@ -302,7 +160,8 @@ def convert(
     if rejects_path is not None:
         check_not_inputs({"rejects file": rejects_path}, [source.file_path for source in sources])
     total = sum(source.count() for source in sources)
-    first_seen: dict[str, tuple[int, int]] = {}  # id -> (input index, row) where it was first written
+    # id -> where it was first written, packed as input index * 2**40 + row (one int per row: memory stays small)
+    first_seen: dict[str, int] = {}
     source_index = {source.path: index for index, source in enumerate(sources)}
     rejects_file = open(rejects_path, "w", encoding="utf-8") if report.rejects_path else None  # noqa: SIM115
     writer = _StreamWriter(cache_dir)
@@ -324,9 +183,9 @@ def convert(
 
             # spawn, not fork: the parent may hold threads (Arrow, tqdm) that a forked child would inherit locked
             pool = multiprocessing.get_context("spawn").Pool(num_proc)
-            chunk_results = pool.imap(_convert_chunk, tasks)
+            chunk_results = _bounded_imap(pool, tasks, window=2 * num_proc)
         else:
-            chunk_results = map(_convert_chunk, tasks)
+            chunk_results = map(convert_chunk, tasks)
         with tqdm(total=total, unit="row", desc="converting", disable=None if progress else True) as bar:
             for chunk in chunk_results:
                 keep = []
@@ -336,7 +195,7 @@ def convert(
                         reject(outcome)
                         continue
                     if outcome in first_seen:
-                        first_source, first_row = first_seen[outcome]
+                        first_source, first_row = divmod(first_seen[outcome], 1 << 40)
                         first = sources[first_source]
                         duplicate = RowError(
                             DUPLICATE_ID,
@@ -347,7 +206,7 @@ def convert(
                         reject(duplicate.locate(chunk.source_path, row, chunk.row_kind))
                         keep.append(False)
                         continue
-                    first_seen[outcome] = (source_index[chunk.source_path], row)
+                    first_seen[outcome] = (source_index[chunk.source_path] << 40) + row
                     keep.append(True)
                 table = chunk.table if all(keep) else chunk.table.filter(keep)
                 report.written += table.num_rows
@@ -369,6 +228,23 @@ def convert(
     return ConversionResult(dataset=dataset, report=report)
 
 
+def _bounded_imap(pool, tasks: Iterator[ChunkTask], window: int) -> Iterator[ChunkResult]:
+    """`pool.imap` in input order, with at most `window` chunks in flight.
+
+    `Pool.imap` feeds every task to the workers as fast as the input can be read, so a fast reader and slow workers
+    would hold the whole input in memory; this keeps memory flat.
+    """
+    from collections import deque
+
+    pending: deque = deque()
+    for task in tasks:
+        pending.append(pool.apply_async(convert_chunk, (task,)))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
 class _StreamWriter:
     """Appends converted chunks to one Arrow file as they arrive, so memory stays flat whatever the row count.
 
@@ -388,7 +264,7 @@ class _StreamWriter:
         import pyarrow as pa
 
         if self._writer is None:
-            self._writer = pa.ipc.new_stream(self.path, _arrow_schema(with_images=True))
+            self._writer = pa.ipc.new_stream(self.path, arrow_schema(with_images=True))
         if table.num_rows:
             self._writer.write_table(table)
 
@@ -396,7 +272,7 @@ class _StreamWriter:
         from datasets import Dataset, DatasetInfo
 
         if self._writer is None:
-            self.write(_arrow_schema(with_images=True).empty_table())
+            self.write(arrow_schema(with_images=True).empty_table())
         self._writer.close()
         dataset = Dataset.from_file(self.path, info=DatasetInfo(features=dataset_features(with_images=True)))
         return dataset if with_images else dataset.remove_columns(["images"])
