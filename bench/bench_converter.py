@@ -167,8 +167,11 @@ def _memory_child(path: str, output: str, num_proc: int) -> dict:
     done.set()
     sampler.join()
     peak[0] = max(peak[0], _rss_anon_kib())
+    pairs = result.report.written
+    del result
+    shutil.rmtree(f"{output}.work", ignore_errors=True)
     return {
-        "pairs": result.report.written,
+        "pairs": pairs,
         "convert_seconds": round(converted, 1),
         "total_seconds": round(elapsed, 1),
         "baseline_anon_mib": round(baseline / 1024, 1),
