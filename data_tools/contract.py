@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from data_tools.segments import units
+from data_tools.segments import split_units
 
 
 Span = tuple[int, int]
@@ -48,8 +48,8 @@ def check_spans(spans: Any, text: str | int, where: str, field: str) -> list[Spa
             raise ValueError(f"{where}: {field}[{k}] = [{start}, {end}) overlaps or precedes the previous span.")
         if isinstance(text, str):
             if starts is None:
-                boundaries = units(text)
-                starts, ends = {a for a, _ in boundaries}, {b for _, b in boundaries}
+                offsets = split_units(text)[1]  # unit k spans offsets[2k + 1]:offsets[2k + 2]
+                starts, ends = set(offsets[1:-1:2]), set(offsets[2::2])
             if start not in starts or end not in ends:
                 raise ValueError(
                     f"{where}: {field}[{k}] = [{start}, {end}) ({text[start:end]!r}) starts or ends inside a word; "
