@@ -19,6 +19,10 @@ formats (--format, default auto: detected per input from its columns, and printe
   llava-rlhf    LLaVA-RLHF human preference: conversations, output_1, output_2, preference (1|2)
 
 Inputs are JSONL, JSON, Parquet files or `datasets` folders. See docs/converter.md for the segment rules.
+
+Outputs never replace inputs, and existing outputs are replaced only with --overwrite. Everything is written
+beside its target under a temporary name and swapped in only when the whole conversion succeeded: a failed or
+interrupted run leaves the previous outputs as they were.
 """
 
 EPILOG = """\
