@@ -131,6 +131,7 @@ def _convert_into(cache_dir: Path, inputs, options, training_args, converter):
     del result.dataset
     shutil.rmtree(scratch / "work", ignore_errors=True)
     report = asdict(result.report)
+    report["image_folders"] = sorted(report["image_folders"])
     (scratch / COMPLETE_MARKER).write_text(json.dumps(report, indent=2, default=str))
     shutil.rmtree(cache_dir, ignore_errors=True)
     scratch.rename(cache_dir)

@@ -103,6 +103,11 @@ def test_content_digest_sees_new_pixels_under_the_same_file_name(tmp_path):
     blue_saved = load_from_disk(str(tmp_path / "blue"))
     blue_saved._fingerprint = red_saved._fingerprint  # what a stale fingerprint would have reused
     assert dataset_content_digest(blue_saved) != red_saved_digest
+    # so the cache entry computed for the red pixels is not found for the blue ones
+    cache = RefLogpsCache(str(tmp_path / "cache"))
+    cache.save({**KEY, "data": red_saved_digest}, [[-1.0]], [[-2.0]])
+    assert cache.load({**KEY, "data": red_saved_digest}, 1) is not None
+    assert cache.load({**KEY, "data": dataset_content_digest(blue_saved)}, 1) is None
     # the order the trainer sees is part of the content
     two = Dataset.from_dict({"id": ["a", "b"], "images": [[], []]}, features=features)
     assert dataset_content_digest(two) != dataset_content_digest(two.select([1, 0]))
