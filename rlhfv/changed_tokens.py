@@ -41,27 +41,10 @@ def spans_of(example: dict[str, Any], side: str, where: str) -> Any:
 
 
 def check_spans(spans: Any, text_length: int, where: str, field: str) -> list[tuple[int, int]]:
-    """Validate one answer's spans against the contract: sorted, non-overlapping, non-empty, inside the answer."""
-    if spans is None:
-        return []
-    checked = []
-    previous_end = 0
-    for k, span in enumerate(spans):
-        if not isinstance(span, (list, tuple)) or len(span) != 2:
-            raise ValueError(f"{where}: {field}[{k}] = {span!r} is not a [start, end) pair of character offsets.")
-        start, end = span
-        if not isinstance(start, int) or not isinstance(end, int) or isinstance(start, bool):
-            raise ValueError(f"{where}: {field}[{k}] = {span!r} must hold two integers.")
-        if not 0 <= start < end <= text_length:
-            raise ValueError(
-                f"{where}: {field}[{k}] = [{start}, {end}) lies outside the answer (length {text_length}) or is "
-                "empty; spans are character offsets into the answer's content."
-            )
-        if start < previous_end:
-            raise ValueError(f"{where}: {field}[{k}] = [{start}, {end}) overlaps or precedes the previous span.")
-        previous_end = end
-        checked.append((start, end))
-    return checked
+    """Validate one answer's spans against the contract (bounds and order): `data_tools.contract.check_spans`."""
+    from data_tools.contract import check_spans as check_contract_spans
+
+    return check_contract_spans(spans, text_length, where, field)
 
 
 def changed_flags(
