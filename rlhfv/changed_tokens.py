@@ -206,9 +206,11 @@ def rlhfv_token_diff(rejected_ids: Sequence[int], chosen_ids: Sequence[int]) -> 
 
 
 def scan_span_columns(dataset, name: str) -> dict[str, int]:
-    """Validate every row's spans before training starts; count the pairs that carry no changed segment.
+    """Validate every row before training starts; count the pairs that carry no changed segment.
 
-    Reads only the text columns (no images are decoded), so a bad row fails at start-up, not hours into a run.
+    Conversational rows are checked against the whole row contract (`data_tools.contract.check_row`: non-empty answers
+    that differ, spans in bounds, in order and on word units), so library users of `DenseDPOTrainer` get the same
+    checks as `rlhfv train`. Reads only the text columns (no images are decoded): a bad row fails at start-up.
     """
     missing = [c for c in ("chosen_spans", "rejected_spans") if c not in dataset.column_names]
     if missing:
@@ -217,10 +219,15 @@ def scan_span_columns(dataset, name: str) -> dict[str, int]:
             "(see docs/data_format.md; `rlhfv convert` writes them). Convert the data, or set "
             "segment_source='rlhfv_token_diff' to derive changed tokens from a token diff."
         )
+    from data_tools.contract import check_row
+
     columns = [c for c in ("id", "chosen", "rejected", "chosen_spans", "rejected_spans") if c in dataset.column_names]
     pairs_without_changes = 0
     for index, example in enumerate(dataset.select_columns(columns)):
         where = f"{name} dataset, {row_label(example, index)}"
+        if all(isinstance(example[side], list) for side in ("chosen", "rejected")):
+            # The whole row contract (docs/data_format.md): non-empty answers that differ, spans on word units
+            check_row(example, where)
         has_changes = False
         for side in ("chosen", "rejected"):
             answer = example[side]
