@@ -8,7 +8,7 @@ tokens, 0 on the prompt. Contenders, each given the same last hidden states [B, 
   calls it on this device), plain per-row sum: what stock `trl.DPOTrainer` computes;
 - trl_head_weighted: the same head, per-token log-probs times w_t / N: the Dense DPO score the trainer builds on
   CUDA/XPU;
-- rlhfv_tiled: `rlhfv.weighted_logprob_head.weighted_token_log_probs` (answer tokens only, cache-sized tiles): the
+- rlhfv_tiled: `rlhfv.tiled_logprob_head.weighted_token_log_probs` (answer tokens only, cache-sized tiles): the
   trainer's path on CPU (`tiled_cpu_head=True`, the default).
 
 Each device runs the contenders that matter there (`DEVICE_CONTENDERS`): full logits, TRL's head and rlhfv's path on
@@ -111,7 +111,7 @@ def dense_score(contender, hidden_states, weight, labels, weights):
             return per_token.sum(-1)
         return (per_token * weights).sum(-1)
     if contender == "rlhfv_tiled":
-        from rlhfv.weighted_logprob_head import weighted_token_log_probs
+        from rlhfv.tiled_logprob_head import weighted_token_log_probs
 
         return weighted_token_log_probs(hidden_states, weight, labels, token_weights=weights).sum(-1)
     raise ValueError(f"unknown contender {contender!r}; choose from {CONTENDERS}")
@@ -122,7 +122,7 @@ def _import_contender(contender):
         import trl.kernels  # noqa: F401
         import trl.trainer.utils  # noqa: F401
     elif contender == "rlhfv_tiled":
-        import rlhfv.weighted_logprob_head  # noqa: F401
+        import rlhfv.tiled_logprob_head  # noqa: F401
 
 
 def worker(spec: dict) -> dict:
@@ -131,7 +131,7 @@ def worker(spec: dict) -> dict:
     device = torch.device(spec.get("device", "cpu"))
     dtype = getattr(torch, spec.get("dtype", "float32"))
     if "tile" in spec:
-        import rlhfv.weighted_logprob_head as head
+        import rlhfv.tiled_logprob_head as head
 
         head.CPU_TOKEN_CHUNK, head.CPU_VOCAB_CHUNK = spec["tile"]
     _import_contender(spec["contender"])  # imports are not part of the measured pass

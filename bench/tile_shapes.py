@@ -22,7 +22,7 @@ def run(quick: bool = False, rounds: int = 3) -> dict:
     import torch
 
     from bench import loss_head
-    from rlhfv.weighted_logprob_head import weighted_token_log_probs
+    from rlhfv.tiled_logprob_head import weighted_token_log_probs
 
     shape = QUICK_SHAPE if quick else SHAPE
     tiles = QUICK_TILES if quick else TILES

@@ -1,5 +1,8 @@
 """Benchmark 2: one optimizer step of `DenseDPOTrainer` vs stock `trl.DPOTrainer`, same model, same batch.
 
+(Over 350 lines on purpose: one worker protocol serves the memory runs, the interleaved timing and the epoch runs, and
+splitting it would spread one measurement method over several files.)
+
 Contenders (`DEVICE_CONTENDERS`): stock `trl.DPOTrainer`; `DenseDPOTrainer` on TRL's fused head
 (`tiled_cpu_head=False`: the path it takes on CUDA/XPU, so this pair isolates what the dense weighting costs); and, on
 CPU, `DenseDPOTrainer` as it runs there by default, on rlhfv's tiled head.
@@ -39,6 +42,7 @@ import threading
 import time
 
 from bench import common
+from bench.head_calls import count_head_calls
 
 
 CONTENDERS = ("trl_dpo", "dense_dpo_trl_head", "dense_dpo")
@@ -91,64 +95,32 @@ QUICK_DATA = {"prompt_words": 8, "answer_words": 20, "pairs": 1, "warmup": 1, "s
 
 def build_model(shape: dict, seed: int = 0):
     """A random-init model of `shape` and its processing class (tokenizer, or LLaVA processor)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from rlhfv.tiny_models import build_tokenizer
+    from rlhfv.tiny_models import build_llava, build_text_model, build_tokenizer
 
     tokenizer = build_tokenizer()
-    text_config = LlamaConfig(
-        vocab_size=shape["vocab"],
-        hidden_size=shape["hidden"],
-        intermediate_size=shape.get("intermediate", int(shape["hidden"] * 2.75)),
-        num_hidden_layers=shape["layers"],
-        num_attention_heads=shape["heads"],
-        num_key_value_heads=shape["kv_heads"],
-        max_position_embeddings=4096,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=shape["kind"] == "llama",
-    )
-    torch.manual_seed(seed)
+    text_shape = {
+        "hidden_size": shape["hidden"],
+        "num_layers": shape["layers"],
+        "vocab_size": shape["vocab"],
+        "intermediate_size": shape.get("intermediate", int(shape["hidden"] * 2.75)),
+        "num_heads": shape["heads"],
+        "num_kv_heads": shape["kv_heads"],
+        "max_positions": 4096,
+        "tie_word_embeddings": shape["kind"] == "llama",
+        "seed": seed,
+    }
     if shape["kind"] == "llama":
-        return LlamaForCausalLM(text_config), tokenizer
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
+        return build_text_model(tokenizer, **text_shape), tokenizer
+    return build_llava(
+        tokenizer,
+        image_size=shape["image_size"],
+        patch_size=shape["patch_size"],
+        vision_hidden_size=shape["vision_hidden"],
+        vision_intermediate_size=shape["vision_hidden"] * 4,
+        vision_layers=shape["vision_layers"],
+        vision_heads=4,
+        **text_shape,
     )
-
-    size, patch = shape["image_size"], shape["patch_size"]
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
-        tokenizer=tokenizer,
-        patch_size=patch,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        image_token=tokenizer.image_token,
-        chat_template=tokenizer.chat_template,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=shape["vision_hidden"],
-        intermediate_size=shape["vision_hidden"] * 4,
-        num_hidden_layers=shape["vision_layers"],
-        num_attention_heads=4,
-        image_size=size,
-        patch_size=patch,
-        projection_dim=shape["vision_hidden"],
-    )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text_config,
-        image_token_id=tokenizer.convert_tokens_to_ids(tokenizer.image_token),
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
-        image_seq_length=(size // patch) ** 2,
-    )
-    return LlavaForConditionalGeneration(config), processor
 
 
 def build_dataset(num_pairs: int, prompt_words: int, answer_words: int, images: bool, image_size: int = 224, seed=0):
@@ -309,11 +281,10 @@ def worker(spec: dict) -> dict:
         spec = {**spec, "max_steps": spec["warmup"] + spec["steps"]}
         trainer = make_trainer(spec, model, processing_class, dataset, output_dir, [probe])
         token_counts = _tokens_per_batch(trainer)
-        from rlhfv import tiled_head_dispatch
-
-        served = dict(tiled_head_dispatch.calls)
+        counts = count_head_calls()
+        served = dict(counts)
         trainer.train()
-        head_calls = {path: tiled_head_dispatch.calls[path] - served[path] for path in served}
+        head_calls = {path: counts[path] - served[path] for path in served}
     measured = probe.times[spec["warmup"] :]
     step_peak = peak()
     return {
@@ -369,14 +340,13 @@ def interleaved_worker(spec: dict, model, processing_class, dataset, output_dir,
 
     from transformers import TrainerCallback
 
-    from rlhfv import tiled_head_dispatch
-
+    counts = count_head_calls()
     contenders = spec["contenders"]
     schedule = round_schedule(contenders, spec["warmup"], spec["steps"])
     turns = _Turns(schedule)
     times = {name: [] for name in contenders}
     step_log = []  # (contender, start, end) of every step, in the order they ran
-    head_calls = {name: {path: 0 for path in tiled_head_dispatch.calls} for name in contenders}
+    head_calls = {name: {path: 0 for path in counts} for name in contenders}
 
     class TakeTurns(TrainerCallback):
         def __init__(self, name):
@@ -385,7 +355,7 @@ def interleaved_worker(spec: dict, model, processing_class, dataset, output_dir,
         def on_step_begin(self, args, state, control, **kwargs):
             turns.wait_for(self.name)
             sync()
-            self.served = dict(tiled_head_dispatch.calls)
+            self.served = dict(counts)
             self.start = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -393,7 +363,7 @@ def interleaved_worker(spec: dict, model, processing_class, dataset, output_dir,
             end = time.perf_counter()
             times[self.name].append(end - self.start)
             step_log.append((self.name, self.start, end))
-            for path, count in tiled_head_dispatch.calls.items():
+            for path, count in counts.items():
                 head_calls[self.name][path] += count - self.served[path]
             turns.done()
 
@@ -512,7 +482,7 @@ def run(quick: bool = False, device: str = "cpu", models: dict | None = None, da
                     "step_mem_gib": mem["step_peak_extra_bytes"] / common.GIB,
                     "process_mem_gib": mem["process_peak_bytes"] / common.GIB,
                     # Paired: each round's step against TRL's step of the same round, then the median over rounds
-                    "time_vs_trl": common.median([t / b for t, b in zip(steps[contender], base_steps)]),
+                    "time_vs_trl": common.median([t / b for t, b in zip(steps[contender], base_steps, strict=True)]),
                     "step_mem_vs_trl": mem["step_peak_extra_bytes"] / base_memory["step_peak_extra_bytes"],
                     "process_mem_vs_trl": mem["process_peak_bytes"] / base_memory["process_peak_bytes"],
                 }

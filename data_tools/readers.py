@@ -80,7 +80,7 @@ class InputSource:
         if self.kind == "json":
             return next((set(record) for record in self._json_records() if isinstance(record, dict)), set())
         with open(self.path, "rb") as handle:
-            for _, line in zip(range(DETECTION_SAMPLE_LINES), handle):
+            for _, line in zip(range(DETECTION_SAMPLE_LINES), handle, strict=True):
                 try:
                     record = json.loads(decode_text(line).lstrip("\ufeff"))
                 except json.JSONDecodeError:

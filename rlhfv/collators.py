@@ -15,13 +15,20 @@ The trainer pops these keys before the model sees the batch.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 from trl.trainer.dpo_trainer import DataCollatorForPreference, DataCollatorForVisionPreference
 
-from .weights import answer_content, check_spans, completion_changed_flags, rlhfv_token_diff, row_label, spans_of
+from .changed_tokens import (
+    answer_content,
+    check_spans,
+    completion_changed_flags,
+    rlhfv_token_diff,
+    row_label,
+    spans_of,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -206,11 +213,14 @@ class DenseDataCollatorForVisionPreference(DataCollatorForVisionPreference):
                         "fail with 'Image features and image tokens do not match'. Increase max_length (or set it "
                         "to None), or use smaller images."
                     )
-            for key in ("input_ids", "attention_mask", "completion_mask", "token_type_ids", "mm_token_type_ids"):
-                if key in output:
-                    output[key] = output[key][:, :max_length]
+            # TRL's own cut (keep_start) of every per-token tensor of the batch, whatever keys the processor adds
+            width = output["input_ids"].shape[1]
+            for key, value in output.items():
+                if isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape == (2 * batch_size, width):
+                    output[key] = value[:, :max_length]
             changed = changed[:, :max_length]
 
+        _refuse_pairs_identical_after_truncation(output, batch_size, labels, max_length)
         if self.segment_source == "rlhfv_token_diff":
             changed = token_diff_mask(output, batch_size)
             changed_before = changed.sum(dim=1)
@@ -222,28 +232,36 @@ class DenseDataCollatorForVisionPreference(DataCollatorForVisionPreference):
         return output
 
 
+def _refuse_pairs_identical_after_truncation(output, batch_size: int, labels: list[str], max_length) -> None:
+    """A pair whose two rows `max_length` cut to the same tokens carries no preference: refuse it by name.
+
+    Text rows are checked (and dropped) when the dataset is prepared; image rows are tokenized here, batch by batch.
+    """
+    if max_length is None:
+        return
+    for i in range(batch_size):
+        chosen = output["input_ids"][i][output["attention_mask"][i].bool()]
+        rejected = output["input_ids"][batch_size + i][output["attention_mask"][batch_size + i].bool()]
+        if torch.equal(chosen, rejected):
+            raise ValueError(
+                f"{labels[i]}: max_length={max_length} cuts the chosen and rejected answers to the same tokens, so "
+                "the pair carries no preference (loss ln 2, zero gradient). Raise max_length (or set it to None), "
+                "or leave the row out of the data."
+            )
+
+
 def promote_collator(collator, segment_source: str):
-    """The dense version of TRL's default collators (same settings); dense collators pass through."""
+    """The dense version of TRL's default collators, with every setting of the given one; dense ones pass through."""
     if isinstance(collator, (DenseDataCollatorForPreference, DenseDataCollatorForVisionPreference)):
         collator.segment_source = segment_source
         return collator
-    if type(collator) is DataCollatorForPreference:
-        return DenseDataCollatorForPreference(
-            pad_token_id=collator.pad_token_id,
-            max_length=collator.max_length,
-            truncation_mode=collator.truncation_mode,
-            pad_to_multiple_of=collator.pad_to_multiple_of,
-            return_tensors=collator.return_tensors,
-            segment_source=segment_source,
-        )
-    if type(collator) is DataCollatorForVisionPreference:
-        return DenseDataCollatorForVisionPreference(
-            processor=collator.processor,
-            max_length=collator.max_length,
-            pad_to_multiple_of=collator.pad_to_multiple_of,
-            return_tensors=collator.return_tensors,
-            segment_source=segment_source,
-        )
+    dense_of = {
+        DataCollatorForPreference: DenseDataCollatorForPreference,
+        DataCollatorForVisionPreference: DenseDataCollatorForVisionPreference,
+    }
+    if type(collator) in dense_of:
+        settings = {item.name: getattr(collator, item.name) for item in fields(collator) if item.init}
+        return dense_of[type(collator)](**settings, segment_source=segment_source)
     raise TypeError(
         f"DenseDPOTrainer needs a collator that marks changed tokens; got {type(collator).__name__}. Leave "
         "`data_collator=None`, or pass rlhfv.collators.DenseDataCollatorForPreference / "

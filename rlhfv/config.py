@@ -11,6 +11,7 @@ See docs/trainer.md.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from trl import DPOConfig
@@ -50,16 +51,27 @@ REFUSED_LOSS_TYPES = {
 }
 
 
+def _finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def validate_dense_args(args) -> None:
     """Fail loudly on settings that Dense DPO cannot honour. Runs in `__post_init__` and again in the trainer."""
-    if not isinstance(args.gamma, (int, float)) or not args.gamma > 0:
+    if not _finite_number(args.gamma) or not args.gamma > 0:
         raise ValueError(
-            f"`gamma` must be a number > 0 (the weight of changed tokens; 5.0 in the paper, 1.0 = plain DPO), "
+            f"`gamma` must be a finite number > 0 (the weight of changed tokens; 5.0 in the paper, 1.0 = plain DPO), "
             f"got {args.gamma!r}."
+        )
+    if not _finite_number(args.beta) or not args.beta > 0:
+        # beta < 0 flips the preference: the model is trained towards the rejected (hallucinated) answers while
+        # rewards/accuracies still rises; beta = 0 removes the signal
+        raise ValueError(
+            f"`beta` must be a finite number > 0 (the strength of the preference; 0.1-0.5 is usual), got {args.beta!r}. "
+            "A negative beta would train towards the rejected answers."
         )
     if args.segment_source not in SEGMENT_SOURCES:
         raise ValueError(f"`segment_source` must be one of {list(SEGMENT_SOURCES)}, got {args.segment_source!r}.")
-    if args.sft_weight < 0:
+    if not _finite_number(args.sft_weight) or args.sft_weight < 0:
         raise ValueError(
             f"`sft_weight` must be >= 0 (it adds -sft_weight * mean chosen dense score to the loss), "
             f"got {args.sft_weight!r}."
@@ -114,8 +126,10 @@ class DenseDPOConfig(DPOConfig):
             `score_average` reuses them.
         tiled_cpu_head (`bool`, *optional*, defaults to `True`):
             On devices without Triton (CPU), score log-probs with rlhfv's tiled LM head: only the completion tokens,
-            in cache-sized tiles, same values as TRL's head in about half its time. No effect on CUDA/XPU, where
-            TRL's Triton head runs.
+            in cache-sized tiles, same values as TRL's head (docs/benchmarks.md has the speed). No effect on
+            CUDA/XPU, where TRL's Triton head runs.
+        model_card_license (`str`, *optional*, defaults to `"other"`):
+            License id in the model card's front matter; set it to the base model's license.
     """
 
     gamma: float = field(
@@ -160,7 +174,15 @@ class DenseDPOConfig(DPOConfig):
         default=True,
         metadata={
             "help": "On devices without Triton (CPU), compute log-probs with rlhfv's tiled LM head (completion tokens "
-            "only, cache-sized tiles; same values as TRL's head in about half its time). No effect on CUDA/XPU."
+            "only, cache-sized tiles; same values as TRL's head, faster on CPU). No effect on CUDA/XPU."
+        },
+    )
+
+    model_card_license: str = field(
+        default="other",
+        metadata={
+            "help": "License id written to the model card's front matter (a Hub license id such as apache-2.0, "
+            "llama2, mit). Set it to the base model's license; 'other' says it is not stated."
         },
     )
 

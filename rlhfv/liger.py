@@ -1,6 +1,6 @@
 """Liger's fused Triton layer kernels (RMSNorm, RoPE, SwiGLU, ...) for `use_liger_kernel: true`.
 
-transformers' `Trainer.train` patches the policy with `liger_kernel.transformers._apply_liger_kernel_to_instance`
+transformers' `Trainer.train` patches the policy with Liger's instance patcher
 (for a VLM that reaches its language backbone and vision tower), and TRL forces `fused_linear_cross_entropy` off
 so that its fused log-prob LM head, which Dense DPO weights per token, stays in place. This module adds the two
 things missing around that:
@@ -58,10 +58,11 @@ def apply_liger_to_reference(trainer) -> bool:
     """
     if not trainer.args.use_liger_kernel or getattr(trainer, "ref_model", None) is None:
         return False
-    from liger_kernel.transformers import _apply_liger_kernel_to_instance
     from transformers.trainer_utils import unwrap_peft_model
 
+    from rlhfv._compat import apply_liger_kernels_to_instance
+
     reference = unwrap_peft_model(trainer.accelerator.unwrap_model(trainer.ref_model))
-    _apply_liger_kernel_to_instance(model=reference, **liger_kernel_kwargs(trainer.args))
+    apply_liger_kernels_to_instance(reference, **liger_kernel_kwargs(trainer.args))
     logger.info("Applied Liger kernels to the reference model (%s)", type(reference).__name__)
     return True

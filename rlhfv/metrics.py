@@ -7,7 +7,12 @@ what each metric means.
 
 from __future__ import annotations
 
+import logging
+
 import torch
+
+
+logger = logging.getLogger(__name__)
 
 
 SEGMENTS = ("changed", "unchanged")
@@ -45,3 +50,81 @@ def dense_batch_stats(
     stats["pairs_without_changes"] = (~had_changes).sum().float()
     stats["pairs_changes_truncated"] = (had_changes & ~kept_changes).sum().float()
     return stats
+
+
+def log_dense_metrics(trainer, mode, policy_logps, ref_logps, scale, changed_mask, completion_mask, changed_before):
+    """Gather the batch's dense statistics over processes and append the `dense/*` metrics to TRL's metric store.
+
+    Two syncs per step: one for all token sums and counts, one for the per-pair reward parts. Warns once per trainer
+    about pairs that train as plain DPO (no changed token, or every changed token cut by `max_length`).
+    """
+    completion_mask = completion_mask[:, 1:]
+    if changed_before is None:
+        changed_before = changed_mask.sum(dim=1)
+    stats = dense_batch_stats(
+        policy_logps, ref_logps, scale, changed_mask[:, 1:], completion_mask, changed_before, trainer.beta
+    )
+    # One gather for all token sums and counts, one for the per-pair reward parts: a single sync per step
+    sums = {
+        "pairs_without_changes": stats["pairs_without_changes"],
+        "pairs_changes_truncated": stats["pairs_changes_truncated"],
+    }
+    for key in (
+        "changed/tokens",
+        "unchanged/tokens",
+        "completion/tokens",
+        "changed/logp_sum",
+        "unchanged/logp_sum",
+    ):
+        for side, value in zip(("chosen", "rejected"), stats[key].chunk(2), strict=True):
+            sums[f"{key}/{side}"] = value.sum()
+    gathered = trainer.accelerator.gather(torch.stack(list(sums.values())).unsqueeze(0)).sum(dim=0).tolist()
+    sums = dict(zip(sums, gathered, strict=True))
+    # Per-pair reward parts, columns (changed, unchanged) x (chosen, rejected); means and margins in one sync
+    pair_rewards = torch.stack([part for segment in SEGMENTS for part in stats[f"{segment}/reward"].chunk(2)], dim=1)
+    pair_rewards = trainer.accelerator.gather(pair_rewards)
+    reward_means = torch.cat([pair_rewards.mean(dim=0), (pair_rewards[:, 0::2] - pair_rewards[:, 1::2]).mean(dim=0)])
+    reward_means = dict(
+        zip(
+            [f"{segment}_{side}" for segment in SEGMENTS for side in ("chosen", "rejected")]
+            + [f"{segment}_margin" for segment in SEGMENTS],
+            reward_means.tolist(),
+            strict=True,
+        )
+    )
+
+    metrics = trainer._metrics[mode]
+    completion = sums["completion/tokens/chosen"] + sums["completion/tokens/rejected"]
+    if completion > 0:
+        changed = sums["changed/tokens/chosen"] + sums["changed/tokens/rejected"]
+        metrics["dense/changed_share"].append(changed / completion)
+    for side in ("chosen", "rejected"):
+        if sums[f"completion/tokens/{side}"] > 0:
+            share = sums[f"changed/tokens/{side}"] / sums[f"completion/tokens/{side}"]
+            metrics[f"dense/changed_share_{side}"].append(share)
+    for segment in SEGMENTS:
+        for part in ("chosen", "rejected", "margin"):
+            metrics[f"dense/rewards/{segment}_{part}"].append(reward_means[f"{segment}_{part}"])
+        means = {}
+        for side in ("chosen", "rejected"):
+            if sums[f"{segment}/tokens/{side}"] > 0:
+                means[side] = sums[f"{segment}/logp_sum/{side}"] / sums[f"{segment}/tokens/{side}"]
+                metrics[f"dense/logps/{segment}_{side}"].append(means[side])
+        if len(means) == 2:
+            metrics[f"dense/logps/{segment}_margin"].append(means["chosen"] - means["rejected"])
+    without, truncated = sums["pairs_without_changes"], sums["pairs_changes_truncated"]
+    metrics["dense/pairs_without_changes"].append(without)
+    metrics["dense/pairs_changes_truncated"].append(truncated)
+    if without and "without" not in trainer._dense_warned:
+        trainer._dense_warned.add("without")
+        logger.warning(
+            f"{int(without)} pair(s) in a batch have no changed token: they train as plain DPO. Counted in "
+            "dense/pairs_without_changes (this warning is shown once)."
+        )
+    if truncated and "truncated" not in trainer._dense_warned:
+        trainer._dense_warned.add("truncated")
+        logger.warning(
+            f"max_length={trainer.args.max_length} cut every changed token of {int(truncated)} pair(s) in a batch: "
+            "they train as plain DPO on what is left. Raise max_length to keep the corrections; counted in "
+            "dense/pairs_changes_truncated (this warning is shown once)."
+        )

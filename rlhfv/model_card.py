@@ -1,9 +1,9 @@
 """The model card (README.md) of a Dense DPO run.
 
-TRL's trainers write a card whenever they save (final model, checkpoints, Hub pushes) through `create_model_card`.
-`DenseModelCardMixin` extends that method: TRL's card stays as it is, and a section is added with what a reader
-needs to judge and reproduce the run: base model, dataset, gamma, beta, normalisation, steps, final metrics, the
-exact command and the resolved recipe.
+TRL's trainers write a card whenever they save (final model, checkpoints, Hub pushes) through `create_model_card`;
+`DenseDPOTrainer` overrides that hook with `write_model_card`, so library users get the same card as `rlhfv train`:
+base model, dataset, gamma, beta, normalisation, steps, final metrics, and (from `RunRecord`) the exact command and
+the resolved recipe.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
-SECTION_TITLE = "## Dense DPO training"
+TEMPLATE = Path(__file__).parent / "templates" / "dense_dpo_model_card.jinja"
+SECTION_TITLE = "### Dense DPO training"
 # Train-log keys that describe the schedule rather than the model; they are shown elsewhere in the card
 _SCHEDULE_KEYS = {"epoch", "step", "learning_rate", "grad_norm", "total_flos"}
 
@@ -22,44 +24,74 @@ _SCHEDULE_KEYS = {"epoch", "step", "learning_rate", "grad_norm", "total_flos"}
 class RunRecord:
     """What the card says about the run beyond what the trainer knows."""
 
-    base_model: str
-    dataset: str | None
+    base_model: str | None = None
+    dataset: str | None = None
     dataset_format: str | None = None
     command: str | None = None
     recipe: dict = field(default_factory=dict)
+    recipe_file: str | None = None
 
 
-class DenseModelCardMixin:
-    """Mix into a TRL trainer (before it in the bases) to add the Dense DPO section to every card it writes."""
+def write_model_card(trainer, model_name=None, dataset_name=None, tags=None, **kwargs) -> str:
+    """Write the Dense DPO card to `output_dir/README.md` (main process only); returns its path.
 
-    run_record: RunRecord | None = None
+    Built from rlhfv's own template (`templates/dense_dpo_model_card.jinja`) with the trainer's `_name`, `_paper` and
+    `_tag_names`: a quick start that loads the model the way it is used (an image and a question for a VLM), a real
+    `license` in the front matter (`model_card_license`, or a `license` passed by `push_to_hub`), the settings and
+    final metrics, and the command and recipe when `trainer.run_record` has them.
+    """
+    from importlib.metadata import version
 
-    def create_model_card(self, model_name=None, dataset_name=None, tags=None, **kwargs):
-        record = self.run_record
-        if record is not None and dataset_name is None and is_hub_id(record.dataset):
-            dataset_name = record.dataset
-        tags = [*(tags or []), "dense-dpo", "rlhf-v"]
-        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags, **kwargs)
-        if record is None or not self.is_world_process_zero():
-            return
-        from huggingface_hub import ModelCard
+    from huggingface_hub import ModelCard, ModelCardData
+    from trl.trainer.utils import get_config_model_id
 
-        path = os.path.join(self.args.output_dir, "README.md")
-        card = ModelCard.load(path)
-        if is_hub_id(record.base_model):
-            card.data.base_model = record.base_model
-        else:
-            # TRL links the base model to the Hub; a local or in-process model has no page there
-            card.text = card.text.replace(
-                "This model is a fine-tuned version of [None](https://huggingface.co/None)",
-                f"This model is a fine-tuned version of `{record.base_model}`",
-            )
-        # TRL's quick start is written for text models pushed to the Hub; point it at this model and its task
-        card.text = card.text.replace('model="None"', f'model="{self.hub_model_id or self.args.output_dir}"')
-        if getattr(self, "_is_vlm", False):
-            card.text = card.text.replace('pipeline("text-generation"', 'pipeline("image-text-to-text"')
-        card.text = card.text.rstrip() + "\n\n" + dense_section(self.args, self.state, record) + "\n"
-        card.save(path)
+    record = trainer.run_record
+    base_model = (record.base_model if record else None) or get_config_model_id(trainer.model.config) or "unknown"
+    dataset_name = dataset_name or (record.dataset if record else None)
+    is_vlm = bool(getattr(trainer, "_is_vlm", False))
+    tags = list(dict.fromkeys([*(tags if isinstance(tags, list) else [tags] if tags else []), *trainer._tag_names]))
+    wandb_url = None
+    try:
+        import wandb
+
+        wandb_url = wandb.run.url if wandb.run is not None else None
+    except ImportError:
+        pass
+    card_data = ModelCardData(
+        base_model=base_model if is_hub_id(base_model) else None,
+        datasets=dataset_name if is_hub_id(dataset_name) else None,
+        library_name="transformers",
+        license=kwargs.get("license") or trainer.args.model_card_license,
+        model_name=model_name,
+        pipeline_tag="image-text-to-text" if is_vlm else "text-generation",
+        tags=tags,
+    )
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        model_name=model_name or os.path.basename(os.path.abspath(trainer.args.output_dir)),
+        model_id=trainer.hub_model_id or trainer.args.output_dir,
+        base_model=base_model,
+        base_model_is_hub=is_hub_id(base_model),
+        dataset_name=dataset_name,
+        dataset_is_hub=is_hub_id(dataset_name),
+        is_vlm=is_vlm,
+        wandb_url=wandb_url,
+        trainer_name=trainer._name,
+        trainer_citation=trainer._paper["citation"],
+        paper_title=trainer._paper["title"],
+        paper_id=trainer._paper["id"],
+        dense_section=dense_section(trainer.args, trainer.state, record),
+        rlhfv_version=version("rlhfv"),
+        trl_version=version("trl"),
+        transformers_version=version("transformers"),
+        pytorch_version=version("torch"),
+        datasets_version=version("datasets"),
+    )
+    path = os.path.join(trainer.args.output_dir, "README.md")
+    os.makedirs(trainer.args.output_dir, exist_ok=True)
+    card.save(path)
+    return path
 
 
 def is_hub_id(name: str | None) -> bool:
@@ -99,17 +131,18 @@ def _enum_value(value):
     return getattr(value, "value", value)
 
 
-def dense_section(args, state, record: RunRecord) -> str:
+def dense_section(args, state, record: RunRecord | None) -> str:
     """The Markdown section added to the card."""
     world_size = getattr(args, "world_size", 1) or 1
     global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size
     warmup = args.warmup_steps or 0
     warmup = f"warmup ratio {format_number(warmup)}" if warmup < 1 else f"warmup {int(warmup)} steps"
-    dataset = f"`{record.dataset}`" if record.dataset else "(none)"
+    record = record or RunRecord()
+    dataset = f"`{record.dataset}`" if record.dataset else "(not recorded)"
     if record.dataset_format:
         dataset += f" (format `{record.dataset_format}`, converted with `rlhfv convert`)"
     rows = [
-        ("Base model", f"`{record.base_model}`"),
+        ("Base model", f"`{record.base_model}`" if record.base_model else "(not recorded)"),
         ("Dataset", dataset),
         ("gamma (weight of changed segments)", format_number(args.gamma)),
         ("beta", format_number(args.beta)),
@@ -128,7 +161,7 @@ def dense_section(args, state, record: RunRecord) -> str:
     lines += [f"| {name} | {value} |" for name, value in rows]
 
     metrics = final_metrics(state.log_history)
-    lines += ["", "### Final metrics", ""]
+    lines += ["", "#### Final metrics", ""]
     if metrics:
         lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {key} | {format_number(value)} |" for key, value in sorted(metrics.items())]
@@ -136,10 +169,10 @@ def dense_section(args, state, record: RunRecord) -> str:
         lines.append("No metrics were logged.")
 
     if record.command:
-        lines += ["", "### Command", "", "```bash", record.command, "```"]
+        lines += ["", "#### Command", "", "```bash", record.command, "```"]
     if record.recipe:
         import yaml
 
-        lines += ["", "### Resolved recipe", "", "```yaml", yaml.safe_dump(record.recipe, sort_keys=False).rstrip()]
+        lines += ["", "#### Resolved recipe", "", "```yaml", yaml.safe_dump(record.recipe, sort_keys=False).rstrip()]
         lines.append("```")
     return "\n".join(lines)

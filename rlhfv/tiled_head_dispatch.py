@@ -1,12 +1,12 @@
 """Route TRL's fused LM head to rlhfv's tiled head on CPU, for the forwards `DenseDPOTrainer` scores.
 
 On devices without Triton, TRL's fused head (`add_fused_lm_head`) scores every position, prompt and padding included,
-in 4096 x 32768 tiles folded by out-of-place torch ops: about 1.7x the time of plain full logits on CPU
-(`bench/loss_head.py`). `rlhfv.weighted_logprob_head.TiledLogProbFunction` computes the same per-token values for the
-completion tokens only, in cache-sized tiles, in about half of TRL's time.
+in 4096 x 32768 tiles folded by out-of-place torch ops, slower than plain full logits on CPU (docs/benchmarks.md).
+`rlhfv.tiled_logprob_head.TiledLogProbFunction` computes the same per-token values for the completion tokens only,
+in cache-sized tiles.
 
-TRL's patched forward looks its head up as the module global `trl.trainer.utils._ChunkedLogProbFunction` on each
-call. `install()` puts `_HeadDispatcher` in its place, which hands every call to TRL's own head unchanged unless it
+TRL's patched forward looks its head up as a module global on each call. `install()` puts `_HeadDispatcher` in its
+place (through `rlhfv._compat.replace_trl_chunked_head`, where the dependency on TRL's internals is recorded), which hands every call to TRL's own head unchanged unless it
 runs inside `scoring_positions(...)`, which the trainer's forward wrapper opens around the forwards it scores. Inside,
 on CPU, it scores the positions whose label is not -100 (the ones TRL keeps) with the tiled head and returns TRL's
 five per-token fields in TRL's layout. Calls it cannot serve exactly (Triton devices, logit soft-capping, the WPO
@@ -21,20 +21,20 @@ from contextvars import ContextVar
 
 import torch
 
-from .weighted_logprob_head import CPU_TOKEN_CHUNK, CPU_VOCAB_CHUNK, OUTPUTS, TiledLogProbFunction
+from ._compat import replace_trl_chunked_head, trl_head_uses_triton
+from .tiled_logprob_head import CPU_TOKEN_CHUNK, CPU_VOCAB_CHUNK, OUTPUTS, TiledLogProbFunction
 
 
 logger = logging.getLogger(__name__)
 
 # The flattened `labels != -100` of the forward being scored; None outside `scoring_positions`
 _POSITIONS: ContextVar[torch.Tensor | None] = ContextVar("rlhfv_scoring_positions", default=None)
-# How many head calls each path served in this process (read by tests and the train-step benchmark)
-calls = {"tiled": 0, "trl": 0}
-_TRL_HEAD = None
 
 
 class _HeadDispatcher:
     """Drop-in for `trl.kernels.ChunkedLogProbFunction` (same `apply` arguments and outputs)."""
+
+    trl_head = None  # TRL's own head, which serves every call the tiled head does not
 
     @staticmethod
     def apply(
@@ -50,11 +50,9 @@ class _HeadDispatcher:
     ):
         positions = _POSITIONS.get()
         if positions is None or not _tiled_head_serves(hidden, positions, final_logit_softcapping, outputs):
-            calls["trl"] += 1
-            return _TRL_HEAD.apply(
+            return _HeadDispatcher.trl_head.apply(
                 hidden, weight, bias, targets, temperature, chunk_size, final_logit_softcapping, logit_scale, outputs
             )
-        calls["tiled"] += 1
         positions = positions.to(hidden.device)
         rows = positions.nonzero().squeeze(1)
         wanted = tuple(name for name in OUTPUTS if name in outputs or name == "log_probs")
@@ -79,10 +77,8 @@ class _HeadDispatcher:
 
 
 def _tiled_head_serves(hidden, positions, final_logit_softcapping, outputs) -> bool:
-    from trl.kernels.chunked_logprob import _use_triton
-
     return (
-        not _use_triton(hidden.device)
+        not trl_head_uses_triton(hidden.device)
         and final_logit_softcapping is None
         and "log_sum_sq_probs" not in outputs
         and hidden.dim() == 2
@@ -92,20 +88,15 @@ def _tiled_head_serves(hidden, positions, final_logit_softcapping, outputs) -> b
 
 def install() -> bool:
     """Put the dispatcher in front of TRL's head (once per process). False when this TRL has no such global."""
-    global _TRL_HEAD
-    import trl.trainer.utils as trl_utils
-
-    current = getattr(trl_utils, "_ChunkedLogProbFunction", None)
-    if current is None:
+    trl_head = replace_trl_chunked_head(_HeadDispatcher)
+    if trl_head is None:
         logger.warning(
             "This TRL version has no `trl.trainer.utils._ChunkedLogProbFunction`, so rlhfv's tiled CPU head cannot be "
             "used; TRL's own head scores every batch (same values, slower on CPU). Set tiled_cpu_head=False to "
             "silence this."
         )
         return False
-    if current is not _HeadDispatcher:
-        _TRL_HEAD = current
-        trl_utils._ChunkedLogProbFunction = _HeadDispatcher
+    _HeadDispatcher.trl_head = trl_head
     return True
 
 

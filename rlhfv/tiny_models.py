@@ -78,35 +78,61 @@ def build_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 512, 
     return tokenizer
 
 
-def _llama_text_config(tokenizer, hidden_size: int = 64, num_layers: int = 2):
+def _llama_text_config(
+    tokenizer,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    vocab_size: int | None = None,
+    intermediate_size: int | None = None,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    max_positions: int = 1024,
+    tie_word_embeddings: bool = False,
+):
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size or len(tokenizer),
         hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
+        intermediate_size=intermediate_size or hidden_size * 2,
         num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        max_position_embeddings=max_positions,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_word_embeddings,
     )
 
 
-def build_text_model(tokenizer, hidden_size: int = 64, num_layers: int = 2, seed: int = 0):
-    """A tiny Llama causal LM sized to `tokenizer`."""
+def build_text_model(tokenizer, hidden_size: int = 64, num_layers: int = 2, seed: int = 0, **text_shape):
+    """A tiny Llama causal LM sized to `tokenizer` (`text_shape`: vocab_size, intermediate_size, num_heads, ...)."""
     import torch
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
-    return LlamaForCausalLM(_llama_text_config(tokenizer, hidden_size, num_layers))
+    return LlamaForCausalLM(_llama_text_config(tokenizer, hidden_size, num_layers, **text_shape))
 
 
-def build_llava(tokenizer=None, hidden_size: int = 64, num_layers: int = 2, image_size: int = 32, seed: int = 0):
-    """A tiny LLaVA (2-layer CLIP vision tower + Llama) and its processor. Returns `(model, processor)`."""
+def build_llava(
+    tokenizer=None,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    image_size: int = 32,
+    seed: int = 0,
+    patch_size: int = 8,
+    vision_hidden_size: int = 32,
+    vision_layers: int = 2,
+    vision_heads: int = 2,
+    vision_intermediate_size: int | None = None,
+    **text_shape,
+):
+    """A tiny LLaVA (CLIP vision tower + Llama) and its processor. Returns `(model, processor)`.
+
+    The defaults give a 2-layer tower and a 2-layer Llama of hidden size 64 (~140k parameters); the benchmarks pass
+    larger shapes (`text_shape`: vocab_size, intermediate_size, num_heads, ... of the Llama).
+    """
     import torch
     from transformers import (
         CLIPImageProcessor,
@@ -117,7 +143,6 @@ def build_llava(tokenizer=None, hidden_size: int = 64, num_layers: int = 2, imag
     )
 
     tokenizer = tokenizer or build_tokenizer()
-    patch_size = 8
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": image_size},
         crop_size={"height": image_size, "width": image_size},
@@ -132,17 +157,17 @@ def build_llava(tokenizer=None, hidden_size: int = 64, num_layers: int = 2, imag
         chat_template=tokenizer.chat_template,
     )
     vision_config = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        hidden_size=vision_hidden_size,
+        intermediate_size=vision_intermediate_size or vision_hidden_size * 2,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=vision_heads,
         image_size=image_size,
         patch_size=patch_size,
-        projection_dim=32,
+        projection_dim=vision_hidden_size,
     )
     config = LlavaConfig(
         vision_config=vision_config,
-        text_config=_llama_text_config(tokenizer, hidden_size, num_layers),
+        text_config=_llama_text_config(tokenizer, hidden_size, num_layers, **text_shape),
         image_token_id=tokenizer.convert_tokens_to_ids(tokenizer.image_token),
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,

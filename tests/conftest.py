@@ -37,3 +37,39 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def head_calls(monkeypatch):
+    """Counts of the LM-head calls each path serves while the test runs: {"tiled": n, "trl": n}."""
+    from bench.head_calls import count_head_calls
+
+    return count_head_calls(monkeypatch.setattr)
+
+
+@pytest.fixture
+def ref_computations(monkeypatch):
+    """How many times per-token reference log-probs were computed (not read from the cache) while the test runs."""
+    from rlhfv import ref_precompute
+
+    count = {"computed": 0}
+    compute = ref_precompute.compute_reference_token_logps
+
+    def counting(*args, **kwargs):
+        count["computed"] += 1
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(ref_precompute, "compute_reference_token_logps", counting)
+    return count
+
+
+@pytest.fixture(scope="session")
+def saved_llava(tmp_path_factory):
+    """A tiny LLaVA (seed 3) saved with its processor: `(folder, model, processor)` for the generation tests."""
+    from rlhfv.tiny_models import build_llava, build_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-llava")
+    model, processor = build_llava(build_tokenizer(), seed=3)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder, model, processor

@@ -1,5 +1,6 @@
 """The benchmark runner: real (tiny) runs that check the numbers it measures and the files it writes."""
 
+import itertools
 import json
 
 import pytest
@@ -76,7 +77,7 @@ def test_synthetic_pairs_mark_exactly_the_replaced_words():
         chosen, rejected = row["chosen"][0]["content"], row["rejected"][0]["content"]
         assert chosen != rejected
         chosen_words, rejected_words = chosen.split(" "), rejected.split(" ")
-        differing = [i for i, (a, b) in enumerate(zip(chosen_words, rejected_words)) if a != b]
+        differing = [i for i, (a, b) in enumerate(zip(chosen_words, rejected_words, strict=True)) if a != b]
         assert [chosen[s:e] for s, e in row["chosen_spans"]] == [chosen_words[i] for i in differing]
         assert [rejected[s:e] for s, e in row["rejected_spans"]] == [rejected_words[i] for i in differing]
 
@@ -105,7 +106,7 @@ def test_interleaved_timing_worker_runs_every_trainer_in_turns():
     assert result["schedule"] == train_step.round_schedule(contenders, spec["warmup"], spec["steps"])
     # Steps ran in the schedule's order, one at a time
     assert [name for name, _, _ in result["step_log"]] == result["schedule"]
-    for (_, _, end), (_, next_start, _) in zip(result["step_log"], result["step_log"][1:]):
+    for (_, _, end), (_, next_start, _) in itertools.pairwise(result["step_log"]):
         assert end <= next_start
     for contender in contenders:
         assert len(result["warmup_times_s"][contender]) == spec["warmup"]

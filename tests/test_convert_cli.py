@@ -90,7 +90,7 @@ def test_convert_writes_the_contract_dataset(corrections, tmp_path, capsys):
         "rejected_spans",
     }
     assert dataset["id"] == ["a", "b", "c", "d"]
-    for row, raw in zip(dataset, ROWS):
+    for row, raw in zip(dataset, ROWS, strict=True):
         assert is_conversational(row)
         assert row["prompt"] == [{"role": "user", "content": raw["question"]}]
         assert row["chosen"] == [{"role": "assistant", "content": raw["corrected"]}]

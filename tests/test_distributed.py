@@ -52,7 +52,7 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
     two = [entry for entry in state["log_history"] if "loss" in entry]
     one = [entry for entry in single.state.log_history if "loss" in entry]
     assert [entry["step"] for entry in two] == [entry["step"] for entry in one] == [1, 2, 3]
-    for expected, actual in zip(one, two):
+    for expected, actual in zip(one, two, strict=True):
         # The logged loss and gradient norm are means over all 4 pairs in both runs
         assert actual["loss"] == pytest.approx(expected["loss"], rel=1e-5)
         assert actual["grad_norm"] == pytest.approx(expected["grad_norm"], rel=1e-4)

@@ -92,7 +92,7 @@ def run_steps(tmp_path, device_settings, model_kwargs=None):
 
     before = [p.detach().clone() for p in live.model.parameters()]
     live.train()
-    assert sum(not torch.equal(b, p) for b, p in zip(before, live.model.parameters())) > len(before) // 2
+    assert sum(not torch.equal(b, p) for b, p in zip(before, live.model.parameters(), strict=True)) > len(before) // 2
     logged = [e for e in live.state.log_history if "dense/changed_share" in e]
     assert len(logged) == 3
     for entry in logged:

@@ -87,7 +87,7 @@ def test_push_goes_to_hub_model_id_with_model_and_card(tmp_path, hub_calls):
     assert "| Steps | 3 (" in card
     last_loss = [entry for entry in trainer.state.log_history if "loss" in entry][-1]["loss"]
     assert f"| loss | {last_loss:.6g} |" in card
-    assert f'model="{REPO_ID}"' in card  # the quick start points at the pushed repository
+    assert f'model_id = "{REPO_ID}"' in card  # the quick start points at the pushed repository
     assert "--hub_model_id someone/tiny-dense-dpo" in card  # the exact command
 
 

@@ -1,65 +1,24 @@
 """Judge scoring against a real OpenAI-compatible HTTP server started on 127.0.0.1 by the test."""
 
 import json
-import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fixtures.openai_server import Server
 
 from rlhfv.cli import main as rlhfv_main
+from rlhfv.endpoint import EndpointClient, EndpointConfig
 from rlhfv.eval.io import read_rows
-from rlhfv.eval.judge import QUESTION_TYPES, JudgeClient, JudgeError, judge_items, normalize_items, parse_rating
-
-
-class CannedJudge(BaseHTTPRequestHandler):
-    """Rates an answer "RATE-N ..." with N; "FLAKY" answers get one HTTP 500 first; "GARBLED" ones get no rating."""
-
-    def do_POST(self):  # noqa: N802 (http.server's naming)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        server = self.server
-        with server.lock:
-            server.requests.append(body)
-        prompt = body["messages"][-1]["content"]
-        answer = prompt.split("## Assistant's answer\n", 1)[1].split("\n", 1)[0]
-        if "FLAKY" in answer:
-            with server.lock:
-                first = answer not in server.failed_once
-                server.failed_once.add(answer)
-            if first:
-                self.send_response(500)
-                self.end_headers()
-                self.wfile.write(b'{"error": "overloaded"}')
-                return
-        if "GARBLED" in answer:
-            content = "The answer looks fine to me, I would give it a good grade."
-        else:
-            rating = re.search(r"RATE-(\d)", answer).group(1)
-            content = f"The claims are checked.\nRating: {rating}"
-        reply = {"choices": [{"message": {"role": "assistant", "content": content}}]}
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+from rlhfv.eval.judge import QUESTION_TYPES, JudgeError, judge_items, load_prompt, normalize_items, parse_rating
 
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), CannedJudge)
-    httpd.requests, httpd.failed_once, httpd.lock = [], set(), threading.Lock()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield httpd, f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with Server() as s:
+        yield s.httpd, s.url
+
+
+def JudgeClient(url, model, cache_dir=None, **config):  # noqa: N802 (reads like the class it builds)
+    return EndpointClient(EndpointConfig(base_url=url, model=model, cache_dir=cache_dir and str(cache_dir), **config))
 
 
 RATINGS = [6, 2, 4, 0, 5, 3, 1, 6, 2, 5]  # item i gets RATINGS[i]; question type = i mod 8 (MMHal's rule)
@@ -93,8 +52,8 @@ def test_scores_caches_and_retries(tmp_path, server):
     httpd, url = server
     answers = [f"RATE-{r} answer {i}" + (" FLAKY" if i == 3 else "") for i, r in enumerate(RATINGS)]
     items = normalize_items(read_rows(write_items(tmp_path / "mmhal.json", answers)))
-    client = JudgeClient(url, "judge-model", cache_dir=tmp_path / "cache", retry_delay=0.01)
-    results = judge_items(client, items, workers=3, progress=False)
+    client = JudgeClient(url, "judge-model", cache_dir=tmp_path / "cache", concurrency=3)
+    results = judge_items(client, items, progress=False)
     assert [r["rating"] for r in results] == RATINGS
     assert [r["question_type"] for r in results] == [QUESTION_TYPES[i % 8] for i in range(len(RATINGS))]
     assert len(httpd.requests) == len(RATINGS) + 1  # the FLAKY item needed a second try after its HTTP 500
@@ -114,7 +73,7 @@ def test_command_reports_mean_and_hallucination_rate(tmp_path, server, capsys):
     answers = [f"RATE-{r} answer {i}" for i, r in enumerate(RATINGS)]
     path = write_items(tmp_path / "mmhal.json", answers)
     out = tmp_path / "report.json"
-    argv = ["eval", "judge", "--answers", str(path), "--base-url", url, "--model", "m", "--api-key", "k",
+    argv = ["eval", "judge", "--answers", str(path), "--base-url", url, "--model", "m",
             "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--quiet"]  # fmt: skip
     assert rlhfv_main(argv) == 0
     report = json.loads(out.read_text())
@@ -131,11 +90,11 @@ def test_malformed_reply_names_the_item_and_shows_it(tmp_path, server, capsys):
     httpd, url = server
     path = write_items(tmp_path / "mmhal.json", ["RATE-4 fine", "RATE-1 GARBLED reply"])
     items = normalize_items(read_rows(path))
-    client = JudgeClient(url, "m", cache_dir=tmp_path / "cache", retry_delay=0.01)
+    client = JudgeClient(url, "m", cache_dir=tmp_path / "cache", concurrency=1)
     with pytest.raises(JudgeError, match=r"(?s)item 1 .*malformed judge reply.*I would give it a good grade"):
-        judge_items(client, items, workers=1, progress=False)
+        judge_items(client, items, progress=False)
     # malformed replies are not cached: the fixed judge gets asked again
-    assert not any("GARBLED" in json.loads(p.read_text())["reply"] for p in (tmp_path / "cache").glob("*.json"))
+    assert not any("good grade" in p.read_text() for p in (tmp_path / "cache").glob("*.json"))
     argv = ["eval", "judge", "--answers", str(path), "--base-url", url, "--model", "m",
             "--cache-dir", str(tmp_path / "cache"), "--quiet"]  # fmt: skip
     assert rlhfv_main(argv) == 1
@@ -149,7 +108,28 @@ def test_gives_up_after_bounded_retries(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = JudgeClient(f"http://127.0.0.1:{port}/v1", "m", max_retries=2, retry_delay=0.01, timeout=2)
-    with pytest.raises(JudgeError, match="giving up after 3 attempts"):
-        client.complete([{"role": "user", "content": "hi"}])
-    assert client.requests_made == 3
+    client = JudgeClient(f"http://127.0.0.1:{port}/v1", "m", max_retries=2, timeout=2)
+    items = normalize_items(read_rows(write_items(tmp_path / "mmhal.json", ["RATE-1 x"])))
+    with pytest.raises(JudgeError, match="cannot connect after 3 attempts"):
+        judge_items(client, items, progress=False)
+    assert client.calls_made == 1  # one call; openai made its three attempts inside it
+
+
+def test_prompt_file_replaces_the_rubric(tmp_path, server):
+    httpd, url = server
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text('Objects: {image_content}\nQ: {question}\nRef: {reference}\nA: {answer}\nJSON {"x": 1}')
+    items = normalize_items(read_rows(write_items(tmp_path / "mmhal.json", ["RATE-4 ok"])))
+    results = judge_items(JudgeClient(url, "m"), items, progress=False, prompt_template=load_prompt(prompt))
+    assert results[0]["rating"] == 4
+    # MMHal-Bench's script: one user message, object annotations joined with ", ", other braces left alone
+    assert httpd.requests[-1]["messages"] == [
+        {
+            "role": "user",
+            "content": 'Objects: a cat, a sofa\nQ: Question 0?\nRef: A reference answer.\nA: RATE-4 ok\nJSON {"x": 1}',
+        }
+    ]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Rate {answer} please")
+    with pytest.raises(Exception, match=r"lacks the placeholder\(s\) \{image_content\}, \{question\}, \{reference\}"):
+        load_prompt(bad)

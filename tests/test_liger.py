@@ -99,5 +99,5 @@ def test_liger_kernels_replace_the_layers_and_keep_the_loss(tmp_path):
     # TRL's fused LM head stays: Liger's fused linear cross-entropy did not replace the model's forward
     assert "lce_forward" not in liger["head"]
     assert len(liger["losses"]) == len(plain["losses"]) == 4
-    for expected, actual in zip(plain["losses"], liger["losses"]):
+    for expected, actual in zip(plain["losses"], liger["losses"], strict=True):
         assert actual == pytest.approx(expected, rel=2e-2, abs=2e-3)  # bf16 tolerance

@@ -91,14 +91,28 @@ def test_card_written_by_a_run(tmp_path):
     assert {"dense-dpo", "rlhf-v", "trl", "dpo"} <= set(card.data.tags)
     assert card.data.base_model is None  # an in-process model has no Hub page
     assert "fine-tuned version of `tiny:llava`" in card.text
-    assert 'pipeline("image-text-to-text", model="' + str(out) + '"' in card.text
+    # The quick start loads the model as a VLM is used: processor + image + question, not a text pipeline
+    assert f'model_id = "{out}"' in card.text and "AutoModelForImageTextToText" in card.text
+    assert '{"type": "image"}' in card.text and "pipeline(" not in card.text
+    assert card.data.pipeline_tag == "image-text-to-text"
+    # A real license field in the front matter, not TRL's `licence: license` placeholder
+    front_matter = (out / "README.md").read_text().split("---")[1]
+    assert "licence" not in front_matter and card.data.license == "other"
     assert "| beta | 0.25 |" in card.text and "| Steps | 2 (" in card.text
     last = [entry for entry in trainer.state.log_history if "loss" in entry][-1]
     assert f"| loss | {last['loss']:.6g} |" in card.text
     assert "```bash\nrlhfv train --beta 0.25\n```" in card.text
-    assert card.text.count("## Dense DPO training") == 1
+    assert card.text.count("### Dense DPO training") == 1
 
     # A Hub base model becomes the card's `base_model`, which links the model to its parent on the Hub
     trainer.run_record.base_model = "llava-hf/llava-1.5-7b-hf"
     trainer.create_model_card(model_name="out")
     assert ModelCard.load(out / "README.md").data.base_model == "llava-hf/llava-1.5-7b-hf"
+
+    # A library user's trainer (no run record) writes the same Dense card, with what the trainer itself knows
+    trainer.run_record = None
+    trainer.create_model_card(model_name="out", license="apache-2.0")
+    card = ModelCard.load(out / "README.md")
+    assert card.data.license == "apache-2.0"
+    assert "### Dense DPO training" in card.text and "| beta | 0.25 |" in card.text
+    assert "| Dataset | (not recorded) |" in card.text and "#### Command" not in card.text

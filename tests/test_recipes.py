@@ -107,9 +107,9 @@ def test_vlm_lora_targets_every_language_linear_and_nothing_else(name, builder):
     from peft import get_peft_model
     from trl import get_peft_config
 
-    from rlhfv.train import _build_tiny
+    from rlhfv.model_loading import build_tiny_model
 
-    model, _ = _build_tiny(builder, seed=0)
+    model, _ = build_tiny_model(builder, seed=0)
     projections = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     expected = {
         module_name
@@ -144,7 +144,8 @@ def write_recipe(tmp_path, text):
         ("lora_target_modules: 5", "field `lora_target_modules` expects list or null, got int 5"),
         ("segment_source: words", "field `segment_source`: 'words' is not one of: spans, rlhfv_token_diff"),
         ("conversion_on_error: ignore", "field `conversion_on_error`: 'ignore' is not one of: fail, skip"),
-        ("gamma: -1.0", "`gamma` must be a number > 0"),
+        ("gamma: -1.0", "recipe.yaml: `gamma` must be a finite number > 0"),
+        ("beta: -0.5", "recipe.yaml: `beta` must be a finite number > 0"),
     ],
 )
 def test_bad_recipe_fails_naming_the_field(tmp_path, line, expected):
@@ -156,6 +157,24 @@ def test_bad_recipe_fails_naming_the_field(tmp_path, line, expected):
         parse_recipe(["--config", str(path)])
     assert expected in str(error.value)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--gama", "5"], "command line: unknown option `--gama` (did you mean `--gamma`?)"),
+        (["--gama=5"], "command line: unknown option `--gama` (did you mean `--gamma`?)"),
+        (["--beta", "-0.5"], "recipe.yaml + command line: `beta` must be a finite number > 0"),
+    ],
+)
+def test_bad_command_line_flag_is_blamed_on_the_command_line(tmp_path, flags, expected):
+    from data_tools.errors import CommandError
+    from rlhfv.train import parse_recipe
+
+    path = write_recipe(tmp_path, "")
+    with pytest.raises(CommandError) as error:
+        parse_recipe(["--config", str(path), *flags])
+    assert expected in str(error.value)
 
 
 def test_command_line_override_is_checked_by_argparse(tmp_path, capsys):
@@ -190,7 +209,8 @@ def test_missing_dataset_fails_before_training(tmp_path, text, expected):
 
 def test_missing_model_names_the_field(tmp_path):
     from data_tools.errors import CommandError
-    from rlhfv.train import load_model, parse_recipe
+    from rlhfv.model_loading import load_model
+    from rlhfv.recipe import parse_recipe
 
     recipe = parse_recipe(["--dataset_name", "x", "--use_cpu", "true", "--bf16", "false"])
     with pytest.raises(CommandError, match="`model_name_or_path` is not set"):

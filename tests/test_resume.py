@@ -15,7 +15,9 @@ class Interrupted(Exception):
     pass
 
 
-def test_resume_continues_with_the_same_steps_and_optimizer_state(tmp_path):
+def test_resume_continues_with_the_same_steps_and_optimizer_state(tmp_path, caplog):
+    import shutil
+
     import torch
     from safetensors.torch import load_file
     from transformers import TrainerCallback
@@ -44,17 +46,32 @@ def test_resume_continues_with_the_same_steps_and_optimizer_state(tmp_path):
         run(parse_recipe(argv(broken)), callbacks=[CrashAtStep4()])
     assert sorted(path.name for path in broken.glob("checkpoint-*")) == ["checkpoint-3"]
 
-    # `true` = the last checkpoint in output_dir
-    resumed = run(parse_recipe(argv(broken, "--resume_from_checkpoint", "true")))
+    class LossesLogged(TrainerCallback):
+        # Only what the resumed process itself computes: the checkpoint's own log of steps 1-3 is not seen here
+        def __init__(self):
+            self.losses = {}
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.losses[state.global_step] = logs["loss"]
+
+    # A checkpoint killed while being written (weights there, no trainer_state.json yet) is skipped, with a warning
+    partial = broken / "checkpoint-5"
+    partial.mkdir()
+    shutil.copy(broken / "checkpoint-3" / "model.safetensors", partial / "model.safetensors")
+
+    # `true` = the last complete checkpoint in output_dir
+    logged = LossesLogged()
+    resumed = run(parse_recipe(argv(broken, "--resume_from_checkpoint", "true")), callbacks=[logged])
     assert resumed.state.global_step == uninterrupted.state.global_step == 6
+    assert any("Skipping" in r.message and "checkpoint-5" in r.message for r in caplog.records)
 
-    def losses(trainer):
-        return [(entry["step"], entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
-
-    # Steps 1-3 come from the checkpoint's state, 4-6 were trained again on the same batches from the same weights
-    assert [step for step, _ in losses(resumed)] == [1, 2, 3, 4, 5, 6]
-    for (_, expected), (_, actual) in zip(losses(uninterrupted), losses(resumed)):
-        assert actual == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    # Steps 4-6 were trained again, on the same batches from the checkpoint's weights: the same losses as the
+    # uninterrupted run (a resume that restarted from the initial weights or reshuffled the data would differ)
+    expected = {entry["step"]: entry["loss"] for entry in uninterrupted.state.log_history if "loss" in entry}
+    assert sorted(logged.losses) == [4, 5, 6]
+    for step, loss in logged.losses.items():
+        assert loss == pytest.approx(expected[step], rel=1e-5, abs=1e-6), step
 
     final_whole = load_file(whole / "model.safetensors")
     final_resumed = load_file(broken / "model.safetensors")
@@ -74,6 +91,18 @@ def test_resume_continues_with_the_same_steps_and_optimizer_state(tmp_path):
     scheduler_whole = torch.load(whole / "checkpoint-6" / "scheduler.pt", weights_only=False)
     scheduler_resumed = torch.load(broken / "checkpoint-6" / "scheduler.pt", weights_only=False)
     assert scheduler_resumed["last_epoch"] == scheduler_whole["last_epoch"] == 6
+
+    # Resuming with settings that change what is learned is named in a warning, setting by setting
+    from rlhfv.resume import changed_settings
+
+    changed = parse_recipe(argv(broken, "--gamma", "2.0", "--beta", "0.3"))
+    assert changed_settings(broken / "checkpoint-3", changed.training_args, "other.jsonl") == [
+        f"gamma: {uninterrupted.args.gamma!r} -> 2.0",
+        f"beta: {uninterrupted.args.beta!r} -> 0.3",
+        f"dataset_name: {str(DEMO_DATA)!r} -> 'other.jsonl'",
+    ]
+    same = parse_recipe(argv(broken))
+    assert changed_settings(broken / "checkpoint-3", same.training_args, str(DEMO_DATA)) == []
 
     # Asking to resume where there is nothing to resume from is a clear error
     with pytest.raises(CommandError, match="holds no checkpoint"):

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from data_tools.convert import dataset_features
-from data_tools.segments import check_spans
+from data_tools.contract import check_row
 from rlhfv.reward.pairs import PairReport, best_and_worst, build_pair, pairs_dataset
 
 
@@ -52,9 +52,7 @@ def test_dataset_has_the_dense_format(tmp_path):
     pairs_dataset([pair]).save_to_disk(str(tmp_path))
     dataset = load_from_disk(str(tmp_path))
     assert set(dataset_features(with_images=False)) <= set(dataset.column_names)
-    row = dataset[0]
-    assert check_spans(row["chosen"][0]["content"], row["chosen_spans"]) is None
-    assert check_spans(row["rejected"][0]["content"], row["rejected_spans"]) is None
+    check_row(dataset[0], "row 0", with_spans=True)  # the contract `rlhfv train` checks
 
 
 def test_command_with_given_samples_feeds_dense_dpo(tmp_path):

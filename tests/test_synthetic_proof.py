@@ -42,7 +42,7 @@ def test_visual_questions_are_true_and_mixed_in_at_the_share_asked(tmp_path):
     mixed = [json.loads(line) for line in (tmp_path / "mixed" / "sft.jsonl").read_text().splitlines()]
     plain = [json.loads(line) for line in (tmp_path / "plain" / "sft.jsonl").read_text().splitlines()]
     short = 0
-    for row, base in zip(mixed, plain):
+    for row, base in zip(mixed, plain, strict=True):
         question = row["messages"][0]["content"][1]["text"]
         answer = row["messages"][1]["content"][0]["text"]
         if row == base:

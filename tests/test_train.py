@@ -196,3 +196,30 @@ def test_wandb_offline_gets_dense_metrics_and_the_recipe(tmp_path, converted_cac
         assert seen["summary"][f"train/{key}"] == pytest.approx(value)
     assert glob.glob(os.path.join(tmp_path, "wandb", "offline-run-*", "run-*.wandb"))
     assert wandb.run is None, "the run was not finished"
+
+
+@pytest.mark.parametrize("learning_rate", ["1e8", "1e3"])
+def test_a_diverging_run_stops_at_the_first_non_finite_step_and_saves_no_final_model(
+    tmp_path, converted_cache, learning_rate
+):
+    from safetensors.torch import load_file
+
+    from data_tools.errors import CommandError
+
+    out = tmp_path / "diverged"
+    argv = demo_argv(
+        out, converted_cache, "--max_steps", "12", "--warmup_steps", "0", "--learning_rate", learning_rate,
+        "--max_grad_norm", "0", "--save_strategy", "steps", "--save_steps", "1",
+    )  # fmt: skip
+    with pytest.raises(CommandError, match=r"training diverged at step (\d+): the (loss|gradient norm) is") as error:
+        run_demo(argv)
+    step = int(error.value.__cause__.args[0].split("step ")[1].split(":")[0])
+    assert 1 < step <= 12
+    assert "learning_rate" in str(error.value)
+    # No final model; every checkpoint written before the bad step holds finite weights only
+    assert not (out / "model.safetensors").exists()
+    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    assert [int(path.name.split("-")[1]) for path in checkpoints] == list(range(1, step))
+    for checkpoint in checkpoints:
+        for name, tensor in load_file(checkpoint / "model.safetensors").items():
+            assert tensor.isfinite().all(), (checkpoint.name, name)

@@ -1,5 +1,7 @@
 """DenseDPOTrainer on text rows (tiny Llama): exact parity with TRL, the NOTES formula, LoRA, caching, guards.
 
+(Over 350 lines on purpose: every test shares the independent full-logits computation and the fixtures below.)
+
 The expected values are computed here from full logits (`model(...).logits`, log_softmax, gather), one unpadded row
 at a time, with changed tokens found by decoding token prefixes: nothing from rlhfv's code is used to build them.
 """
@@ -14,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 
-from rlhfv import DenseDPOConfig, DenseDPOTrainer, tiled_head_dispatch
+from rlhfv import DenseDPOConfig, DenseDPOTrainer
 from rlhfv.tiny_models import build_text_model, build_tokenizer
 
 
@@ -120,7 +122,9 @@ def reference_rows(tokenizer, example, max_length=None, truncation_mode="keep_st
         starts = [0, *ends[:-1]]
         spans = [(a + len(prompt_text), b + len(prompt_text)) for a, b in example[f"{side}_spans"]]
         is_completion = [k >= len(prompt_ids) for k in range(len(ids))]
-        changed = [c and any(s < b and e > a for a, b in spans) for c, s, e in zip(is_completion, starts, ends)]
+        changed = [
+            c and any(s < b and e > a for a, b in spans) for c, s, e in zip(is_completion, starts, ends, strict=True)
+        ]
         if max_length is not None:
             keep = slice(None, max_length) if truncation_mode == "keep_start" else slice(-max_length, None)
             ids, is_completion, changed = ids[keep], is_completion[keep], changed[keep]
@@ -132,7 +136,9 @@ def dense_score(model, ids, is_completion, changed, gamma, average):
     """score = sum_t w_t log p(y_t) / N (N = sum w_t, or 1), w_t = gamma on changed tokens, 1 on other completion."""
     logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
     token_logps = F.log_softmax(logits, dim=-1).gather(1, torch.tensor(ids[1:]).unsqueeze(1)).squeeze(1)
-    weights = torch.tensor([(gamma if c else 1.0) if m else 0.0 for m, c in zip(is_completion[1:], changed[1:])])
+    weights = torch.tensor(
+        [(gamma if c else 1.0) if m else 0.0 for m, c in zip(is_completion[1:], changed[1:], strict=True)]
+    )
     total = (weights * token_logps).sum()
     return total / weights.sum() if average else total
 
@@ -160,13 +166,12 @@ def grads(loss, model):
     return torch.autograd.grad(loss, params, allow_unused=True)
 
 
-def assert_tiled_head_matches_stock_trl(dense, dense_batch, stock, stock_batch):
+def assert_tiled_head_matches_stock_trl(dense, dense_batch, stock, stock_batch, head_calls):
     """Dense DPO at gamma 1 with sums on rlhfv's tiled CPU head == stock TRL on its own head: loss, grads, metrics."""
-    served = dict(tiled_head_dispatch.calls)
     dense_loss = dense.compute_loss(dense.model, dense_batch)
-    assert tiled_head_dispatch.calls["tiled"] == served["tiled"] + 2  # policy and reference, on rlhfv's CPU head
+    assert head_calls == {"tiled": 2, "trl": 0}  # policy and reference, on rlhfv's CPU head
     stock_loss = stock.compute_loss(stock.model, stock_batch)
-    assert tiled_head_dispatch.calls["trl"] == served["trl"] + 2  # stock TRL keeps its own head
+    assert head_calls == {"tiled": 2, "trl": 2}  # stock TRL keeps its own head
     assert abs(dense_loss.item() - stock_loss.item()) < 1e-6
     assert_close_grads(grads(dense_loss, dense.model), grads(stock_loss, stock.model), atol=1e-6)
     # TRL's metrics read the head's entropy, mean logit and top-1 flags: the tiled head gives the same
@@ -183,7 +188,7 @@ def assert_tiled_head_matches_stock_trl(dense, dense_batch, stock, stock_batch):
 
 
 def assert_close_grads(got, expected, atol):
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         if e is None:
             assert g is None or torch.count_nonzero(g) == 0
         else:
@@ -193,7 +198,7 @@ def assert_close_grads(got, expected, atol):
 # ----------------------------------------------------------------------------------------------- parity
 
 
-def test_gamma_one_sums_reproduce_stock_dpo_exactly(tmp_path, pristine, tokenizer, dataset):
+def test_gamma_one_sums_reproduce_stock_dpo_exactly(tmp_path, pristine, tokenizer, dataset, head_calls):
     from trl import DPOConfig, DPOTrainer
 
     dense = make_trainer(pristine, tokenizer, dataset, make_args(tmp_path, gamma=1.0, score_average=False))
@@ -207,16 +212,16 @@ def test_gamma_one_sums_reproduce_stock_dpo_exactly(tmp_path, pristine, tokenize
     stock_rows = stock._remove_unused_columns(stock.train_dataset)
     stock_batch = stock.data_collator([stock_rows[i] for i in range(3)])
     assert torch.equal(dense_batch["input_ids"], stock_batch["input_ids"])
-    assert_tiled_head_matches_stock_trl(dense, dense_batch, stock, stock_batch)
+    assert_tiled_head_matches_stock_trl(dense, dense_batch, stock, stock_batch, head_calls)
 
 
-def test_tiled_cpu_head_off_uses_trl_head_with_the_same_result(tmp_path, pristine, tokenizer, dataset):
+def test_tiled_cpu_head_off_uses_trl_head_with_the_same_result(tmp_path, pristine, tokenizer, dataset, head_calls):
     results = {}
     for tiled in (True, False):
         trainer = make_trainer(pristine, tokenizer, dataset, make_args(tmp_path, tiled_cpu_head=tiled))
-        served = dict(tiled_head_dispatch.calls)
+        served = dict(head_calls)
         loss = trainer.compute_loss(trainer.model, first_batch(trainer))
-        used = {path: tiled_head_dispatch.calls[path] - served[path] for path in served}
+        used = {path: head_calls[path] - served[path] for path in served}
         assert used == ({"tiled": 2, "trl": 0} if tiled else {"tiled": 0, "trl": 2})
         results[tiled] = (loss, grads(loss, trainer.model))
     assert abs(results[True][0].item() - results[False][0].item()) < 1e-6
@@ -240,13 +245,38 @@ def test_truncation_cutting_the_answers(tmp_path, pristine, tokenizer, dataset, 
     max_length = 32  # cuts every answer of the longest prompt and the long chosen answer
     rows = [reference_rows(tokenizer, ex, max_length, truncation_mode) for ex in dataset]
     full = [reference_rows(tokenizer, ex) for ex in dataset]
-    assert any(len(r["chosen"][0]) < len(f["chosen"][0]) for r, f in zip(rows, full)), prompt_lengths
+    assert any(len(r["chosen"][0]) < len(f["chosen"][0]) for r, f in zip(rows, full, strict=True)), prompt_lengths
+    # A pair cut to the same tokens on both sides carries no preference and is left out (tested below)
+    rows = [row for row in rows if row["chosen"][0] != row["rejected"][0]]
     args = make_args(tmp_path, gamma=5.0, score_average=True, max_length=max_length, truncation_mode=truncation_mode)
     trainer = make_trainer(pristine, tokenizer, dataset, args)
-    loss = trainer.compute_loss(trainer.model, first_batch(trainer))
+    assert len(trainer.train_dataset) == len(rows) >= 2
+    loss = trainer.compute_loss(trainer.model, first_batch(trainer, n=len(rows)))
     expected = reference_loss(trainer.model, trainer.ref_model, rows, 5.0, True)
     assert abs(loss.item() - expected.item()) < 1e-5
     assert_close_grads(grads(loss, trainer.model), grads(expected, trainer.model), atol=1e-5)
+
+
+def test_pairs_cut_to_the_same_tokens_are_left_out_and_reported(tmp_path, pristine, tokenizer, dataset, caplog):
+    full = [reference_rows(tokenizer, example) for example in dataset]
+    # The first token where pair-0's answers differ ("red" / "blue" square): cut just before it
+    chosen_ids, rejected_ids = full[0]["chosen"][0], full[0]["rejected"][0]
+    max_length = next(k for k, (a, b) in enumerate(zip(chosen_ids, rejected_ids, strict=False)) if a != b)
+    expected_kept, expected_reported = [], []
+    for example, row in zip(dataset, full, strict=True):
+        prompt_length = row["chosen"][1].count(False)
+        if prompt_length >= max_length:
+            continue  # TRL drops rows whose prompt alone fills max_length
+        same = row["chosen"][0][:max_length] == row["rejected"][0][:max_length]
+        (expected_reported if same else expected_kept).append(example["id"])
+    assert expected_reported == ["pair-0"] and expected_kept  # the setup exercises both outcomes
+
+    trainer = make_trainer(pristine, tokenizer, dataset, make_args(tmp_path, max_length=max_length))
+    assert trainer.train_dataset["id"] == expected_kept
+    assert any("rows 'pair-0'" in r.message and "no preference" in r.message for r in caplog.records)
+
+    with pytest.raises(ValueError, match="Nothing is left to train on"):
+        make_trainer(pristine, tokenizer, dataset.select([0]), make_args(tmp_path, max_length=max_length))
 
 
 def test_sft_weight_adds_rlhfv_sft_term(tmp_path, pristine, tokenizer, dataset):
@@ -281,8 +311,10 @@ def test_lora_reference_is_the_base_model(tmp_path, pristine, tokenizer, dataset
 # -------------------------------------------------------------------------------------- reference cache
 
 
-def test_precomputed_reference_matches_on_the_fly_and_survives_a_gamma_change(tmp_path, pristine, tokenizer, dataset):
-    for gamma, hits in ((5.0, 0), (2.0, 1)):
+def test_precomputed_reference_matches_on_the_fly_and_survives_a_gamma_change(
+    tmp_path, pristine, tokenizer, dataset, ref_computations
+):
+    for gamma in (5.0, 2.0):
         cached = make_trainer(
             pristine,
             tokenizer,
@@ -290,7 +322,9 @@ def test_precomputed_reference_matches_on_the_fly_and_survives_a_gamma_change(tm
             make_args(tmp_path, gamma=gamma, precompute_ref_log_probs=True),
             with_ref=False,
         )
-        assert cached.ref_model is None and cached.ref_cache_hits == hits
+        assert (
+            cached.ref_model is None and ref_computations["computed"] == 1
+        )  # computed for gamma 5, reused for gamma 2
         # The on-the-fly reference of full fine-tuning is the untouched initial policy
         live = DenseDPOTrainer(
             copy.deepcopy(pristine[0]), ref_model=copy.deepcopy(pristine[0]),
@@ -303,7 +337,7 @@ def test_precomputed_reference_matches_on_the_fly_and_survives_a_gamma_change(tm
     assert len(os.listdir(tmp_path / "ref_cache")) == 1
 
 
-def test_mismatched_reference_cache_is_refused(tmp_path, pristine, tokenizer, dataset):
+def test_mismatched_reference_cache_is_refused(tmp_path, pristine, tokenizer, dataset, ref_computations):
     args = make_args(tmp_path, precompute_ref_log_probs=True)
     make_trainer(pristine, tokenizer, dataset, args, with_ref=False)
     (entry,) = (tmp_path / "ref_cache").iterdir()
@@ -325,10 +359,11 @@ def test_mismatched_reference_cache_is_refused(tmp_path, pristine, tokenizer, da
 
     shutil.rmtree(entry / "data")
     shutil.copytree(tmp_path / "short", entry / "data")
+    computed = ref_computations["computed"]
     trainer = make_trainer(
         pristine, tokenizer, dataset, make_args(tmp_path, precompute_ref_log_probs=True), with_ref=False
     )
-    assert trainer.ref_cache_hits == 1
+    assert ref_computations["computed"] == computed  # the (tampered) cache entry was read, not recomputed
     with pytest.raises(ValueError, match="row id='pair-0'.*reference cache is stale"):
         first_batch(trainer)
 
@@ -387,9 +422,24 @@ def test_token_diff_source_marks_rlhfv_changes(tmp_path, pristine, tokenizer, da
 # ------------------------------------------------------------------------------------------------ guards
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [("gamma", 0.0), ("gamma", -1.0), ("gamma", float("inf")), ("gamma", float("nan")), ("beta", 0.0),
+     ("beta", -0.5), ("beta", float("inf")), ("beta", float("nan")), ("sft_weight", float("nan"))],
+)  # fmt: skip
+def test_settings_that_cannot_mean_what_the_user_wants_are_refused(field, value):
+    with pytest.raises(ValueError, match=f"`{field}` must be"):
+        DenseDPOConfig(output_dir="x", use_cpu=True, bf16=False, **{field: value})
+
+
+def test_settings_changed_after_construction_are_checked_again_by_the_trainer(tmp_path, pristine, tokenizer, dataset):
+    args = make_args(tmp_path)
+    args.beta = -0.5  # after __post_init__, as a script or notebook might do
+    with pytest.raises(ValueError, match="`beta` must be"):
+        make_trainer(pristine, tokenizer, dataset, args)
+
+
 def test_config_guards():
-    with pytest.raises(ValueError, match="gamma"):
-        DenseDPOConfig(output_dir="x", gamma=0.0, use_cpu=True, bf16=False)
     with pytest.raises(ValueError, match="segment_source"):
         DenseDPOConfig(output_dir="x", segment_source="words", use_cpu=True, bf16=False)
     refusals = [
@@ -433,8 +483,11 @@ def test_forward_patched_after_construction_is_detected(tmp_path, pristine, toke
 def test_pairs_without_changes_and_truncated_changes_are_counted(tmp_path, pristine, tokenizer, dataset, caplog):
     rows = rows_with_spans()
     rows[0]["chosen_spans"], rows[0]["rejected_spans"] = [], []
-    # pair-1's only rejected change is "dog" near the start, its chosen changes reach the end: cut the answers so
-    # that pair-2 ("yellow"/"red" at the end of a long prompt) loses all of its changed tokens
+    # pair-2's answers also differ in an unmarked first word, so cutting its marked change ("yellow"/"red" at the end
+    # of a long prompt) leaves a pair that still differs: it trains, with all of its changed tokens truncated
+    rows[2]["rejected"] = [{"role": "assistant", "content": "A bus is red."}]
+    rows[2]["rejected_spans"] = [[len("A bus is "), len("A bus is red")]]
+    # pair-1's only rejected change is "dog" near the start, its chosen changes reach the end
     max_length = 32
     with caplog.at_level(logging.WARNING, logger="rlhfv.trainer"):
         trainer = make_trainer(

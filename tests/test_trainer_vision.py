@@ -24,7 +24,7 @@ COLOURS = [(200, 30, 30), (30, 160, 40), (20, 40, 220)]
 
 def image_rows():
     rows = rows_with_spans()
-    for row, colour in zip(rows, COLOURS):
+    for row, colour in zip(rows, COLOURS, strict=True):
         row["images"] = [Image.new("RGB", (40, 40), colour)]
     return rows
 
@@ -100,7 +100,9 @@ def reference_rows(processor, example, max_length=None):
         ends = [len(tokenizer.decode(completion_ids[: k + 1])) for k in range(len(completion_ids))]
         starts = [0, *ends[:-1]]
         spans = example[f"{side}_spans"]
-        changed = [False] * len(prompt_ids) + [any(s < b and e > a for a, b in spans) for s, e in zip(starts, ends)]
+        changed = [False] * len(prompt_ids) + [
+            any(s < b and e > a for a, b in spans) for s, e in zip(starts, ends, strict=True)
+        ]
         is_completion = [False] * len(prompt_ids) + [True] * len(completion_ids)
         ids = prompt_ids + completion_ids
         extras = {k: v for k, v in encoded.items() if k not in ("input_ids", "attention_mask")}
@@ -120,7 +122,9 @@ def dense_score(model, ids, is_completion, changed, extras, gamma, average):
     input_ids = torch.tensor([ids])
     logits = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **extras).logits[0, :-1].float()
     token_logps = F.log_softmax(logits, dim=-1).gather(1, torch.tensor(ids[1:]).unsqueeze(1)).squeeze(1)
-    weights = torch.tensor([(gamma if c else 1.0) if m else 0.0 for m, c in zip(is_completion[1:], changed[1:])])
+    weights = torch.tensor(
+        [(gamma if c else 1.0) if m else 0.0 for m, c in zip(is_completion[1:], changed[1:], strict=True)]
+    )
     total = (weights * token_logps).sum()
     return total / weights.sum() if average else total
 
@@ -139,7 +143,7 @@ def reference_loss(policy, reference, rows, gamma, average):
 # ------------------------------------------------------------------------------------------------ tests
 
 
-def test_gamma_one_sums_reproduce_stock_dpo_exactly(tmp_path, llava, dataset):
+def test_gamma_one_sums_reproduce_stock_dpo_exactly(tmp_path, llava, dataset, head_calls):
     from trl import DPOConfig, DPOTrainer
 
     _, model, reference, processor = llava
@@ -157,7 +161,7 @@ def test_gamma_one_sums_reproduce_stock_dpo_exactly(tmp_path, llava, dataset):
     stock_batch = stock.data_collator([stock_rows[i] for i in range(3)])
     for key, value in stock_batch.items():
         assert torch.equal(dense_batch[key], value), key
-    assert_tiled_head_matches_stock_trl(dense, dense_batch, stock, stock_batch)
+    assert_tiled_head_matches_stock_trl(dense, dense_batch, stock, stock_batch, head_calls)
 
 
 @pytest.mark.parametrize("max_length", [None, "cut"])
@@ -165,12 +169,20 @@ def test_loss_and_grads_match_formula(tmp_path, vlm, dataset, max_length):
     name, _, _, processor = vlm
     if max_length == "cut":
         # Keep every prompt (image tokens included), cut the answers
-        max_length = max(reference_rows(processor, ex)["chosen"][1].count(False) for ex in dataset) + 2
+        # (the shortest such cut that leaves every pair different: a pair cut to the same tokens is refused)
+        prompt = max(reference_rows(processor, ex)["chosen"][1].count(False) for ex in dataset)
+
+        def all_pairs_differ(length):
+            cut = [reference_rows(processor, ex, length) for ex in dataset]
+            return all(row["chosen"][0] != row["rejected"][0] for row in cut)
+
+        max_length = next(prompt + extra for extra in range(2, 64) if all_pairs_differ(prompt + extra))
     rows = [reference_rows(processor, example, max_length) for example in dataset]
     if max_length is not None:
         full = [reference_rows(processor, example) for example in dataset]
         sides = ("chosen", "rejected")
-        assert sum(len(r[s][0]) < len(f[s][0]) for r, f in zip(rows, full) for s in sides) >= 3
+        # at least two answers are cut (a shorter cut would make pair-2's answers identical, which is refused)
+        assert sum(len(r[s][0]) < len(f[s][0]) for r, f in zip(rows, full, strict=True) for s in sides) >= 2
         assert all(any(r[s][1]) for r in rows for s in sides)
     trainer = make_trainer(vlm, dataset, make_args(tmp_path, max_length=max_length))
     batch = first_batch(trainer)
@@ -185,12 +197,14 @@ def test_loss_and_grads_match_formula(tmp_path, vlm, dataset, max_length):
             assert_close_grads(grads(loss, trainer.model), grads(expected, trainer.model), atol=1e-5)
 
 
-def test_precomputed_reference_for_images_matches_on_the_fly(tmp_path, llava, dataset):
+def test_precomputed_reference_for_images_matches_on_the_fly(tmp_path, llava, dataset, ref_computations):
     _, model, _, _ = llava
-    for gamma, hits in ((5.0, 0), (2.0, 1)):
+    for gamma in (5.0, 2.0):
         args = make_args(tmp_path, gamma=gamma, precompute_ref_log_probs=True)
         cached = make_trainer(llava, dataset, args, with_ref=False)
-        assert cached.ref_model is None and cached.ref_cache_hits == hits
+        assert (
+            cached.ref_model is None and ref_computations["computed"] == 1
+        )  # computed for gamma 5, reused for gamma 2
         live = DenseDPOTrainer(
             copy.deepcopy(model), ref_model=copy.deepcopy(model), args=make_args(tmp_path, gamma=gamma),
             train_dataset=dataset, processing_class=llava[3],
@@ -233,7 +247,9 @@ def test_training_steps_log_dense_metrics(tmp_path, llava, dataset):
     trainer = make_trainer(llava, dataset, args)
     before = [p.detach().clone() for p in trainer.model.parameters()]
     trainer.train()
-    assert sum(not torch.equal(b, p) for b, p in zip(before, trainer.model.parameters())) > len(before) // 2
+    assert (
+        sum(not torch.equal(b, p) for b, p in zip(before, trainer.model.parameters(), strict=True)) > len(before) // 2
+    )
     _, _, _, processor = llava
     rows = [reference_rows(processor, example) for example in dataset]
     changed = sum(sum(r[s][2]) for r in rows for s in ("chosen", "rejected"))
@@ -241,3 +257,18 @@ def test_training_steps_log_dense_metrics(tmp_path, llava, dataset):
     logged = [e for e in trainer.state.log_history if "dense/changed_share" in e]
     assert len(logged) == 2
     assert all(e["dense/changed_share"] == pytest.approx(changed / completion, abs=1e-6) for e in logged)
+
+
+def test_image_pair_cut_to_the_same_tokens_is_refused_by_name(tmp_path, llava, dataset):
+    processor = llava[3]
+    full = reference_rows(processor, dataset[0])
+    chosen_ids, rejected_ids = full["chosen"][0], full["rejected"][0]
+    # Cut just before the first token where pair-0's answers differ: both rows become the same tokens
+    max_length = next(k for k, (a, b) in enumerate(zip(chosen_ids, rejected_ids, strict=False)) if a != b)
+    assert full["chosen"][1][:max_length].count(True) > 0  # answer tokens are kept, image tokens are not cut
+    trainer = make_trainer(llava, dataset.select([0]), make_args(tmp_path, max_length=max_length))
+    with pytest.raises(ValueError, match="row id='pair-0': max_length=.* same tokens"):
+        first_batch(trainer, n=1)
+    # One more token keeps the difference: the same row collates
+    trainer = make_trainer(llava, dataset.select([0]), make_args(tmp_path, max_length=max_length + 1))
+    assert first_batch(trainer, n=1)["changed_mask"].sum() > 0

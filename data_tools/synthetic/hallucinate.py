@@ -107,7 +107,7 @@ def hallucinate(
 
     offsets = sentence_offsets(result)
     records = []
-    for position, (sentence, source) in enumerate(zip(result, origin)):
+    for position, (sentence, source) in enumerate(zip(result, origin, strict=True)):
         start = offsets[position]
         if source is None:
             records.append(Hallucination("added", position, sentence.text, None, (start, start + len(sentence.text))))

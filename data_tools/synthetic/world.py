@@ -96,7 +96,7 @@ def sample_scene(rng: random.Random, canvas: int = DEFAULT_CANVAS, max_objects: 
     positions = rng.sample(sorted(POSITIONS), count)
     cell = canvas // 3
     objects = []
-    for kind, position in zip(kinds, positions):
+    for kind, position in zip(kinds, positions, strict=True):
         col, row = _SLOT_CELLS[position]
         size = rng.randint(int(cell * 0.75), cell - 1)
         slack = cell - size

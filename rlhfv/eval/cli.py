@@ -1,16 +1,15 @@
-"""`rlhfv eval {generate,best-of-n,chair,judge}`: measure hallucination.
+"""`rlhfv eval {generate,best-of-n,chair,judge}` and the benchmarks (`rlhfv.eval.bench_cli`): measure hallucination.
 
     rlhfv eval generate  --model PATH --prompts prompts.jsonl --out answers.jsonl
     rlhfv eval best-of-n --model PATH --reference SFT_PATH --prompts prompts.jsonl --out answers.jsonl -n 10
     rlhfv eval chair     --answers answers.jsonl --objects objects.json [--out report.json]
     rlhfv eval judge     --answers mmhal_answers.json --model gpt-4o [--base-url URL] [--out report.json]
+    rlhfv eval {mmhal,object-halbench,amber,pope,report} ...   (see rlhfv/eval/bench_cli.py)
 
 Heavy imports happen inside the commands, so `rlhfv --help` stays instant.
 """
 
 from __future__ import annotations
-
-import os
 
 from data_tools.errors import CommandError
 
@@ -18,10 +17,13 @@ from data_tools.errors import CommandError
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="measure hallucination: generate answers, CHAIR (object hallucination), judge scoring, best-of-N",
+        help="measure hallucination: generate answers, CHAIR, judge scoring, best-of-N, MMHal-Bench, Object "
+        "HalBench, AMBER, POPE, reports",
         description="Measure hallucination. `generate` answers a prompt set; `chair` scores object hallucination "
         "against ground-truth objects; `judge` rates answers 0-6 with an OpenAI-compatible judge (MMHal-Bench "
-        "style); `best-of-n` samples N answers and keeps the one the policy's implicit reward prefers.",
+        "style); `best-of-n` samples N answers and keeps the one the policy's implicit reward prefers. `mmhal`, "
+        "`object-halbench`, `amber` and `pope` run the published benchmarks from their own files; `report` puts "
+        "several models' results in one table and plot.",
     )
     commands = parser.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND")
     commands.required = True
@@ -29,6 +31,9 @@ def register(subparsers) -> None:
     _register_generate(commands, "best-of-n", best_of_n=True)
     _register_chair(commands)
     _register_judge(commands)
+    from rlhfv.eval import bench_cli
+
+    bench_cli.register(commands)
 
 
 def _register_generate(commands, name: str, best_of_n: bool) -> None:
@@ -147,6 +152,8 @@ def _run_chair(args) -> int:
 
 
 def _register_judge(commands) -> None:
+    from rlhfv.endpoint import add_endpoint_arguments
+
     p = commands.add_parser(
         "judge",
         help="MMHal-Bench style 0-6 ratings from an OpenAI-compatible judge model",
@@ -157,58 +164,33 @@ def _register_judge(commands) -> None:
     p.add_argument("--answers", required=True, help="JSONL or JSON list of {id, question, answer, image_content, "
                    "reference, question_type?}; MMHal-Bench's own response file (model_answer, gt_answer) works as "
                    "is")  # fmt: skip
-    p.add_argument("--base-url", default=None, help="endpoint base, e.g. https://api.openai.com/v1 (default: "
-                   "$OPENAI_BASE_URL, else https://api.openai.com/v1)")  # fmt: skip
-    p.add_argument("--model", default=None, help="judge model name (default: $RLHFV_JUDGE_MODEL)")
-    p.add_argument("--api-key", default=None, help="API key (default: $OPENAI_API_KEY; none for local servers)")
-    p.add_argument("--cache-dir", default=None, help="reply cache (default: $XDG_CACHE_HOME/rlhfv/judge or "
-                   "~/.cache/rlhfv/judge)")  # fmt: skip
-    p.add_argument("--no-cache", action="store_true", help="neither read nor write the reply cache")
-    p.add_argument("--workers", type=int, default=4, help="parallel requests (default 4)")
-    p.add_argument("--max-retries", type=int, default=5, help="retries on 429/5xx/connection errors (default 5)")
-    p.add_argument("--retry-delay", type=float, default=1.0, help="seconds before the first retry, doubled each "
-                   "time (default 1)")  # fmt: skip
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    p.add_argument("--prompt-file", default=None, help="judge prompt with placeholders {image_content} {question} "
+                   "{reference} {answer}, e.g. MMHal-Bench's published one (default: rlhfv's rubric)")  # fmt: skip
+    add_endpoint_arguments(p)
     p.add_argument("--out", default=None, help="write the summary (JSON) here")
     p.add_argument("--details", default=None, help="write per-answer ratings and replies (JSONL) here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_judge)
 
 
-def default_cache_dir() -> str:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(root, "rlhfv", "judge")
-
-
 def _run_judge(args) -> int:
-    from pathlib import Path
-
+    from rlhfv.endpoint import EndpointError, client_from_args
     from rlhfv.eval.io import EvalInputError, read_rows, write_json, write_jsonl
-    from rlhfv.eval.judge import JudgeClient, JudgeError, format_summary, judge_items, normalize_items, summarize
+    from rlhfv.eval.judge import JudgeError, format_summary, judge_items, load_prompt, normalize_items, summarize
 
-    model = args.model or os.environ.get("RLHFV_JUDGE_MODEL")
-    if not model:
-        raise CommandError("no judge model: pass --model NAME or set RLHFV_JUDGE_MODEL")
-    client = JudgeClient(
-        base_url=args.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
-        model=model,
-        api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
-        cache_dir=None if args.no_cache else Path(args.cache_dir or default_cache_dir()),
-        max_retries=args.max_retries,
-        retry_delay=args.retry_delay,
-        timeout=args.timeout,
-    )
     try:
+        client = client_from_args(args)
+        template = load_prompt(args.prompt_file) if args.prompt_file else None
         items = normalize_items(read_rows(args.answers))
-        results = judge_items(client, items, workers=args.workers, progress=not args.quiet)
-    except (EvalInputError, JudgeError) as error:
+        results = judge_items(client, items, progress=not args.quiet, prompt_template=template)
+    except (EvalInputError, JudgeError, EndpointError) as error:
         raise CommandError(str(error)) from None
     summary = summarize(results)
     print(format_summary(summary))
     cached = sum(r["cached"] for r in results)
-    print(f"{len(results)} answers rated: {cached} from the cache, {client.requests_made} HTTP requests made")
+    print(f"{len(results)} answers rated: {cached} from the cache, {client.calls_made} requests made")
     if args.out:
-        write_json(args.out, {"answers": str(args.answers), "judge_model": model, **summary})
+        write_json(args.out, {"answers": str(args.answers), "judge_model": client.model, **summary})
     if args.details:
         write_jsonl(args.details, results)
     return 0

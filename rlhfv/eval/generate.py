@@ -257,7 +257,7 @@ def generate_answers(
         for start in range(0, len(todo), options.batch_size):
             batch = todo[start : start + options.batch_size]
             samples = generate_batch(loaded, batch, options, num_return_sequences=options.best_of)
-            for row, candidates in zip(batch, samples):
+            for row, candidates in zip(batch, samples, strict=True):
                 record = {"id": row["id"], "question": row["question"]}
                 if "image" in row:
                     record["image"] = row["image"]
@@ -267,7 +267,7 @@ def generate_answers(
                     best, rewards = pick_best(loaded, reference, row, candidates, options.beta)
                     record["answer"] = decode(loaded, candidates[best])
                     record["candidates"] = [
-                        {"answer": decode(loaded, c), "reward": r} for c, r in zip(candidates, rewards)
+                        {"answer": decode(loaded, c), "reward": r} for c, r in zip(candidates, rewards, strict=True)
                     ]
                 f.write(json.dumps(record) + "\n")
                 counts["generated"] += 1

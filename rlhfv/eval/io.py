@@ -13,13 +13,16 @@ class EvalInputError(ValueError):
 def read_rows(path: str | Path) -> list[dict]:
     """Rows of a JSONL file (one object per line, blank lines skipped) or of a JSON file holding a list of objects.
 
+    A `.json` file whose text starts with an object, not a list, is read as JSONL: POPE ships its JSONL files
+    under `.json` names.
+
     Each row gets `_where` ("file:line N" or "file:row N") for error messages; callers drop it before writing.
     """
     path = Path(path)
     if not path.is_file():
         raise EvalInputError(f"{path}: no such file")
     text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
+    if path.suffix == ".json" and not text.lstrip().startswith("{"):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:

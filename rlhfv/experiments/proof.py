@@ -260,7 +260,7 @@ def train_preference(
     recipe: str, sft_dir: Path, pairs_dir: Path, out_dir: Path, seed: int, overrides: dict | None = None
 ) -> None:
     from data_tools.errors import CommandError
-    from rlhfv.train import main as train_main
+    from rlhfv.train import cli_main as train_main
 
     argv = ["--config", recipe, "--model_name_or_path", str(sft_dir), "--dataset_name", str(pairs_dir),
             "--output_dir", str(out_dir), "--seed", str(seed)]  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from data_tools.segments import diff_spans, same_units
+from data_tools.segments import diff_pair
 
 
 SKIP_MARGIN = "below_margin"
@@ -59,10 +59,11 @@ def build_pair(row: dict, samples: list[str], scores: list[float], margin: float
         report.skip(SKIP_MARGIN, row_id)
         return None
     chosen, rejected = samples[best], samples[worst]
-    if same_units(rejected, chosen):
+    chosen_spans, rejected_spans, changed_runs = diff_pair(rejected, chosen)
+    if changed_runs == 0:
+        # The same words (they may differ in whitespace): nothing to prefer
         report.skip(SKIP_SAME, row_id)
         return None
-    chosen_spans, rejected_spans = diff_spans(rejected, chosen)
     report.pairs += 1
     pair = {
         "id": row_id,

@@ -2,7 +2,7 @@
 
 TRL's fused LM head (`trl.kernels.ChunkedLogProbFunction`) never builds the `[tokens, vocab]` logits, which is what
 makes DPO fit in memory. On Triton devices (CUDA, XPU) its kernels are the right tool and this module defers to them.
-On CPU, TRL folds each tile with plain torch ops, and two choices make it 1.6-1.8x as slow as full logits there
+On CPU, TRL folds each tile with plain torch ops, and two choices make it slower than full logits there
 (`bench/loss_head.py` measures it):
 
 - it scores every position, prompt and padding included (it keeps tile shapes fixed for compilers), although only the
@@ -14,7 +14,7 @@ On CPU, TRL folds each tile with plain torch ops, and two choices make it 1.6-1.
 given, weight != 0), in tiles small enough to stay in the CPU's last-level cache, and folds each tile with in-place
 ops: three passes in the forward (max, exp, sum) and three in the backward (exp, scale, scatter of the target term).
 The GEMMs are the same as TRL's: one in the forward, three in the backward (recompute, grad of hidden, grad of the
-head). Values match TRL's head and full `log_softmax` logits to float32 rounding (`tests/test_weighted_logprob_head.py`).
+head). Values match TRL's head and full `log_softmax` logits to float32 rounding (`tests/test_tiled_logprob_head.py`).
 `TiledLogProbFunction` can also return the per-token entropy, mean logit and top-1 flag that TRL's DPO metrics read;
 `rlhfv/tiled_head_dispatch.py` uses it to serve `DenseDPOTrainer`'s forwards on CPU (`tiled_cpu_head=True`).
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rlhfv.weighted_logprob_head import TiledLogProbFunction, weighted_token_log_probs
+from rlhfv.tiled_logprob_head import TiledLogProbFunction, weighted_token_log_probs
 
 
 def _inputs(batch=2, seq=37, hidden=24, vocab=1000, seed=0, with_bias=False):
@@ -54,7 +54,7 @@ def test_matches_full_logits_values_and_gradients(token_chunk, vocab_chunk, with
 
     assert ours.dtype == torch.float32
     torch.testing.assert_close(ours.double(), reference, atol=1e-5, rtol=1e-5)
-    for got, want in zip(grads, ref_grads):
+    for got, want in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-5)
     # Positions that do not count are exact zeros
     assert ours[0, :5].eq(0).all() and ours[1, -3:].eq(0).all() and ours[0, 20] == 0
@@ -74,7 +74,7 @@ def test_matches_trl_head_with_temperature_and_logit_scale():
     upstream = torch.linspace(-1, 1, int(mask.sum()))
     ours_grads = torch.autograd.grad((ours[mask] * upstream).sum(), [hidden_states, weight])
     trl_grads = torch.autograd.grad((trl_log_probs * upstream).sum(), [hidden_states, weight])
-    for got, want in zip(ours_grads, trl_grads):
+    for got, want in zip(ours_grads, trl_grads, strict=True):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 

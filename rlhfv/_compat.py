@@ -1,0 +1,230 @@
+"""Every place where rlhfv depends on behaviour of TRL, transformers, PEFT, torch or Liger that is not public API.
+
+Each entry says the version it was written for, why it exists, and when it can go. `tests/test_trl_contract.py` pins
+the behaviour each one relies on, so an upgrade fails there with a message naming what changed, not deep in training.
+Written for: trl 1.16, transformers 5.23, peft 0.21, torch 2.13, liger-kernel 0.8.5 (setup.cfg pins the minors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+import logging
+import os
+from collections.abc import Callable
+
+import torch
+
+
+logger = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1. Per-token weights on TRL's fused LM head.
+#    Why: trl.DPOTrainer has no per-token weight hook; it sums `model(..., fused_lm_head=True).log_probs` per row.
+#    How: the trainer puts the batch's token scales under `DENSE_SCALE_KEY`; TRL passes every batch key except
+#    `completion_mask` and the reference log-prob keys to the policy and reference forwards (public behaviour of
+#    `DPOTrainer._compute_loss`), and the wrapper below pops the key and scales the head's per-token log-probs, so
+#    TRL's own sums become the Dense DPO scores. Remove when TRL accepts per-token weights.
+
+DENSE_SCALE_KEY = "dense_token_scale"
+POLICY, REFERENCE = "policy", "reference"
+
+
+class FusedHeadCalls:
+    """What the wrapped forwards saw while a batch was being scored: (role, raw per-token log-probs, scaled)."""
+
+    def __init__(self):
+        self.active = False
+        self.calls: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+
+    @contextlib.contextmanager
+    def recording(self):
+        self.calls, self.active = [], True
+        try:
+            yield self
+        finally:
+            self.active = False
+
+    def record(self, role: str, raw: torch.Tensor, scaled: torch.Tensor) -> None:
+        if self.active:
+            self.calls.append((role, raw, scaled))
+
+    def of(self, role: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(raw, scaled) for call_role, raw, scaled in self.calls if call_role == role]
+
+
+def peft_reference_active(peft_model) -> bool:
+    """Whether a PEFT model currently acts as DPO's reference: adapters disabled, or TRL's `ref` adapter active.
+
+    Pins peft 0.21's `PeftModel._adapters_disabled` (set by `disable_adapter()`, which TRL's `use_adapter(model, None)`
+    enters) and TRL's adapter name "ref" (`DPOTrainer._compute_loss`). Remove when TRL tells the forward its role.
+    """
+    return (
+        bool(getattr(peft_model, "_adapters_disabled", False)) or getattr(peft_model, "active_adapter", None) == "ref"
+    )
+
+
+def wrap_fused_head_forward(
+    module: torch.nn.Module,
+    role_of_call: Callable[[], str],
+    calls: FusedHeadCalls,
+    scoring_context: Callable[[dict], contextlib.AbstractContextManager] | None = None,
+) -> None:
+    """Make `module.forward(..., fused_lm_head=True, dense_token_scale=s)` return log-probs multiplied by `s`.
+
+    `module` is the transformers model whose `forward` TRL replaced with its fused head (an instance attribute, which
+    DDP, DeepSpeed and PEFT end up calling). `role_of_call()` says whether this call is the policy's or the
+    reference's (constant for a separate reference model; for a PEFT model it depends on the adapter state). Calls
+    are recorded in `calls` while it is recording. `scoring_context(kwargs)` optionally wraps
+    the forward (the tiled CPU head). Prompt-learning PEFT prepends virtual tokens: the scale covers the last positions.
+    """
+    inner = module.forward
+    if getattr(inner, "_rlhfv_wrapped", False):
+        return
+
+    @functools.wraps(inner)
+    def forward(*args, **kwargs):
+        scale = kwargs.pop(DENSE_SCALE_KEY, None)
+        use_head = kwargs.get("fused_lm_head", False)
+        context = scoring_context(kwargs) if (scoring_context is not None and use_head) else contextlib.nullcontext()
+        with context:
+            output = inner(*args, **kwargs)
+        if not use_head:
+            return output
+        log_probs = output.log_probs
+        width = scale.size(1) if scale is not None else log_probs.size(1)
+        raw = log_probs[:, -width:]
+        scaled = raw if scale is None else raw * scale.to(raw.device, raw.dtype)
+        if scale is not None:
+            output.log_probs = scaled if log_probs.size(1) == width else torch.cat([log_probs[:, :-width], scaled], 1)
+        calls.record(role_of_call(), raw.detach(), scaled)
+        return output
+
+    forward._rlhfv_wrapped = True
+    module.forward = forward
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. rlhfv's tiled CPU head in place of TRL's chunked head.
+#    Why: on devices without Triton, TRL's head scores every position in 4096 x 32768 tiles (slower than plain logits
+#    on CPU; docs/benchmarks.md). TRL's fused forward looks its head up as the module global
+#    `trl.trainer.utils._ChunkedLogProbFunction` on each call, and decides Triton use with the private
+#    `trl.kernels.chunked_logprob._use_triton`. Remove when TRL's CPU path scores only the labelled positions.
+
+
+def trl_head_uses_triton(device: torch.device) -> bool:
+    from trl.kernels.chunked_logprob import _use_triton
+
+    return _use_triton(device)
+
+
+def replace_trl_chunked_head(replacement) -> object | None:
+    """Put `replacement` in place of TRL's chunked head; returns TRL's head (None when this TRL has no such global)."""
+    import trl.trainer.utils as trl_utils
+
+    current = getattr(trl_utils, "_ChunkedLogProbFunction", None)
+    if current is None:
+        return None
+    if current is not replacement:
+        trl_utils._ChunkedLogProbFunction = replacement
+        return current
+    return getattr(replacement, "trl_head", None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3. `precompute_ref_log_probs` with image datasets.
+#    Why: trl.DPOTrainer.__init__ refuses the flag for image datasets (it caches summed log-probs computed up front);
+#    Dense DPO caches per-token values through the vision collator. The flag is hidden from that one check and restored
+#    in `create_accelerator_and_postprocess`, which `Trainer.__init__` calls before TRL reads the flag again (reference
+#    model, model hash, precompute). Remove when TRL supports reference precompute for vision datasets.
+
+
+@contextlib.contextmanager
+def precompute_flag_hidden_from_vision_check(args, train_dataset):
+    """Inside: `args.precompute_ref_log_probs` reads False for an image dataset. Yields whether it was hidden."""
+    sample = next(iter(train_dataset)) if train_dataset is not None else {}
+    hide = bool(args.precompute_ref_log_probs) and ("image" in sample or "images" in sample)
+    if hide:
+        args.precompute_ref_log_probs = False
+    try:
+        yield hide
+    finally:
+        if hide:
+            args.precompute_ref_log_probs = True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. Resuming LLaVA / Qwen2-VL checkpoints.
+#    Why: `save_pretrained` writes weights under the checkpoint key names of the model's family, while
+#    `Trainer._load_from_checkpoint` (transformers 5.23) loads them with a plain non-strict `load_state_dict`: for those
+#    models no key matches and a resumed run silently restarts from the initial weights. The renaming here is the one
+#    `from_pretrained` applies (private `transformers.conversion_mapping` / `core_model_loading`). Remove when
+#    transformers' resume applies the conversion mapping.
+
+
+def load_checkpoint_with_model_keys(model, checkpoint: str, trainer) -> bool:
+    """Load a checkpoint's `model.safetensors` into `model` with keys renamed to the model's own; False if not done."""
+    from accelerate.utils import is_peft_model
+    from safetensors.torch import load_file
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+    from transformers.utils import SAFE_WEIGHTS_NAME
+
+    path = os.path.join(checkpoint, SAFE_WEIGHTS_NAME)
+    if is_peft_model(model) or not os.path.isfile(path):
+        return False  # adapters and sharded checkpoints keep their own names: transformers loads them as they are
+    transforms = get_model_conversion_mapping(model)
+    if any(isinstance(transform, WeightConverter) for transform in transforms):
+        return False  # many-to-one conversions (fused weights) need `from_pretrained`'s full machinery
+    renamings = [transform for transform in transforms if isinstance(transform, WeightRenaming)]
+    own = model.state_dict()
+    state_dict = {}
+    for key, tensor in load_file(path, device="cpu").items():
+        name = key if key in own else rename_source_key(key, renamings, [], model.base_model_prefix, own)[0]
+        state_dict[name] = tensor
+    result = model.load_state_dict(state_dict, strict=True)
+    trainer._issue_warnings_after_load(result)
+    logger.info("Loaded the model weights of %s", checkpoint)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 5. Deadlock at exit of multi-process CPU (gloo) runs.
+#    Why: with torch 2.13, when DDP's reducer is the last owner of the gloo process group, the group's destructor
+#    (which joins gloo's threads) runs from the reducer's destructor with the GIL held while a gloo thread may need
+#    the GIL: about one 2-process CPU run in four hung at exit (same class as pytorch#56297). Freed here, the reducer
+#    is not the last owner; `destroy_process_group` then releases the GIL before joining. Remove when torch fixes it.
+
+
+def release_ddp_wrapper(trainer) -> None:
+    """Free the trainer's DDP wrapper while the process group is still registered (before `trainer.end()`)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not isinstance(trainer.model_wrapped, DistributedDataParallel):
+        return
+    trainer.model_wrapped = trainer.model
+    trainer.accelerator.free_memory()
+    gc.collect()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 6. Liger's layer kernels on the reference model.
+#    Why: transformers' `Trainer.train` patches only the policy, with Liger's private
+#    `liger_kernel.transformers._apply_liger_kernel_to_instance` (liger-kernel 0.8.5); without the same kernels on the
+#    reference, rewards do not start at zero. Remove when TRL patches the reference itself.
+
+
+def apply_liger_kernels_to_instance(model, **kwargs) -> None:
+    from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+    _apply_liger_kernel_to_instance(model=model, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 7. Stopping at the first non-finite gradient, before the optimizer applies it.
+#    Why: transformers 5.23 computes each step's gradient norm in the private `Trainer._get_grad_norm`, between the
+#    backward and `optimizer.step()`, and otherwise trains on: NaN losses are logged as the running average
+#    (`logging_nan_inf_filter`) and NaN weights are saved as the final model. `DenseDPOTrainer._get_grad_norm` checks
+#    the (all-reduced, so rank-consistent) norm there. Remove when transformers offers a public pre-step hook with the
+#    gradient norm.

@@ -1,0 +1,416 @@
+"""One client for every call to a judge or labeler model behind an OpenAI-compatible chat endpoint.
+
+(Over 350 lines on purpose: the configuration, the cache and the sync/async request paths share one key and one
+error policy, which splitting would duplicate.)
+
+Built on the maintained `openai` package: its HTTP stack, retries (408, 409, 429, 5xx and connection errors, with
+exponential backoff that honours `Retry-After`), timeouts, async concurrency and error types. What is ours:
+
+- an on-disk reply cache, keyed by the SHA-256 of (model, messages, request parameters), so a rerun makes no request
+  for what was already answered; a reply is cached only after the caller's `validate` accepted it;
+- API keys come from an environment variable or a file, never from the command line, and are never written to the
+  cache, the logs or any output (the cache holds model, messages, parameters and reply only);
+- errors that say what failed in one line (`EndpointError`), and `EndpointReplyError` naming the request whose reply
+  the caller rejected;
+- replies with per-token log-probabilities (`logprobs=True, top_logprobs=K`), which an AI-feedback labeler needs
+  (RLAIF-V accepts a claim when p(yes) + p(Yes) > p(no) + p(No)).
+
+    client = EndpointClient(EndpointConfig(base_url="http://localhost:8000/v1", model="judge", cache_dir="cache"))
+    reply = client.chat([{"role": "user", "content": "Is the sky blue? Answer yes or no."}], max_tokens=1,
+                        logprobs=True, top_logprobs=5)
+    replies = client.chat_many([ChatRequest(messages) for messages in batch], validate=parse_rating)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import math
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class EndpointError(RuntimeError):
+    """A request to the endpoint failed: refused, timed out, retries exhausted, or a reply that is not a chat
+    completion."""
+
+
+class EndpointReplyError(EndpointError):
+    """The endpoint answered, but the caller's `validate` rejected the reply (it is not cached)."""
+
+    def __init__(self, message: str, index: int, reply: str, reason: str):
+        super().__init__(message)
+        self.index = index  # position of the request in `chat_many`'s list
+        self.reply = reply
+        self.reason = reason  # what `validate` said
+
+
+@dataclass
+class EndpointConfig:
+    base_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "Endpoint base URL, e.g. http://localhost:8000/v1. Default: $OPENAI_BASE_URL, else "
+            "https://api.openai.com/v1."
+        },  # fmt: skip
+    )
+    model: str | None = field(default=None, metadata={"help": "Model name sent with every request."})
+    api_key_env: str = field(
+        default="OPENAI_API_KEY",
+        metadata={"help": "Environment variable holding the API key (unset is fine for local servers)."},
+    )
+    api_key_file: str | None = field(
+        default=None,
+        metadata={"help": "File holding the API key (first line); wins over the environment variable."},
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Reply cache folder; None turns the cache off."})
+    timeout: float = field(default=120.0, metadata={"help": "Seconds per attempt."})
+    max_retries: int = field(
+        default=5, metadata={"help": "Retries on 408/409/429/5xx and connection errors (openai's backoff)."}
+    )
+    concurrency: int = field(default=4, metadata={"help": "Requests in flight at once in `chat_many`."})
+
+    def __post_init__(self):
+        if self.timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {self.timeout}")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more, got {self.max_retries}")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: dict[str, float]  # the endpoint's top alternatives at this position (token -> log-probability)
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    logprobs: list[TokenLogprob] | None = None
+    cached: bool = False
+
+    def first_token_probability(self, *words: str) -> float:
+        """Summed probability of the first generated token being one of `words` (exact token strings, leading
+        spaces ignored), from the top log-probabilities; RLAIF-V's labeler compares p(yes)+p(Yes) with
+        p(no)+p(No) this way."""
+        if not self.logprobs:
+            raise EndpointError("the reply has no log-probabilities: request them with logprobs=True")
+        first = self.logprobs[0]
+        top = dict(first.top)
+        top.setdefault(first.token, first.logprob)
+        wanted = set(words)
+        return sum(math.exp(lp) for token, lp in top.items() if token.strip() in wanted)
+
+
+@dataclass
+class ChatRequest:
+    messages: list[dict]
+    temperature: float = 0.0
+    max_tokens: int = 512
+    logprobs: bool = False
+    top_logprobs: int | None = None
+
+    def params(self) -> dict:
+        params = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        if self.logprobs:
+            params["logprobs"] = True
+            if self.top_logprobs is not None:
+                params["top_logprobs"] = self.top_logprobs
+        return params
+
+
+def resolve_api_key(env_name: str = "OPENAI_API_KEY", key_file: str | Path | None = None) -> str | None:
+    """The API key from `key_file` (its first line) or else the environment variable `env_name`; None if neither."""
+    if key_file is not None:
+        path = Path(key_file)
+        try:
+            lines = path.read_text().strip().splitlines()
+        except OSError as error:
+            raise EndpointError(f"{path}: cannot read the API key file ({error.strerror})") from None
+        if not lines or not lines[0].strip():
+            raise EndpointError(f"{path}: the API key file is empty")
+        return lines[0].strip()
+    value = os.environ.get(env_name)
+    return value.strip() if value and value.strip() else None
+
+
+def default_cache_dir() -> str:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "rlhfv", "endpoint")
+
+
+class EndpointClient:
+    """Chat completions through `openai.AsyncOpenAI`, with our reply cache. Thread-safe for reading counters."""
+
+    def __init__(self, config: EndpointConfig):
+        if not config.model:
+            raise EndpointError("no model name: set EndpointConfig.model (--model)")
+        self.config = config
+        self.base_url = config.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        # resolved once, kept only in memory; never part of a cache key, a cache file, an error or a log line
+        self._api_key = resolve_api_key(config.api_key_env, config.api_key_file)
+        self.cache_dir = Path(config.cache_dir) if config.cache_dir else None
+        self.calls_made = 0  # API calls (openai's own retries inside one call are not counted)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # no key in any repr
+        return f"EndpointClient(base_url={self.base_url!r}, model={self.config.model!r})"
+
+    @property
+    def model(self) -> str:
+        return self.config.model
+
+    # ---- cache -------------------------------------------------------------------------------------------------
+    def cache_key(self, request: ChatRequest) -> str:
+        payload = {"model": self.model, "messages": request.messages, "params": request.params()}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+    def _cache_path(self, request: ChatRequest) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / f"{self.cache_key(request)}.json"
+
+    def cached(self, request: ChatRequest) -> Reply | None:
+        path = self._cache_path(request)
+        if path is None or not path.is_file():
+            return None
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))["reply"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            return None  # an unreadable cache entry is asked again and overwritten
+        if isinstance(stored, str):
+            return Reply(stored, None, cached=True)
+        logprobs = stored.get("logprobs")
+        if logprobs is not None:
+            logprobs = [TokenLogprob(t["token"], t["logprob"], dict(t["top"])) for t in logprobs]
+        return Reply(stored["text"], logprobs, cached=True)
+
+    def _cached_valid(self, request: ChatRequest, validate) -> Reply | None:
+        """A cached reply that `validate` accepts (one cached by a caller with laxer checks is asked again)."""
+        reply = self.cached(request)
+        if reply is not None and validate is not None:
+            try:
+                validate(reply.text)
+            except ValueError:
+                return None
+        return reply
+
+    def store(self, request: ChatRequest, reply: Reply) -> None:
+        path = self._cache_path(request)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        logprobs = None
+        if reply.logprobs is not None:
+            logprobs = [{"token": t.token, "logprob": t.logprob, "top": t.top} for t in reply.logprobs]
+        record = {
+            "model": self.model,
+            "messages": request.messages,
+            "params": request.params(),
+            "reply": {"text": reply.text, "logprobs": logprobs},
+        }
+        # write then rename: a reader never sees half a file, even with several processes sharing the cache
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(path)
+
+    # ---- requests ----------------------------------------------------------------------------------------------
+    def chat(self, messages: list[dict], validate: Callable[[str], object] | None = None, **params) -> Reply:
+        """One chat completion (from the cache when possible). `params`: temperature, max_tokens, logprobs,
+        top_logprobs."""
+        return self.chat_many([ChatRequest(messages, **params)], validate=validate, progress=False)[0]
+
+    def chat_many(
+        self,
+        requests: list[ChatRequest],
+        validate: Callable[[str], object] | None = None,
+        progress: bool = True,
+        desc: str = "endpoint",
+    ) -> list[Reply]:
+        """Replies in request order; up to `concurrency` requests in flight. Cached replies cost nothing.
+
+        `validate(text)` runs on every fresh reply before it is cached; a ValueError from it stops the run with an
+        `EndpointReplyError` (carrying the request index and the reply) and the reply is not cached. Cached replies
+        it rejects are asked again.
+        """
+        from tqdm.auto import tqdm
+
+        replies: list[Reply | None] = [self._cached_valid(request, validate) for request in requests]
+        todo = [i for i, reply in enumerate(replies) if reply is None]
+        with tqdm(total=len(requests), desc=desc, unit="request", disable=not progress) as bar:
+            bar.update(len(requests) - len(todo))
+            if todo:
+                fresh = _run_coroutine(self._run(requests, todo, validate, bar))
+                for index, reply in fresh.items():
+                    replies[index] = reply
+        return replies  # type: ignore[return-value]
+
+    async def _run(self, requests, todo, validate, bar) -> dict[int, Reply]:
+        import openai
+
+        client = openai.AsyncOpenAI(
+            base_url=self.base_url,
+            # openai insists on a key; local servers ignore the placeholder
+            api_key=self._api_key or "no-key",
+            timeout=self.config.timeout,
+            max_retries=self.config.max_retries,
+        )
+        semaphore = asyncio.Semaphore(self.config.concurrency)
+        results: dict[int, Reply] = {}
+
+        async def one(index: int) -> None:
+            request = requests[index]
+            async with semaphore:
+                with self._lock:
+                    self.calls_made += 1
+                reply = await self._request(client, request)
+            if validate is not None:
+                try:
+                    validate(reply.text)
+                except ValueError as error:
+                    raise EndpointReplyError(
+                        f"request {index}: the reply was rejected ({error}). Reply was:\n{reply.text}",
+                        index,
+                        reply.text,
+                        str(error),
+                    ) from None
+            self.store(request, reply)
+            results[index] = reply
+            bar.update(1)
+
+        async with client:
+            tasks = [asyncio.create_task(one(index)) for index in todo]
+            try:
+                for task in asyncio.as_completed(tasks):
+                    await task
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        return results
+
+    async def _request(self, client, request: ChatRequest) -> Reply:
+        import openai
+
+        where = f"{self.base_url.rstrip('/')}/chat/completions"
+        try:
+            completion = await client.chat.completions.create(
+                model=self.model, messages=request.messages, **request.params()
+            )
+        except openai.APITimeoutError:
+            raise EndpointError(
+                f"{where}: timed out after {self.config.timeout:g} s, {self.config.max_retries + 1} attempts"
+            ) from None
+        except openai.APIConnectionError as error:
+            cause = error.__cause__ or error
+            raise EndpointError(
+                f"{where}: cannot connect after {self.config.max_retries + 1} attempts ({type(cause).__name__})"
+            ) from None
+        except openai.APIStatusError as error:
+            retried = error.status_code in (408, 409, 429) or error.status_code >= 500
+            attempts = f" after {self.config.max_retries + 1} attempts" if retried else ""
+            body = _short(error.response.text if error.response is not None else str(error.body))
+            raise EndpointError(f"{where}: HTTP {error.status_code}{attempts}: {body}") from None
+        except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError) as error:
+            raise EndpointError(
+                f"{where}: the reply is not an OpenAI chat completion ({_short(str(error))})"
+            ) from None
+        return _to_reply(completion, where)
+
+
+def _run_coroutine(coroutine):
+    """`asyncio.run`, also from code that already runs an event loop (a notebook): then in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def _to_reply(completion, where: str) -> Reply:
+    choices = getattr(completion, "choices", None)
+    if isinstance(completion, str) or not choices:
+        raise EndpointError(f"{where}: the reply is not an OpenAI chat completion: {_short(repr(completion))}")
+    choice = choices[0]
+    text = getattr(getattr(choice, "message", None), "content", None)
+    if not isinstance(text, str):
+        raise EndpointError(f"{where}: the chat completion has no text content: {_short(repr(choice))}")
+    logprobs = None
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if content:
+        logprobs = [
+            TokenLogprob(t.token, float(t.logprob), {alt.token: float(alt.logprob) for alt in (t.top_logprobs or [])})
+            for t in content
+        ]
+    return Reply(text, logprobs, cached=False)
+
+
+def _short(text: str, limit: int = 500) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# ---- command-line wiring shared by every command that calls an endpoint ---------------------------------------------
+class _RefuseKeyOnCommandLine(argparse.Action):
+    """`--api-key` fails with the fix, without echoing the key (it would sit in shell history and `ps`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(
+            "API keys are not taken on the command line (they end up in shell history and process lists): put the "
+            "key in $OPENAI_API_KEY, another variable named by --api-key-env, or a file named by --api-key-file"
+        )
+
+
+def add_endpoint_arguments(parser, model_env: str = "RLHFV_JUDGE_MODEL", what: str = "judge") -> None:
+    """--base-url, --model, --api-key-env, --api-key-file, --cache-dir, --no-cache, --concurrency, --max-retries,
+    --timeout. There is deliberately no --api-key: a key on the command line ends up in shell history and `ps`."""
+    parser.add_argument("--base-url", default=None, help="endpoint base URL, e.g. http://localhost:8000/v1 "
+                        f"(default: $OPENAI_BASE_URL, else {DEFAULT_BASE_URL})")  # fmt: skip
+    parser.add_argument("--model", default=None, help=f"{what} model name (default: ${model_env})")
+    parser.add_argument("--api-key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS)
+    parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key "
+                        "(default OPENAI_API_KEY; none needed for local servers)")  # fmt: skip
+    parser.add_argument("--api-key-file", default=None, help="file whose first line is the API key (wins over "
+                        "--api-key-env)")  # fmt: skip
+    parser.add_argument("--cache-dir", default=None, help="reply cache (default: $XDG_CACHE_HOME/rlhfv/endpoint "
+                        "or ~/.cache/rlhfv/endpoint)")  # fmt: skip
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the reply cache")
+    parser.add_argument("--concurrency", "--workers", dest="concurrency", type=int, default=4,
+                        help="requests in flight at once (default 4)")  # fmt: skip
+    parser.add_argument("--max-retries", type=int, default=5, help="retries on 408/409/429/5xx and connection "
+                        "errors, with exponential backoff (default 5)")  # fmt: skip
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt (default 120)")
+    parser.set_defaults(endpoint_model_env=model_env)
+
+
+def client_from_args(args) -> EndpointClient:
+    """An `EndpointClient` from the arguments of `add_endpoint_arguments`; raises EndpointError on bad values."""
+    model = args.model or os.environ.get(args.endpoint_model_env)
+    if not model:
+        raise EndpointError(f"no model: pass --model NAME or set {args.endpoint_model_env}")
+    try:
+        config = EndpointConfig(
+            base_url=args.base_url,
+            model=model,
+            api_key_env=args.api_key_env,
+            api_key_file=args.api_key_file,
+            cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
+            timeout=args.timeout,
+            max_retries=args.max_retries,
+            concurrency=args.concurrency,
+        )
+    except ValueError as error:
+        raise EndpointError(str(error)) from None
+    return EndpointClient(config)

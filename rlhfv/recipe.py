@@ -1,0 +1,236 @@
+"""Recipes: YAML files of settings parsed with TRL's `TrlParser` into the three dataclasses of `rlhfv train`.
+
+`DenseDPOScriptArguments` (data), `DenseDPOConfig` (every `trl.DPOConfig` field plus Dense DPO's) and `trl.ModelConfig`
+(model, dtype, LoRA, quantization). Command-line flags override the recipe. Every key is checked against the
+dataclasses first (known field, value of the field's type), so a typo fails with the field named and the closest
+match, instead of being ignored or failing deep inside argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from enum import Enum
+
+from data_tools.errors import CommandError
+
+
+DESCRIPTION = (
+    "Train a model with Dense DPO from a recipe: rlhfv train --config RECIPE.yaml [--field value ...]. Every field of "
+    "the recipe can be given or overridden on the command line; all TRL / transformers training options work."
+)
+
+
+@dataclass
+class Recipe:
+    """A parsed and checked recipe."""
+
+    script_args: typing.Any
+    training_args: typing.Any
+    model_args: typing.Any
+    path: str | None = None
+    # The fields set by the recipe file or the command line, with their final values
+    resolved: dict = field(default_factory=dict)
+
+
+def make_parser(prog: str | None = None):
+    from trl import ModelConfig, TrlParser
+
+    from rlhfv.config import DenseDPOConfig
+    from rlhfv.script_args import DenseDPOScriptArguments
+
+    return TrlParser(
+        (DenseDPOScriptArguments, DenseDPOConfig, ModelConfig),
+        prog=prog,
+        description=DESCRIPTION,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+
+def parse_recipe(argv: list[str], prog: str | None = None) -> Recipe:
+    """Parse a recipe and command-line overrides into the three dataclasses, with one-line errors naming the field.
+
+    TrlParser sets the recipe's values as parser defaults; argparse converts string defaults with the field's type,
+    but leaves other YAML values (numbers, lists, booleans) as they are, so they are checked here against the
+    dataclass annotations first.
+    """
+    import yaml
+
+    parser = make_parser(prog)
+    path = None
+    file_values: dict = {}
+    if "--config" in argv:
+        index = argv.index("--config")
+        if index + 1 >= len(argv):
+            raise CommandError("--config needs the path of a recipe YAML file")
+        path = argv[index + 1]
+        if not os.path.isfile(path):
+            raise CommandError(f"recipe not found: {path}")
+        try:
+            with open(path) as handle:
+                file_values = yaml.safe_load(handle) or {}
+        except yaml.YAMLError as error:
+            raise CommandError(f"{path}: not valid YAML: {error}") from error
+        if not isinstance(file_values, dict):
+            raise CommandError(f"{path}: a recipe must be a YAML mapping of field: value")
+        check_recipe_values(parser, {k: v for k, v in file_values.items() if k != "env"}, source=path)
+
+    check_command_line_flags(parser, argv)
+    flags = _flags_given(parser, argv)
+    source = " + ".join(part for part in (path, "command line" if flags or not path else None) if part)
+    try:
+        script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    except (ValueError, TypeError) as error:
+        raise CommandError(f"{source}: {error}") from error
+    except ImportError as error:
+        raise CommandError(f"{source}: {error} (DeepSpeed: pip install -e '.[deepspeed]')") from error
+
+    _apply_thread_count()
+    recipe = Recipe(script_args, training_args, model_args, path=path)
+    given = [key for key in file_values if key != "env"] + flags
+    recipe.resolved = resolve_values(recipe, given)
+    return recipe
+
+
+def check_command_line_flags(parser, argv: list[str]) -> None:
+    """Every `--flag` of the command line names a field: an unknown one fails here, blamed on the command line."""
+    import difflib
+
+    known = [option for option in parser._option_string_actions if option.startswith("--")]
+    for token in argv:
+        if not token.startswith("--"):
+            continue
+        flag = token.split("=", 1)[0]
+        if flag not in ("--config", "--help") and flag not in parser._option_string_actions:
+            close = difflib.get_close_matches(flag, known, n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            raise CommandError(f"command line: unknown option `{flag}`{hint}; `rlhfv train --help` lists the fields")
+
+
+def _apply_thread_count() -> None:
+    """Honour OMP_NUM_THREADS set by the recipe's `env:` section, which TrlParser applies after torch started."""
+    value = os.environ.get("OMP_NUM_THREADS")
+    if value and value.isdigit() and int(value) > 0:
+        import torch
+
+        if torch.get_num_threads() != int(value):
+            torch.set_num_threads(int(value))
+
+
+def check_recipe_values(parser, values: dict, source: str) -> None:
+    """Check every recipe key against the parser: known field, value of the field's type (and choice)."""
+    import difflib
+
+    known = _field_annotations(parser)
+    for key, value in values.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            raise CommandError(f"{source}: unknown field `{key}`{hint}; `rlhfv train --help` lists the fields")
+        action = parser._option_string_actions.get(f"--{key}")
+        if isinstance(value, str) and action is not None:
+            _check_string_value(key, value, action, source)
+        elif value is not None and not _matches(value, known[key]):
+            raise CommandError(
+                f"{source}: field `{key}` expects {_type_name(known[key])}, got {type(value).__name__} {value!r}"
+            )
+
+
+def _check_string_value(key, value, action, source):
+    converted = value
+    if action.type is not None and action.type is not str:
+        try:
+            converted = action.type(value)
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
+            raise CommandError(f"{source}: field `{key}`: invalid value {value!r} ({error})") from error
+    if action.choices is not None and converted not in action.choices:
+        choices = ", ".join(str(getattr(c, "value", c)) for c in action.choices)
+        raise CommandError(f"{source}: field `{key}`: {value!r} is not one of: {choices}")
+
+
+def _field_annotations(parser) -> dict:
+    annotations = {}
+    for dataclass_type in parser.dataclass_types:
+        try:
+            hints = typing.get_type_hints(dataclass_type)
+        except Exception:  # an annotation that cannot be resolved is not checked
+            hints = {}
+        for item in fields(dataclass_type):
+            if item.init:
+                annotations[item.name] = hints.get(item.name, typing.Any)
+    return annotations
+
+
+def _matches(value, annotation) -> bool:
+    """Whether a YAML value fits a dataclass annotation; lenient where the annotation is unusual."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is typing.Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin is list or annotation is list:
+        return isinstance(value, list) and (not args or all(_matches(item, args[0]) for item in value))
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if origin is typing.Literal:
+        return value in args
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return isinstance(value, annotation) or value in {member.value for member in annotation}
+    return True
+
+
+def _type_name(annotation) -> str:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _flags_given(parser, argv: list[str]) -> list[str]:
+    dests = []
+    for token in argv:
+        if not token.startswith("--") or token == "--config":
+            continue
+        action = parser._option_string_actions.get(token.split("=", 1)[0])
+        if action is not None and action.dest != "help":
+            dests.append(action.dest)
+    return dests
+
+
+def resolve_values(recipe: Recipe, keys: list[str]) -> dict:
+    """Final values of the given fields, in a YAML-friendly form (the recipe as it actually ran)."""
+    resolved = {}
+    for key in dict.fromkeys(keys):
+        for args in (recipe.script_args, recipe.training_args, recipe.model_args):
+            if hasattr(args, key):
+                resolved[key] = plain_value(getattr(args, key))
+                break
+    return resolved
+
+
+def plain_value(value):
+    """A value in a YAML- and JSON-friendly form (enums by value, other objects as strings)."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [plain_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): plain_value(item) for key, item in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)

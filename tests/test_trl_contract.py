@@ -1,0 +1,150 @@
+"""What rlhfv relies on in TRL 1.16 (and peft 0.21), pinned so that an upgrade fails here, saying what changed.
+
+Each test names the `rlhfv._compat` entry (or module) that depends on the behaviour. When one fails after an upgrade,
+read that entry: it says why the dependency exists and what to change.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+
+import pytest
+import torch
+from datasets import Dataset
+
+from rlhfv.tiny_models import build_text_model, build_tokenizer
+
+
+def test_trl_head_is_a_module_global_with_the_signature_the_dispatcher_mirrors():
+    # _compat.replace_trl_chunked_head and tiled_head_dispatch._HeadDispatcher.apply
+    import trl.trainer.utils as trl_utils
+    from trl.kernels import ChunkedLogProbFunction
+    from trl.kernels.chunked_logprob import _use_triton
+
+    from rlhfv import tiled_head_dispatch
+
+    head = trl_utils._ChunkedLogProbFunction
+    assert head in (ChunkedLogProbFunction, tiled_head_dispatch._HeadDispatcher), (
+        "TRL no longer looks its fused head up as trl.trainer.utils._ChunkedLogProbFunction"
+    )
+    trl_params = list(inspect.signature(ChunkedLogProbFunction.forward).parameters)[1:]  # without ctx
+    ours = list(inspect.signature(tiled_head_dispatch._HeadDispatcher.apply).parameters)
+    assert ours == trl_params, f"TRL's head arguments changed: {trl_params} (the dispatcher takes {ours})"
+    assert _use_triton(torch.device("cpu")) is False
+
+
+def test_trl_fused_forward_passes_every_extra_batch_key_to_policy_then_reference(tmp_path):
+    # _compat.wrap_fused_head_forward: the token scales travel as a batch key TRL hands to both forwards
+    from trl import DPOConfig, DPOTrainer
+
+    tokenizer = build_tokenizer()
+    policy = build_text_model(tokenizer, seed=0)
+    reference = copy.deepcopy(policy)
+    rows = [
+        {"prompt": "Describe the image.", "chosen": " A red circle.", "rejected": " A blue circle."},
+        {"prompt": "What is there?", "chosen": " A cat.", "rejected": " A dog on a mat."},
+    ]
+    args = DPOConfig(
+        output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], max_length=None, save_strategy="no",
+        gradient_checkpointing=False,
+    )  # fmt: skip
+    trainer = DPOTrainer(
+        policy, ref_model=reference, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer
+    )
+    seen = []
+    for role, module in (("policy", trainer.model), ("reference", trainer.ref_model)):
+        inner = module.forward
+
+        def spy(*a, _inner=inner, _role=role, **kwargs):
+            seen.append((_role, kwargs.pop("probe_key", None), kwargs.get("fused_lm_head")))
+            return _inner(*a, **kwargs)
+
+        module.forward = spy
+    columns = trainer._remove_unused_columns(trainer.train_dataset)
+    batch = trainer.data_collator([columns[i] for i in range(2)])
+    assert set(batch) == {"input_ids", "attention_mask", "completion_mask"}, "TRL's text batch keys changed"
+    batch["probe_key"] = "probe"
+    trainer.compute_loss(trainer.model, batch)
+    assert seen == [("policy", "probe", True), ("reference", "probe", True)], (
+        f"TRL's forwards no longer receive extra batch keys (or the call order changed): {seen}"
+    )
+
+
+def test_collator_fields_are_the_settings_promote_collator_copies():
+    # collators.promote_collator copies every init field; the vision collator's cut is keep_start only
+    from trl.trainer.dpo_trainer import DataCollatorForPreference, DataCollatorForVisionPreference
+
+    from rlhfv.collators import DenseDataCollatorForPreference, DenseDataCollatorForVisionPreference, promote_collator
+
+    text = {f.name for f in dataclasses.fields(DataCollatorForPreference)}
+    vision = {f.name for f in dataclasses.fields(DataCollatorForVisionPreference)}
+    assert text == {"pad_token_id", "max_length", "truncation_mode", "pad_to_multiple_of", "return_tensors"}
+    assert vision == {"processor", "max_length", "pad_to_multiple_of", "return_tensors"}
+    stock = DataCollatorForPreference(pad_token_id=3, max_length=17, truncation_mode="keep_end", pad_to_multiple_of=8)
+    dense = promote_collator(stock, "spans")
+    assert isinstance(dense, DenseDataCollatorForPreference)
+    assert {name: getattr(dense, name) for name in text} == {name: getattr(stock, name) for name in text}
+    assert issubclass(DenseDataCollatorForVisionPreference, DataCollatorForVisionPreference)
+
+
+def test_trl_writes_cards_through_the_create_model_card_hook():
+    # DenseDPOTrainer.create_model_card replaces TRL's card; TRL must keep calling the hook when it saves
+    from trl import DPOTrainer
+
+    assert "self.create_model_card(" in inspect.getsource(DPOTrainer._save_checkpoint)
+    assert set(DPOTrainer._paper) >= {"title", "id", "citation"}
+    assert isinstance(DPOTrainer._tag_names, list) and isinstance(DPOTrainer._name, str)
+
+
+def test_trl_refuses_reference_precompute_for_image_datasets_in_init():
+    # _compat.precompute_flag_hidden_from_vision_check: remove it once TRL stops refusing
+    from trl import DPOTrainer
+
+    source = inspect.getsource(DPOTrainer.__init__)
+    assert "`precompute_ref_log_probs=True` is not supported for vision datasets" in source
+
+
+def test_trl_reference_forward_helper_signature():
+    # ref_precompute.reference_token_logps calls TRL's own reference forward
+    from trl import DPOTrainer
+
+    assert list(inspect.signature(DPOTrainer.compute_ref_log_probs).parameters) == ["self", "model", "inputs"]
+
+
+def test_peft_disable_adapter_sets_the_flag_read_to_tell_the_reference():
+    # _compat.peft_reference_active
+    from peft import LoraConfig, get_peft_model
+
+    from rlhfv._compat import peft_reference_active
+
+    tokenizer = build_tokenizer()
+    model = get_peft_model(build_text_model(tokenizer), LoraConfig(r=2, target_modules=["q_proj"]))
+    assert peft_reference_active(model) is False
+    with model.disable_adapter():
+        assert peft_reference_active(model) is True
+    assert peft_reference_active(model) is False
+
+
+@pytest.mark.parametrize("module", ["transformers.conversion_mapping", "transformers.core_model_loading"])
+def test_transformers_private_loading_helpers_exist(module):
+    # _compat.load_checkpoint_with_model_keys
+    import importlib
+
+    loaded = importlib.import_module(module)
+    names = {
+        "transformers.conversion_mapping": ["get_model_conversion_mapping"],
+        "transformers.core_model_loading": ["WeightConverter", "WeightRenaming", "rename_source_key"],
+    }[module]
+    for name in names:
+        assert hasattr(loaded, name), f"{module}.{name} is gone: resuming LLaVA/Qwen2-VL checkpoints needs a new route"
+
+
+def test_transformers_computes_the_grad_norm_in_get_grad_norm_before_the_optimizer_step():
+    # _compat entry 7: DenseDPOTrainer._get_grad_norm stops a diverged run before the step is applied
+    from transformers import Trainer
+
+    source = inspect.getsource(Trainer._run_epoch)
+    assert "self._get_grad_norm(" in source and "self.optimizer.step()" in source
+    assert source.index("self._get_grad_norm(") < source.index("self.optimizer.step()")
