@@ -73,7 +73,7 @@ def test_facts_reach_the_token_ids(processor):
     batch = RewardPreferenceCollator(processor, DEFAULT_FACTS_TEMPLATE, use_facts=True)([row])
     texts = tokenizer.batch_decode(batch["input_ids"], skip_special_tokens=False)
     assert len(texts) == 2  # chosen row, then rejected row
-    for text, answer in zip(texts, ["A red cup.", "A blue kite."]):
+    for text, answer in zip(texts, ["A red cup.", "A blue kite."], strict=True):
         assert "  - a red cup at the top\n  - a green umbrella on the left" in text
         assert text.index(answer) < text.index("a green umbrella")  # facts after the answer
     image_id = tokenizer.convert_tokens_to_ids(tokenizer.image_token)

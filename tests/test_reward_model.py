@@ -30,8 +30,13 @@ def test_reward_is_read_at_the_last_token_whatever_the_padding():
     model.eval()
     answers = ["A red cup.", "There is a blue kite at the top and a green ball on the left."]
     images = [[image((200, 0, 0))], [image((0, 0, 200))]]
-    conversations = [reward_conversation(QUESTION, a, i, ["a red cup"], None) for a, i in zip(answers, images)]
-    alone = [model(**encode_conversations(processor, [c], [i])).logits.item() for c, i in zip(conversations, images)]
+    conversations = [
+        reward_conversation(QUESTION, a, i, ["a red cup"], None) for a, i in zip(answers, images, strict=True)
+    ]
+    alone = [
+        model(**encode_conversations(processor, [c], [i])).logits.item()
+        for c, i in zip(conversations, images, strict=True)
+    ]
     for side in ("left", "right"):
         processor.tokenizer.padding_side = side
         batch = encode_conversations(processor, conversations, images)
@@ -98,7 +103,7 @@ def mean_pair_loss(model, processor, dataset):
     facts = [r["facts"] for r in rows]
     chosen = score_answers(model, processor, prompts, [r["chosen"] for r in rows], images, facts)
     rejected = score_answers(model, processor, prompts, [r["rejected"] for r in rows], images, facts)
-    return sum(math.log1p(math.exp(-(c - r))) for c, r in zip(chosen, rejected)) / len(rows)
+    return sum(math.log1p(math.exp(-(c - r))) for c, r in zip(chosen, rejected, strict=True)) / len(rows)
 
 
 def test_training_reduces_the_loss_and_ranks_a_held_out_pair(tmp_path):

@@ -5,8 +5,8 @@ import json
 import pytest
 import yaml
 
-from data_tools.convert import dataset_features
 from data_tools.contract import check_row
+from data_tools.convert import dataset_features
 from rlhfv.reward.pairs import PairReport, best_and_worst, build_pair, pairs_dataset
 
 

@@ -42,7 +42,7 @@ def paired_bootstrap(a: list[bool], b: list[bool], draws: int = 2000, seed: int 
     """Mean of a - b over pairs and its bootstrap 95% interval (resampling pairs)."""
     rng = random.Random(seed)
     n = len(a)
-    diffs = [int(x) - int(y) for x, y in zip(a, b)]
+    diffs = [int(x) - int(y) for x, y in zip(a, b, strict=True)]
     means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(draws))
     return sum(diffs) / n, means[int(0.025 * draws)], means[int(0.975 * draws) - 1]
 
@@ -65,7 +65,7 @@ def score_pairs(reward_model_dir: str, path: str) -> tuple[list[bool], list[dict
     template = settings.get("facts_template")
     chosen = score_answers(model, processor, prompts, [r["chosen"] for r in rows], images, facts, template, 16)
     rejected = score_answers(model, processor, prompts, [r["rejected"] for r in rows], images, facts, template, 16)
-    return [c > r for c, r in zip(chosen, rejected)], raw
+    return [c > r for c, r in zip(chosen, rejected, strict=True)], raw
 
 
 def best_of_n_candidates(n_items: int, seed: int, image_dir: str, n_hallucinated: int = 5) -> list[dict]:
@@ -137,7 +137,7 @@ def evaluate(models: dict[str, str], data: str, bon_items: int = 0, seed: int = 
         fooled[name] = [not right for right in probe]
         per_type = {}
         for kind in ("object", "colour", "added"):
-            hits = [ok for ok, row in zip(held_out, raw) if kind in row.get("hallucination_types", [])]
+            hits = [ok for ok, row in zip(held_out, raw, strict=True) if kind in row.get("hallucination_types", [])]
             per_type[kind] = {"n": len(hits), "accuracy": sum(hits) / len(hits) if hits else None}
         results[name] = {
             "reward_model": directory,

@@ -72,7 +72,9 @@ def fact_lines(facts: Any, label: str = "facts") -> list[str]:
         if len(options) > len(string.ascii_uppercase):
             raise RowError(BAD_VALUE, f"{label}.options", f"at most 26 options, got {len(options)}")
         letters = string.ascii_uppercase[: len(options)]
-        lines.append("Options: " + "; ".join(f"{letter}. {text}" for letter, text in zip(letters, options)))
+        lines.append(
+            "Options: " + "; ".join(f"{letter}. {text}" for letter, text in zip(letters, options, strict=True))
+        )
         answer = facts.get("answer")
         if answer is not None:
             if not isinstance(answer, str) or answer.strip().upper() not in letters:

@@ -102,6 +102,7 @@ def score_answers(
                 answers[start:end],
                 images[start:end],
                 (facts or [None] * len(prompts))[start:end],
+                strict=True,
             )
         ]
         batch = encode_conversations(processor, conversations, images[start:end])

@@ -113,7 +113,7 @@ def sample_answers(model, processor, prompts: list[list[dict]], images: list[lis
     tokenizer = getattr(processor, "tokenizer", processor)
     answers = []
     device = next(model.parameters()).device
-    for prompt, row_images in zip(prompts, images):
+    for prompt, row_images in zip(prompts, images, strict=True):
         messages = prepare_multimodal_messages(prompt, images=[None] * len(row_images)) if row_images else prompt
         text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         kwargs = {"images": [image.convert("RGB") for image in row_images]} if row_images else {}

@@ -102,7 +102,7 @@ def rl_prompt_row(item) -> dict:
     options = [obj.kind, *rng.sample(sorted(set(KINDS) - {obj.kind}), 2)]
     rng.shuffle(options)
     letters = string.ascii_uppercase[: len(options)]
-    listed = " ".join(f"{letter}. {option}" for letter, option in zip(letters, options))
+    listed = " ".join(f"{letter}. {option}" for letter, option in zip(letters, options, strict=True))
     answer = letters[options.index(obj.kind)]
     return {
         **row,

@@ -75,7 +75,7 @@ class MultipleChoiceBonus(_Named):
     def __call__(self, prompts, completions, **kwargs) -> list[float | None]:
         answers = _column(kwargs, self.answer_column, len(completions))
         rewards = []
-        for completion, answer in zip(completions, answers):
+        for completion, answer in zip(completions, answers, strict=True):
             if not answer:
                 rewards.append(None)
                 continue
@@ -105,7 +105,7 @@ class YesNoRule(_Named):
     def __call__(self, prompts, completions, **kwargs) -> list[float | None]:
         truths = _column(kwargs, self.truth_column, len(completions))
         rewards = []
-        for completion, truth in zip(completions, truths):
+        for completion, truth in zip(completions, truths, strict=True):
             if truth is None or str(truth).strip().lower() != "no":
                 rewards.append(None)
                 continue
