@@ -26,6 +26,7 @@ COMMANDS = {
     "inspect": "data_tools.inspect",
     "train": "rlhfv.train",
     "eval": "rlhfv.eval.cli",
+    "feedback": "rlhfv.feedback.cli",
     "bench": "bench.run",
 }
 
