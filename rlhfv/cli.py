@@ -27,6 +27,7 @@ COMMANDS = {
     "train": "rlhfv.train",
     "eval": "rlhfv.eval.cli",
     "feedback": "rlhfv.feedback.cli",
+    "iterate": "rlhfv.iterate",
     "bench": "bench.run",
 }
 
