@@ -96,7 +96,8 @@ class Iteration:
         proof = self.proof_config()
         data, seed = self.out / "data", self.config.seed
         if not (data / "preference" / "prompts.jsonl").is_file():
-            write_sft(data / "sft", n=proof.sft_items, seed=seed, canvas=proof.canvas)
+            write_sft(data / "sft", n=proof.sft_items, seed=seed, canvas=proof.canvas,
+                      visual_questions=proof.sft_visual_questions)  # fmt: skip
             write_prompts(data / "preference", n=proof.preference_items, seed=seed, split="preference",
                           canvas=proof.canvas)  # fmt: skip
             write_prompts(data / "eval", n=proof.eval_items, seed=seed, split=proof.eval_split, canvas=proof.canvas)
@@ -211,7 +212,10 @@ class Iteration:
                 continue
             round_start = time.time()
             summary = run_feedback(self.feedback_config(k, policy))
+            free_memory()  # the sampling / labeling models go before training starts
             trained = self.train_round(k, policy, round_dir / "feedback" / "dataset")
+            if trained is not None and (trained / "adapter_config.json").is_file():
+                trained = merge_adapter(trained, round_dir / "merged")
             policy, metrics, why = self.select(k, policy, trained)
             row = {"round": k, "policy": str(policy), "pairs": summary.get("pairs"),
                    "feedback_false_claim_rate": summary.get("false_claim_rate"),
@@ -224,6 +228,34 @@ class Iteration:
         write_table(rows, self.out)
         logger.info("iterate: %d rounds in %.0f s", self.config.rounds, time.time() - start)
         return rows
+
+
+def free_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def merge_adapter(adapter: Path, out: Path) -> Path:
+    """A LoRA round's adapter merged into its base model, saved with the processor: the next round samples from it,
+    trains a fresh adapter on it, and uses it as the reference."""
+    if (out / "config.json").is_file():
+        return out
+    from rlhfv.eval.generate import load_model
+
+    loaded = load_model(adapter, device="cpu")
+    merged = loaded.model.merge_and_unload()
+    merged.save_pretrained(out)
+    loaded.processor.save_pretrained(out)
+    free_memory()
+    return out
 
 
 def _cell(value) -> str:

@@ -78,3 +78,35 @@ def test_two_rounds_move_the_policy_and_the_reference_and_resume(policy_and_prom
     assert any(not torch.equal(w1[name], w2[name]) for name in w1)
     table = (out / "rounds.md").read_text()
     assert table.startswith("| round | pairs |") and len(table.strip().splitlines()) == 2 + 3
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+ITERATE_RECIPES = sorted(REPO.glob("recipes/**/rlaif_v/iterate*.yaml"))
+
+
+def test_the_rlaif_v_recipes_exist():
+    names = {str(p.relative_to(REPO / "recipes")) for p in ITERATE_RECIPES}
+    assert names >= {"synthetic/rlaif_v/iterate.yaml", "llava-1.5-7b/rlaif_v/iterate_lora.yaml",
+                     "qwen2.5-vl-7b/rlaif_v/iterate_lora.yaml"}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ITERATE_RECIPES, ids=lambda p: str(p.relative_to(REPO / "recipes")))
+def test_iterate_recipe_parses_its_feedback_and_train_blocks(path, tmp_path):
+    import torch
+
+    from rlhfv.feedback.config import FeedbackConfig
+    from rlhfv.iterate import IterateConfig
+    from rlhfv.train import parse_recipe
+
+    config = IterateConfig.from_yaml(str(path), {})
+    assert config.rounds >= 2
+    # what `rlhfv iterate` fills in for the synthetic world: its prompts and scenes
+    feedback = {"prompts": "p.jsonl", "truth_scenes": "scenes.json", **config.feedback, "policy": "m", "out": "o"}
+    FeedbackConfig(**feedback)  # every key known, every value valid
+    train = tmp_path / "train.yaml"
+    train.write_text(yaml.safe_dump({**config.train, "model_name_or_path": "m", "dataset_name": "d",
+                                     "output_dir": str(tmp_path / "out")}))  # fmt: skip
+    cpu = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+    recipe = parse_recipe(["--config", str(train), *cpu])
+    assert recipe.training_args.gamma == config.train["gamma"]
+    assert path.name in (path.parent / "README.md").read_text()

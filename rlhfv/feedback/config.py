@@ -37,6 +37,8 @@ class FeedbackConfig:
                                            "and {answer} (default: prompts.CLAIMS_PROMPT)."})  # fmt: skip
     question_prompt_file: str | None = field(default=None, metadata={"help": "Question prompt with {claim} "
                                              "(default: prompts.QUESTION_PROMPT)."})  # fmt: skip
+    question_template: str | None = field(default=None, metadata={"help": "Rule-based question with {claim} "
+                                          "(default: prompts.QUESTION_TEMPLATE)."})  # fmt: skip
     # labeling
     labeler: str = field(default="self", metadata={"help": "'self' (the policy), 'endpoint', 'truth' (synthetic "
                          "world, needs truth_scenes), or a transformers model folder."})  # fmt: skip
@@ -89,6 +91,8 @@ class FeedbackConfig:
             raise CommandError(f"num_samples must be at least 2 (pairs need two answers); got {self.num_samples}")
         if self.temperature <= 0:
             raise CommandError("temperature must be positive: the answers are sampled (RLAIF-V uses 0.7)")
+        if self.question_template is not None and "{claim}" not in self.question_template:
+            raise CommandError(f"question_template must contain {{claim}}; got {self.question_template!r}")
         if self.labeler == "truth" and not self.truth_scenes:
             raise CommandError("labeler 'truth' needs truth_scenes: the scenes.json of the synthetic world")
         uses_llm = "transformers" in (self.claim_splitter, self.question_writer)

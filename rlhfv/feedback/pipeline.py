@@ -166,7 +166,7 @@ class FeedbackRun:
             prompt = load_prompt(c.claims_prompt_file, CLAIMS_PROMPT, ("question", "answer"))
             splitter = claims_mod.LLMClaimSplitter(self.generator(c.claim_splitter), prompt)
         if c.question_writer == "rule":
-            writer = questions_mod.RuleQuestionWriter()
+            writer = questions_mod.RuleQuestionWriter(c.question_template or questions_mod.QUESTION_TEMPLATE)
         else:
             prompt = load_prompt(c.question_prompt_file, QUESTION_PROMPT, ("claim",))
             writer = questions_mod.LLMQuestionWriter(self.generator(c.question_writer), prompt)
