@@ -110,3 +110,23 @@ def test_iterate_recipe_parses_its_feedback_and_train_blocks(path, tmp_path):
     recipe = parse_recipe(["--config", str(train), *cpu])
     assert recipe.training_args.gamma == config.train["gamma"]
     assert path.name in (path.parent / "README.md").read_text()
+
+
+def test_lora_rounds_merge_the_adapter_into_the_next_policy(policy_and_prompts, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    policy, prompts = policy_and_prompts
+    out = tmp_path / "lora"
+    recipe = write_recipe(tmp_path / "recipe.yaml", policy, prompts, out, rounds=2)
+    values = yaml.safe_load(recipe.read_text())
+    values["train"].update(use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"])
+    recipe.write_text(yaml.safe_dump(values))
+    assert rlhfv_main(["iterate", "--config", str(recipe)]) == 0
+    merged = out / "round_1" / "merged"
+    assert (out / "round_1" / "train" / "adapter_config.json").is_file()
+    assert yaml.safe_load((out / "round_2" / "train_recipe.yaml").read_text())["model_name_or_path"] == str(merged)
+    # the merged weights are the base plus the trained LoRA update: they differ from the base where LoRA sits
+    base, after = load_file(str(policy / "model.safetensors")), load_file(str(merged / "model.safetensors"))
+    changed = {name for name in base if not torch.equal(base[name], after[name])}
+    assert changed and all("q_proj" in name or "v_proj" in name for name in changed)
