@@ -100,23 +100,43 @@ def tiny_llava(tmp_path_factory):
     return LoadedModel(model.eval(), processor, "tiny-llava")
 
 
-def independent_probabilities(loaded, question, image_path):
-    """One prompt, unpadded, straight from the model's logits; the yes/no ids picked from the vocabulary's byte-level
-    spellings ("yes", "Ġyes" = " yes", ...)."""
+def sequence_probability(loaded, question, image_path, ids):
+    """P(ids | prompt), token by token, from one unpadded forward pass over the prompt followed by `ids`."""
     import torch
     from PIL import Image
 
-    processor, tokenizer = loaded.processor, loaded.tokenizer
-    vocab = tokenizer.get_vocab()
-    yes = [vocab[t] for t in ("yes", "Yes", "Ġyes", "ĠYes") if t in vocab]
-    no = [vocab[t] for t in ("no", "No", "Ġno", "ĠNo") if t in vocab]
+    processor = loaded.processor
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     inputs = processor(text=[text], images=[Image.open(image_path).convert("RGB")], return_tensors="pt")
+    n = inputs["input_ids"].shape[1]
+    inputs["input_ids"] = torch.cat([inputs["input_ids"], torch.tensor([ids], dtype=torch.long)], dim=1)
+    inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
     with torch.no_grad():
-        logits = loaded.model(**inputs).logits[0, -1].double()
-    probs = torch.softmax(logits, -1)
-    return float(probs[yes].sum()), float(probs[no].sum()), sorted(yes), sorted(no)
+        logits = loaded.model(**inputs).logits[0].double()
+    probability = 1.0
+    for k, token in enumerate(ids):
+        probability *= float(torch.softmax(logits[n - 1 + k], -1)[token])
+    return probability
+
+
+def independent_probabilities(loaded, question, image_path):
+    """(P(yes)+P(Yes), P(no)+P(No), yes ids, no ids): single tokens picked from the vocabulary's byte-level spellings
+    ("yes", "Ġyes" = " yes", ...), each read as a one-token sequence; a word with no single token as its own
+    token sequence."""
+    tokenizer = loaded.tokenizer
+    vocab = tokenizer.get_vocab()
+    result = []
+    for words in (("yes", "Yes"), ("no", "No")):
+        singles = [t for w in words for t in (w, "Ġ" + w) if t in vocab]
+        spelled = {t.removeprefix("Ġ") for t in singles}
+        total = sum(sequence_probability(loaded, question, image_path, [vocab[t]]) for t in singles)
+        total += sum(
+            sequence_probability(loaded, question, image_path, tokenizer.encode(w, add_special_tokens=False))
+            for w in words if w not in spelled
+        )  # fmt: skip
+        result += [total, sorted(vocab[t] for t in singles)]
+    return result[0], result[2], result[1], result[3]
 
 
 def test_transformers_labeler_matches_an_independent_computation_from_the_logits(tiny_llava, image, tmp_path):
@@ -174,3 +194,25 @@ def test_truth_labeler_follows_the_synthetic_annotator(tmp_path):
     )
     assert [label.verdict for label in labels] == [True, False, None]
     assert labels[2].reason == "image_not_in_truth"
+
+
+def test_a_word_without_a_single_token_counts_with_its_sequence_probability(image):
+    """A small tokenizer that splits "yes" (RLAIF-V's rule needs P(yes) all the same): the labeler's value equals
+    P(tokens of "yes" | prompt) computed here token by token from an unpadded forward pass."""
+    from rlhfv.eval.generate import LoadedModel
+    from rlhfv.tiny_models import build_llava, build_tokenizer
+
+    tokenizer = build_tokenizer(
+        ["No cup. no ball. A red ball is on the left. Describe the image."] * 3, vocab_size=300
+    )
+    assert len(tokenizer.encode("yes", add_special_tokens=False)) > 1
+    model, processor = build_llava(tokenizer, seed=2)
+    loaded = LoadedModel(model.eval(), processor, "tiny")
+    labeler = TransformersLabeler(loaded, batch_size=2, min_answer_probability=0.0)
+    questions = ["Is there a ball? Please answer yes or no.", "Is it red?"]
+    labels = labeler.label_many([LabelRequest(q, str(image)) for q in questions], progress=False)
+
+    for question, label in zip(questions, labels, strict=True):
+        p_yes, p_no, _, _ = independent_probabilities(loaded, question, str(image))
+        assert label.p_yes == pytest.approx(p_yes, rel=1e-4)
+        assert label.p_no == pytest.approx(p_no, rel=1e-4)

@@ -3,7 +3,9 @@
 A claim is judged true when P(yes) + P(Yes) > P(no) + P(No) for the first answer token (RLAIF-V). Labelers:
 - `TransformersLabeler`: any transformers VLM or LLM (by path), including the policy itself (self-feedback);
   batched, left-padded, one forward pass per batch; the probabilities are summed over every vocabulary token that
-  reads as the word once surrounding spaces are removed ("yes", " yes", "▁Yes", ...).
+  reads as the word once surrounding spaces are removed ("yes", " yes", "▁Yes", ...). A word that no single token
+  spells (a small tokenizer may split "yes" into y + es) counts with the probability of its token sequence, read
+  from one more forward pass over the prompt followed by those tokens.
 - `EndpointLabeler`: an OpenAI-compatible endpoint with log-probabilities (`rlhfv.endpoint`), one token per answer;
   the probabilities come from the first token's top alternatives.
 - `TruthLabeler`: the synthetic world's ground truth (the annotator of `data_tools.synthetic`), for the CPU recipe
@@ -74,6 +76,12 @@ def word_token_ids(tokenizer, words: tuple[str, ...]) -> list[int]:
     return ids
 
 
+def multi_token_words(tokenizer, words: tuple[str, ...], single_ids: list[int]) -> list[list[int]]:
+    """Token sequences of the `words` that no single token spells (none of `single_ids` decodes to them)."""
+    spelled = {tokenizer.decode([i]).strip() for i in single_ids}
+    return [tokenizer.encode(w, add_special_tokens=False) for w in words if w not in spelled]
+
+
 class TransformersLabeler:
     """A local model (an `rlhfv.eval.generate.LoadedModel`) answering yes/no questions in one forward pass."""
 
@@ -81,10 +89,12 @@ class TransformersLabeler:
         self.loaded = loaded
         self.batch_size = batch_size
         self.min_answer_probability = min_answer_probability
-        self.yes_ids = word_token_ids(loaded.tokenizer, YES_WORDS)
-        self.no_ids = word_token_ids(loaded.tokenizer, NO_WORDS)
-        if not self.yes_ids or not self.no_ids:
-            raise ValueError(f"{loaded.path}: the tokenizer has no single token for yes/Yes or no/No")
+        tokenizer = loaded.tokenizer
+        self.yes_ids = word_token_ids(tokenizer, YES_WORDS)
+        self.no_ids = word_token_ids(tokenizer, NO_WORDS)
+        # words without a single-token spelling: scored as token sequences
+        self.yes_sequences = multi_token_words(tokenizer, YES_WORDS, self.yes_ids)
+        self.no_sequences = multi_token_words(tokenizer, NO_WORDS, self.no_ids)
 
     def probabilities(self, requests: list[LabelRequest]) -> list[tuple[float, float]]:
         """(P(yes)+P(Yes), P(no)+P(No)) of the first answer token, for one batch."""
@@ -100,9 +110,35 @@ class TransformersLabeler:
         with torch.no_grad():
             logits = self.loaded.model(**inputs).logits[:, -1, :].float()
         probs = torch.softmax(logits, dim=-1)
-        yes = probs[:, self.yes_ids].sum(-1).tolist()
-        no = probs[:, self.no_ids].sum(-1).tolist()
-        return list(zip(yes, no, strict=True))
+        yes = probs[:, self.yes_ids].sum(-1)
+        no = probs[:, self.no_ids].sum(-1)
+        for sequence in self.yes_sequences:
+            yes = yes + self._sequence_probability(inputs, sequence)
+        for sequence in self.no_sequences:
+            no = no + self._sequence_probability(inputs, sequence)
+        return list(zip(yes.tolist(), no.tolist(), strict=True))
+
+    def _sequence_probability(self, inputs, sequence: list[int]):
+        """P(sequence | prompt) per row: the prompt (left-padded, so every row ends at the same column) followed by
+        the sequence's tokens, one forward pass."""
+        import torch
+
+        batch = inputs["input_ids"].shape[0]
+        length = inputs["input_ids"].shape[1]
+        tail = torch.tensor(sequence, device=inputs["input_ids"].device).expand(batch, -1)
+        extended = dict(inputs)
+        extended["input_ids"] = torch.cat([inputs["input_ids"], tail], dim=1)
+        extended["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(tail)], dim=1)
+        for key, value in inputs.items():  # other per-token inputs (token type ids): text tokens are type 0
+            if (
+                key not in ("input_ids", "attention_mask")
+                and getattr(value, "shape", None) == inputs["input_ids"].shape
+            ):
+                extended[key] = torch.cat([value, torch.zeros_like(tail)], dim=1)
+        with torch.no_grad():
+            logits = self.loaded.model(**extended).logits.float()
+        logps = torch.log_softmax(logits[:, length - 1 : length - 1 + len(sequence)], dim=-1)
+        return logps.gather(-1, tail.unsqueeze(-1)).squeeze(-1).sum(-1).exp()
 
     def label_many(self, requests: list[LabelRequest], progress: bool = True) -> list[Label]:
         from tqdm.auto import tqdm
