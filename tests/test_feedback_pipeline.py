@@ -161,7 +161,7 @@ def test_a_stopped_or_crashed_run_resumes_without_redoing_finished_work(world, f
     assert rlhfv_main(feedback_argv(world, out)) == 130  # interrupted
     assert calls["generate"] == 0 and (out / "answers.jsonl").read_text() == answers_before
     labeled_before = calls["labeled"]
-    lines_before = len(read(out / "labels.jsonl"))
+    lines_before = len(read(out / "labels.part0.jsonl"))
     assert 0 < lines_before < 4 * SAMPLES
 
     total_claims = sum(len(r["claims"]) for r in read(out / "claims.jsonl"))

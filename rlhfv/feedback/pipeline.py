@@ -9,6 +9,11 @@ Files (docs/feedback.md):
                      rejected_score, chosen_spans, rejected_spans}
     pairs_stats.json, dataset/ (the dense dataset), rejects.jsonl, summary.json
     stages/<stage>.done  marks a finished stage: a rerun skips it; sampling and labeling also resume mid-stage.
+
+Sampling and labeling are split over processes when the command runs under `accelerate launch` (or torchrun): each
+process takes every n-th instruction / answer and appends to its own `answers.part<k>.jsonl` /
+`labels.part<k>.jsonl`; process 0 merges the parts in input order and runs the cheap stages alone. The parts are
+what a resumed run reads, whatever its process count.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ from rlhfv.feedback.config import STAGES, FeedbackConfig
 from rlhfv.feedback.scoring import NO_CLAIMS, score_answer
 
 
+# stages every process runs on its share; the others run on process 0 alone
+SHARDED_STAGES = ("sample", "label")
+
+
 logger = logging.getLogger(__name__)
 
 
@@ -34,6 +43,9 @@ class FeedbackRun:
         self._policy = loaded_policy
         self._labeler = None
         self._client = None
+        self._state = None  # accelerate's PartialState when several processes run
+        self.rank, self.world = 0, 1
+        self.device = config.device
 
     # ---- files -------------------------------------------------------------------------------------------------
     def path(self, name: str) -> Path:
@@ -67,7 +79,7 @@ class FeedbackRun:
         if self._policy is None:
             from rlhfv.eval.generate import load_model
 
-            self._policy = load_model(self.config.policy, self.config.device)
+            self._policy = load_model(self.config.policy, self.device)
         return self._policy
 
     def client(self):
@@ -98,7 +110,7 @@ class FeedbackRun:
             return EndpointGenerator(self.client())
         from rlhfv.eval.generate import load_model
 
-        return TransformersGenerator(load_model(self.config.llm_model, self.config.device))
+        return TransformersGenerator(load_model(self.config.llm_model, self.device))
 
     def labeler(self):
         from rlhfv.feedback.labeling import EndpointLabeler, TransformersLabeler, TruthLabeler
@@ -112,7 +124,7 @@ class FeedbackRun:
             else:
                 from rlhfv.eval.generate import load_model
 
-                loaded = self.policy() if c.labeler == "self" else load_model(c.labeler, c.device)
+                loaded = self.policy() if c.labeler == "self" else load_model(c.labeler, self.device)
                 try:
                     self._labeler = TransformersLabeler(loaded, c.label_batch_size, c.min_answer_probability)
                 except ValueError as error:
@@ -132,6 +144,7 @@ class FeedbackRun:
     def run(self) -> dict:
         from rlhfv.feedback.sampling import read_instructions
 
+        self.start_processes()
         self.out.mkdir(parents=True, exist_ok=True)
         try:
             self.rows = read_instructions(self.config.prompts)
@@ -139,17 +152,65 @@ class FeedbackRun:
             raise CommandError(str(error)) from None
         for stage in STAGES:
             if not self.stage_done(stage):
-                getattr(self, f"stage_{stage}")()
-                self.mark_done(stage)
+                if stage in SHARDED_STAGES or self.rank == 0:
+                    getattr(self, f"stage_{stage}")()
+                self.barrier()
+                if self.rank == 0:
+                    self.mark_done(stage)
+                self.barrier()
             if stage == self.config.stop_after:
                 break
-        summary = self.summarize()
-        return summary
+        if self.rank == 0:
+            self.summarize()
+        self.barrier()
+        return json.loads(self.path("summary.json").read_text())
+
+    # ---- several processes -------------------------------------------------------------------------------------
+    def start_processes(self) -> None:
+        """Under `accelerate launch` / torchrun (WORLD_SIZE > 1): join the process group, one device per process."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return
+        from accelerate import PartialState
+
+        self._state = PartialState(cpu=self.config.device == "cpu")
+        self.rank, self.world = self._state.process_index, self._state.num_processes
+        if self.device is None:
+            self.device = str(self._state.device)
+
+    def barrier(self) -> None:
+        if self._state is not None:
+            self._state.wait_for_everyone()
+
+    def parts(self, stem: str) -> list[Path]:
+        return sorted(self.out.glob(f"{stem}.part*.jsonl"))
+
+    def read_parts(self, stem: str) -> list[dict]:
+        """Every complete line of every process's part file (a line cut short by a crash is left out: redone)."""
+        records = []
+        for path in self.parts(stem):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return records
+
+    def done_before(self, stem: str, key) -> set:
+        """Keys finished by any process of any earlier run; read by all before any process writes."""
+        done = {key(r) for r in self.read_parts(stem)}
+        self.barrier()
+        return done
 
     def stage_sample(self) -> None:
         from rlhfv.feedback.sampling import sample_answers
 
-        sample_answers(self.rows, self.path("answers.jsonl"), self.policy, self.config, self.fail)
+        done = self.done_before("answers", lambda r: r["id"])
+        mine = [row for row in self.rows[self.rank :: self.world] if row["id"] not in done]
+        sample_answers(mine, self.path(f"answers.part{self.rank}.jsonl"), self.policy, self.config, self.fail)
+        self.barrier()
+        if self.rank == 0:
+            by_id = {r["id"]: r for r in self.read_parts("answers")}
+            self.write_jsonl("answers.jsonl", [by_id[row["id"]] for row in self.rows if row["id"] in by_id])
 
     def answered(self) -> list[dict]:
         return [r for r in self.read_jsonl("answers.jsonl") if "answers" in r]
@@ -202,9 +263,10 @@ class FeedbackRun:
         from rlhfv.feedback.labeling import LabelRequest
 
         images = {r["id"]: (r.get("image"), r.get("image_path")) for r in self.answered()}
-        path = self.path("labels.jsonl")
-        done = {(r["id"], r["answer_index"]) for r in self.read_jsonl("labels.jsonl")}
-        todo = [r for r in self.read_jsonl("claims.jsonl") if (r["id"], r["answer_index"]) not in done]
+        path = self.path(f"labels.part{self.rank}.jsonl")
+        done = self.done_before("labels", lambda r: (r["id"], r["answer_index"]))
+        claims = self.read_jsonl("claims.jsonl")
+        todo = [r for r in claims[self.rank :: self.world] if (r["id"], r["answer_index"]) not in done]
         chunk = max(1, self.config.label_batch_size * 4)
         with path.open("a", encoding="utf-8") as f, tqdm(
             total=sum(len(r["claims"]) for r in todo), desc="label", unit="claim", disable=not self.config.progress
@@ -229,6 +291,11 @@ class FeedbackRun:
                     f.write(json.dumps(line) + "\n")
                 f.flush()
                 bar.update(len(requests))
+        self.barrier()
+        if self.rank == 0:
+            by_key = {(r["id"], r["answer_index"]): r for r in self.read_parts("labels")}
+            keys = [(r["id"], r["answer_index"]) for r in claims]
+            self.write_jsonl("labels.jsonl", [by_key[k] for k in keys if k in by_key])
 
     def stage_score(self) -> None:
         labels = {(r["id"], r["answer_index"]): r["labels"] for r in self.read_jsonl("labels.jsonl")}

@@ -1,10 +1,11 @@
 """Instructions -> N sampled answers each (RLAIF-V: 10 per instruction, temperature 0.7, the same decoding for all,
 so answers differ by chance and not by style). Appends one line per instruction as batches finish: a crashed run
-resumes with the instructions not yet answered (sampled with fresh seeds)."""
+resumes with the instructions not yet answered. Each batch is seeded by (seed, its first instruction id)."""
 
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 from rlhfv.eval.io import EvalInputError, check_unique_ids, read_rows, require, row_id
@@ -91,8 +92,8 @@ def sample_answers(rows: list[dict], out: Path, get_model, config, fail) -> int:
         loaded = get_model() if good else None
         for start in range(0, len(good), config.sample_batch_size):
             batch = good[start : start + config.sample_batch_size]
-            # seeded by position in the whole run, so a run that is not interrupted is reproducible
-            torch.manual_seed(config.seed * 1_000_003 + len(done) + start)
+            # seeded by the batch's first instruction: reproducible, and distinct across processes
+            torch.manual_seed(zlib.crc32(f"{config.seed}:{batch[0]['id']}".encode()))
             samples = generate_batch(loaded, batch, options, num_return_sequences=config.num_samples)
             for row, answers in zip(batch, samples, strict=True):
                 record = {
