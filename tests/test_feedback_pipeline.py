@@ -164,6 +164,9 @@ def test_a_stopped_or_crashed_run_resumes_without_redoing_finished_work(world, f
     lines_before = len(read(out / "labels.part0.jsonl"))
     assert 0 < lines_before < 4 * SAMPLES
 
+    # a kill in the middle of writing a line leaves it cut short: it is redone, and later lines start on their own
+    with (out / "labels.part0.jsonl").open("a") as f:
+        f.write('{"id": "eval-s0-000')
     total_claims = sum(len(r["claims"]) for r in read(out / "claims.jsonl"))
     calls["labeled"] = 0
     assert rlhfv_main(feedback_argv(world, out)) == 0

@@ -264,6 +264,7 @@ class FeedbackRun:
 
         images = {r["id"]: (r.get("image"), r.get("image_path")) for r in self.answered()}
         path = self.path(f"labels.part{self.rank}.jsonl")
+        truncate_cut_line(path)
         done = self.done_before("labels", lambda r: (r["id"], r["answer_index"]))
         claims = self.read_jsonl("claims.jsonl")
         todo = [r for r in claims[self.rank :: self.world] if (r["id"], r["answer_index"]) not in done]
@@ -407,6 +408,13 @@ class FeedbackRun:
         self.write_jsonl("rejects.jsonl", rejects)
         self.path("summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
+
+
+def truncate_cut_line(path: Path) -> None:
+    """Remove a last line that a kill cut short, so that appended lines start on a line of their own."""
+    from rlhfv.feedback.sampling import done_ids
+
+    done_ids(path)
 
 
 def run_feedback(config: FeedbackConfig, loaded_policy=None) -> dict:
