@@ -1,5 +1,8 @@
 """`run_feedback(config)`: the stages of RLAIF-V's loop, each saved to its own file in `config.out`, and resumable.
 
+(Over 350 lines on purpose: the stages share one run's files, stage markers, process group and error policy, and
+the per-stage logic is the pure modules beside it; splitting the driver would pass that state around.)
+
 Files (docs/feedback.md):
     answers.jsonl   {id, question, image?, image_path?, answers: [...]}  or  {id, question, reject}
     claims.jsonl    {id, answer_index, answer, claims: [{text, start, end, question}]}
