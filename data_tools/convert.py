@@ -13,8 +13,6 @@ counted, and written to the rejects file when one is given.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import os
 from collections import Counter
@@ -22,43 +20,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_tools.errors import (
-    BAD_VALUE,
-    DUPLICATE_ID,
-    MALFORMED_JSON,
-    UNCHANGED,
-    ConversionError,
-    RowError,
-)
+from data_tools.convert_chunks import ChunkResult, ChunkTask, arrow_schema, convert_chunk, dataset_features
+from data_tools.errors import DUPLICATE_ID, ConversionError, RowError
+from data_tools.fingerprint import CONVERTER_VERSION, fingerprint
 from data_tools.formats import FORMAT_NAMES, FORMATS, detect_format
-from data_tools.images import resolve_image
-from data_tools.readers import InputSource, decode_text, open_inputs
-from data_tools.segments import CHANGES_CHOICES, DEFAULT_CHANGES, diff_pair
+from data_tools.outputs import check_not_inputs
+from data_tools.readers import InputSource, open_inputs
+from data_tools.segments import CHANGES_CHOICES, DEFAULT_CHANGES
 
 
-# Bump when the output of the same inputs and options changes (it is part of the cache fingerprint).
-CONVERTER_VERSION = 1
 ON_ERROR_CHOICES = ("fail", "skip")
 CHUNK_ROWS = 512
-
-
-def dataset_features(with_images: bool):
-    """The `datasets.Features` of a converted dataset (docs/data_format.md)."""
-    from datasets import Features, Image, List, Value
-
-    message = {"role": Value("string"), "content": Value("string")}
-    columns = {
-        "id": Value("string"),
-        "source": Value("string"),
-        "prompt": List(message),
-        "chosen": List(message),
-        "rejected": List(message),
-    }
-    if with_images:
-        columns["images"] = List(Image())
-    columns["chosen_spans"] = List(List(Value("int32")))
-    columns["rejected_spans"] = List(List(Value("int32")))
-    return Features(columns)
+__all__ = ["CONVERTER_VERSION", "ConversionReport", "ConversionResult", "convert", "dataset_features", "fingerprint"]
 
 
 @dataclass
@@ -72,6 +45,8 @@ class ConversionReport:
     formats: dict[str, tuple[str, str]] = field(default_factory=dict)  # input -> (format, why it was chosen)
     rejects: list[dict] = field(default_factory=list)  # one record per rejected row (file, row, field, reason, ...)
     rejects_path: str | None = None
+    # folders holding the image files that written rows reference (outputs must never replace them)
+    image_folders: set[str] = field(default_factory=set, repr=False)
 
     @property
     def rejected_total(self) -> int:
@@ -100,105 +75,6 @@ class ConversionResult:
     report: ConversionReport
 
 
-@dataclass(frozen=True)
-class _ChunkTask:
-    """One chunk of raw rows and everything a worker process needs to convert them."""
-
-    format_name: str
-    source_path: str
-    stem: str
-    row_kind: str
-    image_root: str
-    changes: str
-    rows: list
-
-
-def _convert_row(task: _ChunkTask, payload: Any) -> dict:
-    if isinstance(payload, bytes):
-        try:
-            record = json.loads(decode_text(payload))
-        except json.JSONDecodeError as error:
-            raise RowError(
-                MALFORMED_JSON, None, f"the line is not valid JSON ({error.msg}, column {error.colno})"
-            ) from None
-    else:
-        record = payload
-    if not isinstance(record, dict):
-        raise RowError(BAD_VALUE, None, f"expected a JSON object, got {type(record).__name__}")
-    pair = FORMATS[task.format_name].parse(record)
-    try:
-        images = [resolve_image(value, label, task.image_root) for label, value in pair.images]
-        if pair.chosen == pair.rejected:
-            raise RowError(
-                UNCHANGED, pair.chosen_field, f"is identical to {pair.rejected_field} (nothing was corrected)"
-            )
-        chosen_spans, rejected_spans, changed_runs = diff_pair(pair.rejected, pair.chosen, task.changes)
-        if not changed_runs:
-            raise RowError(
-                UNCHANGED,
-                pair.chosen_field,
-                f"differs from {pair.rejected_field} only in whitespace (nothing was corrected)",
-            )
-    except RowError as error:
-        error.pair_id = pair.id
-        raise
-    return {
-        "id": pair.id,
-        "prompt": pair.prompt,
-        "chosen": [{"role": "assistant", "content": pair.chosen}],
-        "rejected": [{"role": "assistant", "content": pair.rejected}],
-        "images": images,
-        "chosen_spans": chosen_spans,
-        "rejected_spans": rejected_spans,
-    }
-
-
-@dataclass
-class _ChunkResult:
-    """A converted chunk: per row in input order, the pair's id or the row's error; the pairs as one Arrow table."""
-
-    source_path: str
-    row_kind: str
-    rows: list[int]
-    outcomes: list[str | RowError]
-    table: Any  # pyarrow.Table of the good rows, in order, with an `images` column
-    image_counts: list[int]
-
-
-def _convert_chunk(task: _ChunkTask) -> _ChunkResult:
-    """Convert one chunk; runs in worker processes under `num_proc > 1`.
-
-    Pairs come back as one Arrow table rather than per-row dicts: pickling it is cheap, which keeps the parent
-    process (id checks and accounting only) from becoming the bottleneck.
-    """
-    import pyarrow as pa
-
-    columns: dict[str, list] = {name: [] for name in dataset_features(with_images=True)}
-    outcomes: list[str | RowError] = []
-    rows = []
-    for row, payload in task.rows:
-        rows.append(row)
-        try:
-            pair = _convert_row(task, payload)
-        except RowError as error:
-            outcomes.append(error.locate(task.source_path, row, task.row_kind))
-            continue
-        if pair["id"] is None:
-            pair["id"] = f"{task.stem}-{row}"
-        pair["source"] = f"{task.format_name}:{task.source_path}:{row}"
-        outcomes.append(pair["id"])
-        for name, values in columns.items():
-            values.append(pair[name])
-    table = pa.Table.from_pydict(columns, schema=_arrow_schema(with_images=True))
-    image_counts = [len(images) for images in columns["images"]]
-    return _ChunkResult(task.source_path, task.row_kind, rows, outcomes, table, image_counts)
-
-
-@functools.cache
-def _arrow_schema(with_images: bool):
-    return dataset_features(with_images).arrow_schema
-
-
 def _resolve_format(source: InputSource, format: str) -> tuple[str, str]:
     if format != "auto":
         return format, "given with --format"
@@ -214,12 +90,17 @@ def _resolve_format(source: InputSource, format: str) -> tuple[str, str]:
 
 
 def _tasks(
-    sources: list[InputSource], formats: dict[str, tuple[str, str]], image_root: str | None, changes: str
-) -> Iterator[_ChunkTask]:
+    sources: list[InputSource],
+    formats: dict[str, tuple[str, str]],
+    image_root: str | None,
+    changes: str,
+    strict_paths: bool,
+) -> Iterator[ChunkTask]:
     for source in sources:
         root = source.folder if image_root is None else image_root
+        format_name = formats[source.path][0]
         for rows in source.chunks(CHUNK_ROWS):
-            yield _ChunkTask(formats[source.path][0], source.path, source.stem, source.row_kind, root, changes, rows)
+            yield ChunkTask(format_name, source.path, source.stem, source.row_kind, root, changes, strict_paths, rows)
 
 
 def convert(
@@ -232,6 +113,8 @@ def convert(
     num_proc: int = 1,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    strict_paths: bool = False,
+    cache_dir: str | None = None,
 ) -> ConversionResult:
     """Convert input files into a dense preference dataset.
 
@@ -245,6 +128,9 @@ def convert(
         num_proc: worker processes converting chunks of rows in parallel (the output is the same).
         progress: show a tqdm progress bar (only on a terminal).
         log: called with one line per decision worth telling (e.g. the detected format).
+        strict_paths: reject rows whose image path leaves the image root (`..`, absolute paths, symlinks out).
+        cache_dir: folder for the Arrow file the rows stream into (the returned dataset is memory-mapped from it);
+            default: a temporary folder removed when the process exits.
     """
     if format != "auto" and format not in FORMATS:
         raise ConversionError(f"unknown format {format!r}; known formats: auto, {', '.join(FORMAT_NAMES)}")
@@ -264,13 +150,21 @@ def convert(
         report.formats[source.path] = _resolve_format(source, format)
         name, why = report.formats[source.path]
         log(f"{source.path}: {name} ({why})")
+        if name in ("pairs", "corrections") and {"question", "prompt"} <= source.columns():
+            log(
+                f"{source.path}: rows have both 'question' and 'prompt': 'question' is the prompt, 'prompt' is ignored"
+            )
 
     from tqdm.auto import tqdm
 
+    if rejects_path is not None:
+        check_not_inputs({"rejects file": rejects_path}, [source.file_path for source in sources])
     total = sum(source.count() for source in sources)
-    tables = []
-    first_seen: dict[str, tuple[str, str, int]] = {}  # id -> where it was first written
+    # id -> where it was first written, packed as input index * 2**40 + row (one int per row: memory stays small)
+    first_seen: dict[str, int] = {}
+    source_index = {source.path: index for index, source in enumerate(sources)}
     rejects_file = open(rejects_path, "w", encoding="utf-8") if report.rejects_path else None  # noqa: SIM115
+    writer = _StreamWriter(cache_dir)
     pool = None
 
     def reject(error: RowError) -> None:
@@ -283,15 +177,15 @@ def convert(
             rejects_file.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     try:
-        tasks = _tasks(sources, report.formats, image_root, changes)
+        tasks = _tasks(sources, report.formats, image_root, changes, strict_paths)
         if num_proc > 1:
             import multiprocessing
 
             # spawn, not fork: the parent may hold threads (Arrow, tqdm) that a forked child would inherit locked
             pool = multiprocessing.get_context("spawn").Pool(num_proc)
-            chunk_results = pool.imap(_convert_chunk, tasks)
+            chunk_results = _bounded_imap(pool, tasks, window=2 * num_proc)
         else:
-            chunk_results = map(_convert_chunk, tasks)
+            chunk_results = map(convert_chunk, tasks)
         with tqdm(total=total, unit="row", desc="converting", disable=None if progress else True) as bar:
             for chunk in chunk_results:
                 keep = []
@@ -301,82 +195,92 @@ def convert(
                         reject(outcome)
                         continue
                     if outcome in first_seen:
-                        path, kind, first_row = first_seen[outcome]
+                        first_source, first_row = divmod(first_seen[outcome], 1 << 40)
+                        first = sources[first_source]
                         duplicate = RowError(
-                            DUPLICATE_ID, "id", f"duplicate id {outcome!r} (first seen at {path}, {kind} {first_row})"
+                            DUPLICATE_ID,
+                            "id",
+                            f"duplicate id {outcome!r} (first seen at {first.path}, {first.row_kind} {first_row})",
                         )
                         duplicate.pair_id = outcome
                         reject(duplicate.locate(chunk.source_path, row, chunk.row_kind))
                         keep.append(False)
                         continue
-                    first_seen[outcome] = (chunk.source_path, chunk.row_kind, row)
+                    first_seen[outcome] = (source_index[chunk.source_path] << 40) + row
                     keep.append(True)
                 table = chunk.table if all(keep) else chunk.table.filter(keep)
                 report.written += table.num_rows
                 report.with_images += sum(
                     count > 0 for count, kept in zip(chunk.image_counts, keep, strict=True) if kept
                 )
-                tables.append(table)
+                report.image_folders.update(chunk.image_folders)
+                writer.write(table)
                 bar.update(len(chunk.rows))
+        report.check()
+        dataset = writer.finish(with_images=report.with_images > 0)
+    except BaseException:
+        writer.discard()
+        raise
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
         if rejects_file is not None:
             rejects_file.close()
-    report.check()
-    return ConversionResult(dataset=_build_dataset(tables, with_images=report.with_images > 0), report=report)
+    return ConversionResult(dataset=dataset, report=report)
 
 
-def _build_dataset(tables: list, with_images: bool):
-    import pyarrow as pa
-    from datasets import Dataset, DatasetInfo
-    from datasets.table import InMemoryTable
+def _bounded_imap(pool, tasks: Iterator[ChunkTask], window: int) -> Iterator[ChunkResult]:
+    """`pool.imap` in input order, with at most `window` chunks in flight.
 
-    features = dataset_features(with_images)
-    table = pa.concat_tables(tables) if tables else _arrow_schema(with_images=True).empty_table()
-    if not with_images:
-        table = table.drop_columns(["images"])
-    table = table.cast(features.arrow_schema)
-    return Dataset(InMemoryTable(table), info=DatasetInfo(features=features))
-
-
-def fingerprint(
-    inputs: list[str],
-    format: str = "auto",
-    image_root: str | None = None,
-    on_error: str = "fail",
-    changes: str = DEFAULT_CHANGES,
-) -> str:
-    """A stable hex digest of the inputs' content and the options that shape the output, for caching.
-
-    Same files (byte for byte, under the same names) and same options give the same fingerprint on any machine.
-    Image files referenced by path are not read (they are named by `image_root`, which is part of the digest);
-    `num_proc` and `rejects_path` do not change the dataset and are left out.
+    `Pool.imap` feeds every task to the workers as fast as the input can be read, so a fast reader and slow workers
+    would hold the whole input in memory; this keeps memory flat.
     """
-    digest = hashlib.sha256()
-    options = {
-        "converter": CONVERTER_VERSION,
-        "inputs": list(inputs),
-        "format": format,
-        "image_root": os.path.abspath(image_root) if image_root is not None else None,
-        "on_error": on_error,
-        "changes": changes,
-    }
-    digest.update(json.dumps(options, sort_keys=True).encode())
-    for path in inputs:
-        if os.path.isdir(path):
-            files = sorted(
-                os.path.relpath(os.path.join(folder, name), path)
-                for folder, _, names in os.walk(path)
-                for name in names
-            )
-        else:
-            files = [""]
-        for relative in files:
-            full = os.path.join(path, relative) if relative else path
-            digest.update(f"\0{path}\0{relative}\0".encode())
-            with open(full, "rb") as handle:
-                for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
+    from collections import deque
+
+    pending: deque = deque()
+    for task in tasks:
+        pending.append(pool.apply_async(convert_chunk, (task,)))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+class _StreamWriter:
+    """Appends converted chunks to one Arrow file as they arrive, so memory stays flat whatever the row count.
+
+    The finished dataset is memory-mapped from that file (the layout `datasets` itself caches in).
+    """
+
+    def __init__(self, cache_dir: str | None):
+        if cache_dir is None:
+            from datasets.fingerprint import get_temporary_cache_files_directory
+
+            cache_dir = get_temporary_cache_files_directory()  # removed when the process exits
+        os.makedirs(cache_dir, exist_ok=True)
+        self.path = os.path.join(cache_dir, f"converted-{os.getpid()}-{id(self):x}.arrow")
+        self._writer = None
+
+    def write(self, table) -> None:
+        import pyarrow as pa
+
+        if self._writer is None:
+            self._writer = pa.ipc.new_stream(self.path, arrow_schema(with_images=True))
+        if table.num_rows:
+            self._writer.write_table(table)
+
+    def finish(self, with_images: bool):
+        from datasets import Dataset, DatasetInfo
+
+        if self._writer is None:
+            self.write(arrow_schema(with_images=True).empty_table())
+        self._writer.close()
+        dataset = Dataset.from_file(self.path, info=DatasetInfo(features=dataset_features(with_images=True)))
+        return dataset if with_images else dataset.remove_columns(["images"])
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if os.path.exists(self.path):
+            os.remove(self.path)

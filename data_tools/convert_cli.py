@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 
 
 DESCRIPTION = """\
@@ -20,6 +19,10 @@ formats (--format, default auto: detected per input from its columns, and printe
   llava-rlhf    LLaVA-RLHF human preference: conversations, output_1, output_2, preference (1|2)
 
 Inputs are JSONL, JSON, Parquet files or `datasets` folders. See docs/converter.md for the segment rules.
+
+Outputs never replace inputs, and existing outputs are replaced only with --overwrite. Everything is written
+beside its target under a temporary name and swapped in only when the whole conversion succeeded: a failed or
+interrupted run leaves the previous outputs as they were.
 """
 
 EPILOG = """\
@@ -81,64 +84,116 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--num-proc", type=int, default=1, metavar="N", help="worker processes (default: 1)")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing dataset at --output (refused otherwise)"
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs (a saved dataset at --output, exports, the rejects file); the new outputs "
+        "are written beside them and swapped in only when the conversion succeeded",
+    )
+    parser.add_argument(
+        "--strict-paths",
+        action="store_true",
+        help="reject rows whose image path leads outside the image root ('..', absolute paths, symlinks out); "
+        "by default such paths are followed, which suits trusted data whose images live in several folders",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
-def _check_output(output: str, overwrite: bool) -> None:
-    from data_tools.errors import CommandError
-
-    if not os.path.exists(output):
-        return
-    if not os.path.isdir(output):
-        raise CommandError(f"--output {output} is a file; name a folder")
-    if not os.listdir(output):
-        return
-    is_dataset = any(os.path.isfile(os.path.join(output, name)) for name in ("state.json", "dataset_dict.json"))
-    if not overwrite:
-        raise CommandError(f"--output {output} already exists and is not empty; pass --overwrite to replace it")
-    if not is_dataset:
-        raise CommandError(
-            f"--output {output} is a non-empty folder that is not a saved dataset; refusing to replace it"
-        )
-    shutil.rmtree(output)
+def _targets(args: argparse.Namespace, output: str) -> list[tuple[str, str, str]]:
+    """(label, path, kind) of everything this run writes; kind as in `data_tools.outputs.check_replaceable`."""
+    targets = [("--output", output, "dataset")]
+    for kind in dict.fromkeys(args.to):
+        targets.append((f"--to {kind}", f"{output}.{kind}", "file"))
+        if kind == "jsonl":
+            targets.append(("--to jsonl image folder", f"{output}_images", "images"))
+    if args.on_error == "skip":
+        targets.append(("--rejects", args.rejects or f"{output}.rejects.jsonl", "file"))
+    return targets
 
 
 def run(args: argparse.Namespace) -> int:
     from data_tools.convert import convert
     from data_tools.errors import CommandError, ConversionError
     from data_tools.export import write_jsonl, write_parquet
+    from data_tools.outputs import (
+        StagedPath,
+        check_not_inputs,
+        check_replaceable,
+        check_writable_folder,
+        resolved,
+    )
 
     output = os.path.normpath(args.output)
-    _check_output(output, args.overwrite)
     if args.num_proc < 1:
         raise CommandError(f"--num-proc must be at least 1, got {args.num_proc}")
-    rejects = args.rejects or f"{output}.rejects.jsonl"
-    if args.on_error == "skip" and os.path.dirname(rejects):
-        os.makedirs(os.path.dirname(rejects), exist_ok=True)
+    targets = _targets(args, output)
+    # Everything that could lose data or fail late is checked before the first row is read
+    missing = [path for path in args.inputs if not os.path.exists(path)]
+    if missing:
+        raise CommandError(f"input {missing[0]}: no such file or folder")
+    check_not_inputs({f"{label}": path for label, path, _ in targets}, args.inputs)
+    if len({resolved(path) for _, path, _ in targets}) < len(targets):
+        raise CommandError("--rejects names the same path as another output; name another file")
+    for label, path, kind in targets:
+        check_replaceable(label, path, kind, args.overwrite)
+        check_writable_folder(label, path)
+    staged = {path: StagedPath(path) for _, path, _ in targets}
+    dataset_stage = staged[output]
+    rejects_target = targets[-1][1] if args.on_error == "skip" else None
+    work = StagedPath(f"{output}.work")
     try:
-        result = convert(
-            args.inputs,
-            format=args.format,
-            image_root=args.image_root,
-            on_error=args.on_error,
-            rejects_path=rejects if args.on_error == "skip" else None,
-            changes=args.changes,
-            num_proc=args.num_proc,
-            progress=not args.no_progress,
-            log=lambda line: print(f"format: {line}"),
+        try:
+            os.makedirs(dataset_stage.path)
+        except OSError as error:
+            raise CommandError(f"--output {output}: cannot write beside it ({error.strerror})") from None
+        try:
+            result = convert(
+                args.inputs,
+                format=args.format,
+                image_root=args.image_root,
+                on_error=args.on_error,
+                rejects_path=staged[rejects_target].path if rejects_target else None,
+                changes=args.changes,
+                num_proc=args.num_proc,
+                progress=not args.no_progress,
+                log=lambda line: print(f"format: {line}"),
+                strict_paths=args.strict_paths,
+                cache_dir=work.path,
+            )
+        except ConversionError as error:
+            raise CommandError(str(error)) from None
+        report = result.report
+        if rejects_target:
+            report.rejects_path = rejects_target
+        print(report.summary())
+        if report.written == 0:
+            if rejects_target:  # the rejects are the explanation: deliver them
+                staged[rejects_target].commit()
+            raise CommandError(f"no pair written: all {report.read} rows were rejected; nothing saved to {output}")
+        folder_targets = {label: path for label, path, kind in targets if kind != "file"}
+        check_not_inputs(
+            folder_targets, sorted(report.image_folders), "image folder of the input rows", inside_inputs=False
         )
-    except ConversionError as error:
-        raise CommandError(str(error)) from None
-    report = result.report
-    print(report.summary())
-    if report.written == 0:
-        raise CommandError(f"no pair written: all {report.read} rows were rejected; nothing saved to {output}")
-    result.dataset.save_to_disk(output)
+        result.dataset.save_to_disk(dataset_stage.path)
+        from datasets import load_from_disk
+
+        saved = load_from_disk(dataset_stage.path)  # images embedded: exports do not read the image folders again
+        for kind in dict.fromkeys(args.to):
+            target = f"{output}.{kind}"
+            if kind == "jsonl":
+                image_folder_name = f"{os.path.basename(output)}_images"
+                write_jsonl(saved, staged[target].path, staged[f"{output}_images"].path, image_folder_name)
+            else:
+                write_parquet(saved, staged[target].path)
+        del saved, result
+        # All written: swap the outputs in (each rename is atomic; the dataset goes last)
+        for _, path, _ in reversed(targets):
+            staged[path].commit()
+    finally:
+        for stage in staged.values():
+            stage.discard()
+        work.discard()
     print(f"saved {report.written} pairs to {output}")
-    writers = {"parquet": write_parquet, "jsonl": write_jsonl}
     for kind in dict.fromkeys(args.to):
-        print(f"wrote {writers[kind](result.dataset, f'{output}.{kind}')}")
+        print(f"wrote {output}.{kind}")
     return 0

@@ -12,6 +12,7 @@ BAD_VALUE = "bad_value"
 NON_UTF8 = "non_utf8"
 IMAGE_MISSING = "image_missing"
 IMAGE_UNREADABLE = "image_unreadable"
+IMAGE_OUTSIDE_ROOT = "image_outside_root"
 UNCHANGED = "unchanged"
 DUPLICATE_ID = "duplicate_id"
 REASONS = (
@@ -22,6 +23,7 @@ REASONS = (
     NON_UTF8,
     IMAGE_MISSING,
     IMAGE_UNREADABLE,
+    IMAGE_OUTSIDE_ROOT,
     UNCHANGED,
     DUPLICATE_ID,
 )

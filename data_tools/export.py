@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 
 
 EXPORT_FORMATS = ("parquet", "jsonl")
@@ -32,17 +31,19 @@ def _image_extension(data: bytes) -> str:
     return {"jpeg": "jpg"}.get(kind, kind)
 
 
-def write_jsonl(dataset, path: str) -> str:
+def write_jsonl(dataset, path: str, image_dir: str | None = None, image_folder_name: str | None = None) -> str:
     """JSONL, one pair per line; images go to `<name>_images/` beside it and rows list their relative paths.
 
     Files keep the JSONL small and greppable, and `rlhfv convert --format pairs` or `rlhfv inspect` read it back.
+    `image_dir` (default `<name>_images` beside `path`) must not exist yet: nothing is ever deleted here; rows name
+    the images `<image_folder_name>/<file>` (default `<name>_images`), so a file written under a temporary name
+    can point at the folder it will be renamed to.
     """
     stem = os.path.splitext(os.path.basename(path))[0]
-    image_folder = f"{stem}_images"
-    image_dir = os.path.join(os.path.dirname(os.path.abspath(path)), image_folder)
+    image_folder_name = image_folder_name or f"{stem}_images"
+    image_dir = image_dir or os.path.join(os.path.dirname(os.path.abspath(path)), image_folder_name)
     has_images = "images" in dataset.column_names
     if has_images:
-        shutil.rmtree(image_dir, ignore_errors=True)
         os.makedirs(image_dir)
     with open(path, "w", encoding="utf-8") as handle:
         for index, row in enumerate(dataset.with_format("arrow").iter(batch_size=256)):
@@ -54,10 +55,10 @@ def write_jsonl(dataset, path: str) -> str:
                         if data is None:
                             with open(image["path"], "rb") as source:
                                 data = source.read()
-                        name = f"{image_folder}/{index * 256 + offset:07d}-{position}.{_image_extension(data)}"
-                        with open(os.path.join(os.path.dirname(os.path.abspath(path)), name), "wb") as out:
+                        name = f"{index * 256 + offset:07d}-{position}.{_image_extension(data)}"
+                        with open(os.path.join(image_dir, name), "wb") as out:
                             out.write(data)
-                        names.append(name)
+                        names.append(f"{image_folder_name}/{name}")
                     record["images"] = names
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path

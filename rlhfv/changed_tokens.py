@@ -41,27 +41,10 @@ def spans_of(example: dict[str, Any], side: str, where: str) -> Any:
 
 
 def check_spans(spans: Any, text_length: int, where: str, field: str) -> list[tuple[int, int]]:
-    """Validate one answer's spans against the contract: sorted, non-overlapping, non-empty, inside the answer."""
-    if spans is None:
-        return []
-    checked = []
-    previous_end = 0
-    for k, span in enumerate(spans):
-        if not isinstance(span, (list, tuple)) or len(span) != 2:
-            raise ValueError(f"{where}: {field}[{k}] = {span!r} is not a [start, end) pair of character offsets.")
-        start, end = span
-        if not isinstance(start, int) or not isinstance(end, int) or isinstance(start, bool):
-            raise ValueError(f"{where}: {field}[{k}] = {span!r} must hold two integers.")
-        if not 0 <= start < end <= text_length:
-            raise ValueError(
-                f"{where}: {field}[{k}] = [{start}, {end}) lies outside the answer (length {text_length}) or is "
-                "empty; spans are character offsets into the answer's content."
-            )
-        if start < previous_end:
-            raise ValueError(f"{where}: {field}[{k}] = [{start}, {end}) overlaps or precedes the previous span.")
-        previous_end = end
-        checked.append((start, end))
-    return checked
+    """Validate one answer's spans against the contract (bounds and order): `data_tools.contract.check_spans`."""
+    from data_tools.contract import check_spans as check_contract_spans
+
+    return check_contract_spans(spans, text_length, where, field)
 
 
 def changed_flags(
@@ -223,9 +206,11 @@ def rlhfv_token_diff(rejected_ids: Sequence[int], chosen_ids: Sequence[int]) -> 
 
 
 def scan_span_columns(dataset, name: str) -> dict[str, int]:
-    """Validate every row's spans before training starts; count the pairs that carry no changed segment.
+    """Validate every row before training starts; count the pairs that carry no changed segment.
 
-    Reads only the text columns (no images are decoded), so a bad row fails at start-up, not hours into a run.
+    Conversational rows are checked against the whole row contract (`data_tools.contract.check_row`: non-empty answers
+    that differ, spans in bounds, in order and on word units), so library users of `DenseDPOTrainer` get the same
+    checks as `rlhfv train`. Reads only the text columns (no images are decoded): a bad row fails at start-up.
     """
     missing = [c for c in ("chosen_spans", "rejected_spans") if c not in dataset.column_names]
     if missing:
@@ -234,10 +219,15 @@ def scan_span_columns(dataset, name: str) -> dict[str, int]:
             "(see docs/data_format.md; `rlhfv convert` writes them). Convert the data, or set "
             "segment_source='rlhfv_token_diff' to derive changed tokens from a token diff."
         )
+    from data_tools.contract import check_row
+
     columns = [c for c in ("id", "chosen", "rejected", "chosen_spans", "rejected_spans") if c in dataset.column_names]
     pairs_without_changes = 0
     for index, example in enumerate(dataset.select_columns(columns)):
         where = f"{name} dataset, {row_label(example, index)}"
+        if all(isinstance(example[side], list) for side in ("chosen", "rejected")):
+            # The whole row contract (docs/data_format.md): non-empty answers that differ, spans on word units
+            check_row(example, where)
         has_changes = False
         for side in ("chosen", "rejected"):
             answer = example[side]

@@ -41,8 +41,9 @@ def load_preference_data(script_args, training_args):
         dataset = _load_converted(script_args)
 
     needs_spans = getattr(training_args, "segment_source", "spans") == "spans"
-    for split in dataset.values() if isinstance(dataset, dict) else [dataset]:
+    for split_name, split in dataset.items() if isinstance(dataset, dict) else [(None, dataset)]:
         _check_columns(split, script_args.dataset_name, needs_spans)
+        _check_rows(split, script_args.dataset_name, split_name, needs_spans)
     return _split(dataset, script_args, training_args)
 
 
@@ -120,13 +121,17 @@ def _convert_into(cache_dir: Path, inputs, options, training_args, converter):
             rejects_path=str(scratch / "rejects.jsonl") if options["on_error"] == "skip" else None,
             num_proc=training_args.dataset_num_proc or 1,
             log=logger.info,
+            cache_dir=str(scratch / "work"),
             **options,
         )
     except (FileNotFoundError, ValueError, KeyError) as error:
         shutil.rmtree(scratch, ignore_errors=True)
         raise CommandError(f"converting `dataset_name` {inputs[0]}: {error}") from error
     result.dataset.save_to_disk(str(scratch / "dataset"))
+    del result.dataset
+    shutil.rmtree(scratch / "work", ignore_errors=True)
     report = asdict(result.report)
+    report["image_folders"] = sorted(report["image_folders"])
     (scratch / COMPLETE_MARKER).write_text(json.dumps(report, indent=2, default=str))
     shutil.rmtree(cache_dir, ignore_errors=True)
     scratch.rename(cache_dir)
@@ -144,9 +149,18 @@ def _load_converted(script_args):
     """Load a dataset already in the dense format: a `save_to_disk` folder, data files, or a Hub dataset id."""
     from datasets import load_dataset, load_from_disk
 
+    from data_tools.outputs import looks_like_saved_dataset, saved_dataset_problem
+
     name = script_args.dataset_name
-    path = Path(name)
-    if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
+    if looks_like_saved_dataset(name):
+        # A folder `save_to_disk` was interrupted in must never be read as "whatever shards are there"
+        problem = saved_dataset_problem(name)
+        if problem is not None:
+            raise CommandError(
+                f"`dataset_name`: {name} is not a complete saved dataset: {problem}. It was probably left by an "
+                "interrupted save; convert the data again (`rlhfv convert ... --output "
+                f"{name} --overwrite` replaces it)"
+            )
         return load_from_disk(name)
     try:
         return load_dataset(name, name=script_args.dataset_config)
@@ -208,3 +222,18 @@ def _check_columns(dataset, name: str, needs_spans: bool) -> None:
         )
     if len(dataset) == 0:
         raise CommandError(f"`dataset_name`: {name} has no rows")
+
+
+def _check_rows(dataset, name: str, split: str | None, needs_spans: bool) -> None:
+    """Every row against the contract of docs/data_format.md, before any model is loaded: non-empty answers that
+    differ, spans inside their answer and on word boundaries. Bad rows are named by id; none is dropped silently."""
+    from data_tools.contract import contract_problems
+
+    problems, bad = contract_problems(dataset, with_spans=needs_spans)
+    if bad:
+        where = f"{name}" + (f" (split {split!r})" if split else "")
+        more = f"; and {bad - len(problems)} more" if bad > len(problems) else ""
+        raise CommandError(
+            f"`dataset_name`: {where} breaks the dataset contract (docs/data_format.md) in {bad} of {len(dataset)} "
+            f"rows: {' | '.join(problems)}{more}. Fix or remove these rows (`rlhfv convert` writes only valid ones)."
+        )

@@ -6,7 +6,8 @@ runs without running the reference model again: the scores are summed at batch t
 
 An entry is a folder `<root>/<split>-<digest>/` holding `meta.json` (the key) and `data/` (a `datasets` table with
 `ref_chosen_token_logps` and `ref_rejected_token_logps`, one list of floats per row). The digest covers everything
-the values depend on: the data (the dataset's fingerprint), the reference model's weights (TRL's `hash_module`),
+the values depend on: the data (`dataset_content_digest`: the rows' bytes, including the pixels of every image,
+embedded or read from its file), the reference model's weights (TRL's `hash_module`),
 `max_length`, `truncation_mode`, the processor and chat template, and the precision. An entry whose stored key or
 row count disagrees with what is asked for is refused with the reason; the collator also refuses a row whose cached
 token count differs from the batch's. Nothing stale is used silently.
@@ -23,7 +24,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: `data` is the content digest, not the dataset's fingerprint
 REF_COLUMNS = ("ref_chosen_token_logps", "ref_rejected_token_logps")
 
 
@@ -32,6 +33,54 @@ def default_cache_dir() -> str:
     from datasets import config
 
     return os.path.join(str(config.HF_DATASETS_CACHE), "rlhfv_ref_logps")
+
+
+def dataset_content_digest(dataset) -> str:
+    """A digest of the dataset's content: every column's Arrow data, row by row as the dataset presents them
+    (selections and shuffles included), plus the bytes of every image stored as a path only.
+
+    `Dataset._fingerprint` follows the history of transforms, not the content: the same saved folder rewritten with
+    new pixels under the same file names can keep it, and reused reference log-probs would then be silently stale.
+    Hashing costs one read of the dataset, once per precompute.
+    """
+    import hashlib
+
+    import pyarrow as pa
+
+    digest = hashlib.sha256()
+    image_columns = [name for name, feature in dataset.features.items() if _holds_images(feature)]
+    for table in dataset.with_format("arrow").iter(batch_size=1000):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        digest.update(sink.getvalue())
+        for name in image_columns:
+            for path in _image_paths_without_bytes(table.column(name).to_pylist()):
+                digest.update(f"\0{path}\0".encode())
+                with open(path, "rb") as handle:
+                    for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                        digest.update(block)
+    return digest.hexdigest()
+
+
+def _holds_images(feature) -> bool:
+    from datasets import Image, List, Sequence
+
+    if isinstance(feature, Image):
+        return True
+    if isinstance(feature, (List, Sequence)):
+        return _holds_images(feature.feature)
+    return False
+
+
+def _image_paths_without_bytes(values) -> list[str]:
+    paths = []
+    for value in values:
+        if isinstance(value, list):
+            paths += _image_paths_without_bytes(value)
+        elif isinstance(value, dict) and value.get("bytes") is None and value.get("path"):
+            paths.append(value["path"])
+    return paths
 
 
 def key_digest(key: dict[str, Any]) -> str:

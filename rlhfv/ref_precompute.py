@@ -20,7 +20,7 @@ from datasets import Dataset, IterableDataset, concatenate_datasets
 from torch.utils.data import DataLoader
 
 from .collators import DENSE_BATCH_KEYS
-from .ref_cache import CACHE_FORMAT, REF_COLUMNS, RefLogpsCache
+from .ref_cache import CACHE_FORMAT, REF_COLUMNS, RefLogpsCache, dataset_content_digest
 
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ def cache_key(trainer, dataset: Dataset, name: str) -> dict[str, Any]:
     key = {
         "format": CACHE_FORMAT,
         "split": name,
-        "data": dataset._fingerprint,
+        # The rows' content, images included (not `_fingerprint`, which misses new pixels under the same file name)
+        "data": dataset_content_digest(dataset),
         "reference_model": trainer._precompute_model_hash,
         "max_length": trainer.args.max_length,
         "truncation_mode": trainer.args.truncation_mode,

@@ -23,9 +23,10 @@ from trl import DPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from . import _compat, ref_precompute, tiled_head_dispatch
-from .changed_tokens import scan_span_columns, text_row_changed_flags
+from .changed_tokens import text_row_changed_flags
 from .collators import promote_collator
 from .config import DenseDPOConfig, validate_dense_args
+from .dataset_checks import check_span_columns, drop_pairs_identical_after_truncation
 from .metrics import log_dense_metrics
 from .model_card import RunRecord, write_model_card
 from .ref_cache import REF_COLUMNS
@@ -107,7 +108,7 @@ class DenseDPOTrainer(DPOTrainer):
         # What the model card says beyond the trainer's own state (set by `rlhfv train`; optional for library users)
         self.run_record: RunRecord | None = None
         if args.segment_source == "spans":
-            _check_span_columns(train_dataset, eval_dataset)
+            check_span_columns(train_dataset, eval_dataset)
 
         with _compat.precompute_flag_hidden_from_vision_check(args, train_dataset) as hidden:
             self._restore_precompute = hidden
@@ -205,7 +206,7 @@ class DenseDPOTrainer(DPOTrainer):
                 f"alone fills max_length={args.max_length}, leaving no completion token. Raise max_length to keep them."
             )
         if isinstance(dataset, Dataset) and args.max_length is not None:
-            dataset = _drop_pairs_identical_after_truncation(dataset, args, dataset_name)
+            dataset = drop_pairs_identical_after_truncation(dataset, args, dataset_name)
         column_names = dataset.column_names or list(next(iter(dataset)).keys())
         if args.segment_source == "spans" and "chosen_changed" not in column_names:
             map_kwargs = {}
@@ -312,51 +313,3 @@ class DenseDPOTrainer(DPOTrainer):
             self, mode, policy_logps, ref_logps, scale, changed_mask, inputs["completion_mask"], changed_before
         )
         return (loss, outputs) if return_outputs else loss
-
-
-def _check_span_columns(train_dataset, eval_dataset) -> None:
-    """Bad spans fail before any model work; image columns are not decoded."""
-    datasets = {"train": train_dataset}
-    if isinstance(eval_dataset, dict):
-        datasets.update({f"eval[{k}]": v for k, v in eval_dataset.items()})
-    elif eval_dataset is not None:
-        datasets["eval"] = eval_dataset
-    for name, dataset in datasets.items():
-        if isinstance(dataset, Dataset):
-            stats = scan_span_columns(dataset, name)
-            if stats["pairs_without_changes"]:
-                logger.warning(
-                    f"{stats['pairs_without_changes']} of {stats['pairs']} pairs of the {name} dataset have no "
-                    "changed segment: they train as plain DPO (logged as dense/pairs_without_changes)."
-                )
-
-
-def _drop_pairs_identical_after_truncation(dataset: Dataset, args, dataset_name: str) -> Dataset:
-    """Drop (and report) tokenized rows whose chosen and rejected sequences `max_length` cuts to the same tokens.
-
-    Such a pair carries no preference: its loss is ln 2 with a zero gradient at every step. TRL's collator cuts
-    prompt + answer per sequence (`keep_start`: the first `max_length` tokens, `keep_end`: the last).
-    """
-    keep = slice(None, args.max_length) if args.truncation_mode == "keep_start" else slice(-args.max_length, None)
-    columns = [c for c in ("id", "prompt_ids", "chosen_ids", "rejected_ids") if c in dataset.column_names]
-    identical = []
-    for index, row in enumerate(dataset.select_columns(columns)):
-        prompt = list(row["prompt_ids"])
-        if (prompt + list(row["chosen_ids"]))[keep] == (prompt + list(row["rejected_ids"]))[keep]:
-            identical.append(index)
-    if not identical:
-        return dataset
-    ids = dataset.select(identical[:5])["id"] if "id" in dataset.column_names else identical[:5]
-    shown = ", ".join(repr(i) for i in ids) + (", ..." if len(identical) > 5 else "")
-    message = (
-        f"max_length={args.max_length} ({args.truncation_mode}) cuts the chosen and rejected answers of "
-        f"{len(identical)} of {len(dataset)} rows of the {dataset_name} dataset to the same tokens (rows {shown}): "
-        "they carry no preference (loss ln 2, zero gradient). Raise max_length to keep them."
-    )
-    if len(identical) == len(dataset):
-        raise ValueError(
-            message.replace("Raise max_length to keep them.", "Nothing is left to train on: raise max_length.")
-        )
-    logger.warning(message + " They are left out of training.")
-    dropped = set(identical)
-    return dataset.select([i for i in range(len(dataset)) if i not in dropped])

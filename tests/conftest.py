@@ -61,3 +61,15 @@ def ref_computations(monkeypatch):
 
     monkeypatch.setattr(ref_precompute, "compute_reference_token_logps", counting)
     return count
+
+
+@pytest.fixture(scope="session")
+def saved_llava(tmp_path_factory):
+    """A tiny LLaVA (seed 3) saved with its processor: `(folder, model, processor)` for the generation tests."""
+    from rlhfv.tiny_models import build_llava, build_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-llava")
+    model, processor = build_llava(build_tokenizer(), seed=3)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder, model, processor

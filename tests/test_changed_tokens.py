@@ -186,3 +186,26 @@ def test_missing_span_field_is_an_error_not_an_unchanged_answer(tokenizer):
     del example["rejected_spans"]
     with pytest.raises(ValueError, match="row id='m': no `rejected_spans` field"):
         text_row_changed_flags(example, 0, tokenizer)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"chosen": [{"role": "assistant", "content": "   "}]}, "chosen"),
+        ({"rejected": [{"role": "assistant", "content": "A red circle."}]}, "identical"),
+        ({"chosen_spans": [[3, 5]]}, "inside a word"),
+    ],
+)
+def test_trainer_scan_applies_the_whole_row_contract(change, message):
+    """A library user's dataset gets the checks `rlhfv train` makes: named by row id and field."""
+    row = {
+        "id": "r1",
+        "prompt": [{"role": "user", "content": "Describe."}],
+        "chosen": [{"role": "assistant", "content": "A red circle."}],
+        "rejected": [{"role": "assistant", "content": "A blue circle."}],
+        "chosen_spans": [[2, 5]],
+        "rejected_spans": [[2, 6]],
+    }
+    scan_span_columns(Dataset.from_list([row]), "train")  # the valid row passes
+    with pytest.raises(ValueError, match=f"train dataset, row id='r1'.*{message}"):
+        scan_span_columns(Dataset.from_list([{**row, **change}]), "train")

@@ -17,14 +17,8 @@ MAX_NEW_TOKENS = 4
 
 
 @pytest.fixture(scope="module")
-def saved_llava(tmp_path_factory):
-    from rlhfv.tiny_models import build_llava, build_tokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-llava")
-    model, processor = build_llava(build_tokenizer(), seed=3)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+def saved_llava_folder(saved_llava):
+    return saved_llava[0]
 
 
 def make_images(folder: Path, names) -> None:
@@ -40,12 +34,12 @@ def generate_argv(folder, *extra):
             "--device", "cpu", "--quiet"]  # fmt: skip
 
 
-def test_mmhal_generate_fills_template_in_order_and_resumes(tmp_path, saved_llava, capsys):
+def test_mmhal_generate_fills_template_in_order_and_resumes(tmp_path, saved_llava_folder, capsys):
     template = json.loads((MMHAL / "response_template.json").read_text())
     images = tmp_path / "images"
     make_images(images, [item["image_src"].rsplit("/", 1)[1] for item in template])
     out = tmp_path / "filled.json"
-    argv = generate_argv(saved_llava, "mmhal", "generate", "--template", MMHAL / "response_template.json",
+    argv = generate_argv(saved_llava_folder, "mmhal", "generate", "--template", MMHAL / "response_template.json",
                          "--images", images, "--out", out)  # fmt: skip
     assert rlhfv_main([str(a) for a in argv]) == 0
     filled = json.loads(out.read_text())
@@ -61,7 +55,7 @@ def test_mmhal_generate_fills_template_in_order_and_resumes(tmp_path, saved_llav
     settings = json.loads((tmp_path / "filled.answers.settings.json").read_text())
     assert settings["decoding"] == {"max_new_tokens": MAX_NEW_TOKENS, "do_sample": False, "num_beams": 1}
     assert settings["batch_sizes"] == [3]
-    assert settings["benchmark"] == "mmhal" and settings["model"] == str(saved_llava)
+    assert settings["benchmark"] == "mmhal" and settings["model"] == str(saved_llava_folder)
 
     # a crash after item 6: the rerun generates items 6-9 only and fills the template again
     kept = rows[:6]
@@ -81,7 +75,7 @@ def test_mmhal_generate_fills_template_in_order_and_resumes(tmp_path, saved_llav
     assert "was generated with other settings (decoding differ" in capsys.readouterr().err
 
 
-def test_object_halbench_generate_with_embedded_images(tmp_path, saved_llava):
+def test_object_halbench_generate_with_embedded_images(tmp_path, saved_llava_folder):
     from PIL import Image
 
     questions = tmp_path / "questions.jsonl"
@@ -93,7 +87,7 @@ def test_object_halbench_generate_with_embedded_images(tmp_path, saved_llava):
         lines.append(json.dumps({"image_id": 101 + k, "question": "Describe this image in detail.", "image": encoded}))
     questions.write_text("\n".join(lines) + "\n")
     out = tmp_path / "answers.jsonl"
-    argv = generate_argv(saved_llava, "object-halbench", "generate", "--questions", questions, "--out", out)
+    argv = generate_argv(saved_llava_folder, "object-halbench", "generate", "--questions", questions, "--out", out)
     assert rlhfv_main([str(a) for a in argv]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["0", "1"]  # no question_id: the line's index
@@ -101,12 +95,12 @@ def test_object_halbench_generate_with_embedded_images(tmp_path, saved_llava):
     assert all(isinstance(r["answer"], str) for r in rows)
 
 
-def test_pope_and_amber_generate(tmp_path, saved_llava):
+def test_pope_and_amber_generate(tmp_path, saved_llava_folder):
     images = tmp_path / "images"
     names = {json.loads(line)["image"] for f in POPE.glob("coco_pope_*.json") for line in f.read_text().splitlines()}
     make_images(images, sorted(names))
     out = tmp_path / "pope"
-    argv = generate_argv(saved_llava, "pope", "generate", "--pope-dir", POPE, "--images", images, "--out", out)
+    argv = generate_argv(saved_llava_folder, "pope", "generate", "--pope-dir", POPE, "--images", images, "--out", out)
     assert rlhfv_main([str(a) for a in argv]) == 0
     for split, n in [("random", 6), ("popular", 2), ("adversarial", 2)]:
         rows = [json.loads(line) for line in (out / f"{split}.jsonl").read_text().splitlines()]
@@ -121,7 +115,7 @@ def test_pope_and_amber_generate(tmp_path, saved_llava):
     queries = json.loads((AMBER / "query_all.json").read_text())
     make_images(tmp_path / "amber_images", [q["image"] for q in queries])
     out = tmp_path / "amber.jsonl"
-    argv = generate_argv(saved_llava, "amber", "generate", "--queries", AMBER / "query_all.json", "--images",
+    argv = generate_argv(saved_llava_folder, "amber", "generate", "--queries", AMBER / "query_all.json", "--images",
                          tmp_path / "amber_images", "--out", out)  # fmt: skip
     assert rlhfv_main([str(a) for a in argv]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]

@@ -2,25 +2,12 @@
 
 import json
 
-import pytest
-
 from data_tools.synthetic import write_prompts
 from rlhfv.cli import main as rlhfv_main
 from rlhfv.eval.generate import GenerationOptions, generate_answers
 
 
 MAX_NEW_TOKENS = 6
-
-
-@pytest.fixture(scope="module")
-def saved_llava(tmp_path_factory):
-    from rlhfv.tiny_models import build_llava, build_tokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-llava")
-    model, processor = build_llava(build_tokenizer(), seed=3)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder, model, processor
 
 
 def greedy_one_by_one(model, processor, prompt_file):

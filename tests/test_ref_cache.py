@@ -73,3 +73,41 @@ def test_scatter_places_values_on_completion_positions_and_checks_counts():
     with pytest.raises(ValueError, match="row id='p'.*rejected hold 1 tokens but the batch has 2"):
         scatter_ref_logps([stale], completion_mask)
     assert scatter_ref_logps([{"id": "p"}], completion_mask) is None
+
+
+def _png(path, color):
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), color).save(path)
+
+
+def test_content_digest_sees_new_pixels_under_the_same_file_name(tmp_path):
+    from datasets import Dataset, Features, Image, List, Value, load_from_disk
+
+    from rlhfv.ref_cache import dataset_content_digest
+
+    features = Features({"id": Value("string"), "images": List(Image())})
+    image = tmp_path / "cat.png"
+    _png(image, "red")
+    by_path = Dataset.from_dict({"id": ["a"], "images": [[str(image)]]}, features=features)
+    by_path.save_to_disk(str(tmp_path / "red"))
+    red_path_digest = dataset_content_digest(by_path)
+    red_saved = load_from_disk(str(tmp_path / "red"))
+    red_saved_digest = dataset_content_digest(red_saved)
+    assert dataset_content_digest(load_from_disk(str(tmp_path / "red"))) == red_saved_digest  # stable
+
+    _png(image, "blue")  # same name, new pixels
+    assert dataset_content_digest(by_path) != red_path_digest  # an image kept as a path is read again
+    blue = Dataset.from_dict({"id": ["a"], "images": [[str(image)]]}, features=features)
+    blue.save_to_disk(str(tmp_path / "blue"))
+    blue_saved = load_from_disk(str(tmp_path / "blue"))
+    blue_saved._fingerprint = red_saved._fingerprint  # what a stale fingerprint would have reused
+    assert dataset_content_digest(blue_saved) != red_saved_digest
+    # so the cache entry computed for the red pixels is not found for the blue ones
+    cache = RefLogpsCache(str(tmp_path / "cache"))
+    cache.save({**KEY, "data": red_saved_digest}, [[-1.0]], [[-2.0]])
+    assert cache.load({**KEY, "data": red_saved_digest}, 1) is not None
+    assert cache.load({**KEY, "data": dataset_content_digest(blue_saved)}, 1) is None
+    # the order the trainer sees is part of the content
+    two = Dataset.from_dict({"id": ["a", "b"], "images": [[], []]}, features=features)
+    assert dataset_content_digest(two) != dataset_content_digest(two.select([1, 0]))

@@ -6,7 +6,8 @@ import random
 import pytest
 
 from data_tools import segments
-from data_tools.segments import check_spans, diff_pair, diff_spans, unit_strings
+from data_tools.contract import check_spans
+from data_tools.segments import diff_pair, diff_spans, unit_strings
 
 
 def texts(text, spans):
@@ -172,11 +173,20 @@ def test_very_long_answers_are_exact():
 
 def test_check_spans_rejects_broken_spans():
     text = "A red car."
-    assert check_spans(text, [[2, 5]]) is None
-    assert "unit" in check_spans(text, [[3, 5]])
-    assert "overlaps" in check_spans(text, [[2, 5], [4, 9]])
-    assert "outside" in check_spans(text, [[6, 40]])
-    assert "empty" in check_spans(text, [[5, 5]])
+    assert check_spans([[2, 5]], text, "row 0", "chosen_spans") == [(2, 5)]
+    for spans, message in [
+        ([[3, 5]], r"\[3, 5\) \('ed'\) starts or ends inside a word"),
+        ([[2, 4]], "inside a word"),
+        ([[2, 5], [4, 9]], "overlaps"),
+        ([[6, 40]], "outside"),
+        ([[5, 5]], "empty"),
+        ([[2, 5, 7]], "not a \\[start, end\\) pair"),
+        ([[2.0, 5]], "two integers"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            check_spans(spans, text, "row 0", "chosen_spans")
+    # given only the length, the bounds are checked and unit boundaries are not
+    assert check_spans([[3, 5]], len(text), "row 0", "chosen_spans") == [(3, 5)]
 
 
 # ------------------------------------------------------------------------------------------ round-trip property
@@ -246,8 +256,12 @@ def _random_edit_case(rng):
     return units, edited, edits
 
 
+@pytest.mark.parametrize("path", ["direct", "sentences"])
 @pytest.mark.parametrize("seed", range(300))
-def test_spans_round_trip_random_edits(seed):
+def test_spans_round_trip_random_edits(seed, path, monkeypatch):
+    if path == "sentences":
+        # the bounded path that long answers take: whole sentences anchored first, then words inside the gaps
+        monkeypatch.setattr(segments, "SENTENCE_ANCHOR_AREA", 0)
     rng = random.Random(seed)
     units, edited, edits = _random_edit_case(rng)
     rejected, rejected_offsets = _render(units, rng)
@@ -265,8 +279,8 @@ def test_spans_round_trip_random_edits(seed):
             replaced.append((expected_rejected[-1], expected_chosen[-1]))
         shift += len(new) - (end - start)
     chosen_spans, rejected_spans = diff_spans(rejected, chosen, "all")
-    assert check_spans(rejected, rejected_spans) is None
-    assert check_spans(chosen, chosen_spans) is None
+    check_spans(rejected_spans, rejected, "row", "rejected_spans")
+    check_spans(chosen_spans, chosen, "row", "chosen_spans")
     assert texts(rejected, rejected_spans) == expected_rejected
     assert texts(chosen, chosen_spans) == expected_chosen
     chosen_spans, rejected_spans = diff_spans(rejected, chosen, "replace-only")
@@ -278,3 +292,56 @@ def test_units_follow_the_documented_rules():
     assert unit_strings("日本語です") == ["日", "本", "語", "で", "す"]
     assert unit_strings("\U0001f1eb\U0001f1f7\U0001f1e9\U0001f1ea") == ["\U0001f1eb\U0001f1f7", "\U0001f1e9\U0001f1ea"]
     assert segments.DEFAULT_CHANGES == "all"
+
+
+def test_sentence_anchoring_finds_sentences_and_keeps_the_exact_diff_between_them(monkeypatch):
+    monkeypatch.setattr(segments, "SENTENCE_ANCHOR_AREA", 0)
+    rejected = "A cat sat. The dog ran. A red car. The dog ran. Birds sang."
+    chosen = "A cat sat. The dog ran. A blue car. The dog ran. Birds sang loudly."
+    # "The dog ran." occurs twice on each side, so it is no anchor; the unique sentences are
+    assert segments._sentence_anchors(unit_strings(rejected), unit_strings(chosen), 0, 19, 0, 20) == [
+        (0, 4, 0, 4)  # "A cat sat." (the last sentence differs: "Birds sang." vs "Birds sang loudly.")
+    ]
+    chosen_spans, rejected_spans = diff_spans(rejected, chosen)
+    assert texts(chosen, chosen_spans) == ["blue", "loudly"]
+    assert texts(rejected, rejected_spans) == ["red"]
+
+
+def test_a_gap_over_the_bounds_is_marked_whole(monkeypatch):
+    """No sentence anchors and a gap beyond the limits: marked changed whole, a superset of the exact spans."""
+    monkeypatch.setattr(segments, "SENTENCE_ANCHOR_AREA", 0)
+    monkeypatch.setattr(segments, "SMALL_GAP_AREA", 0)
+    monkeypatch.setattr(segments, "GAP_DIFF_AREA", 4)
+    rejected, chosen = "a b c d e f", "a b X d e Y"
+    chosen_spans, rejected_spans = diff_spans(rejected, chosen)
+    assert texts(chosen, chosen_spans) == ["X d e Y"] and texts(rejected, rejected_spans) == ["c d e f"]
+
+
+def test_five_megabyte_pair_with_12000_scattered_edits_is_fast_and_exact():
+    """Long answers used to take minutes (40k words: 110 s). Every edit must still be marked, and only edits."""
+    import time
+
+    rng = random.Random(0)
+    vocabulary = [f"w{index}" for index in range(3000)]
+    words, size = [], 0
+    while size < 5_000_000:
+        sentence = [*rng.choices(vocabulary, k=rng.randint(6, 16)), "."]
+        words += sentence
+        size += sum(map(len, sentence)) + len(sentence)
+    edited = list(words)
+    positions = sorted(rng.sample(range(len(words)), 12_000), reverse=True)
+    for position in positions:
+        if words[position] != ".":
+            edited[position] = f"NEW{position}"  # a replaced word
+    rejected, chosen = " ".join(words), " ".join(edited)
+    start = time.perf_counter()
+    chosen_spans, rejected_spans = diff_spans(rejected, chosen)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 60, f"{elapsed:.1f} s"
+    # independent check: the chosen spans hold exactly the NEW words, each replaced word is marked on the other side
+    marked = [unit for text in texts(chosen, chosen_spans) for unit in text.split()]
+    expected = [word for word in edited if word.startswith("NEW")]
+    assert marked == expected
+    assert [unit for text in texts(rejected, rejected_spans) for unit in text.split()] == [
+        word for word, new in zip(words, edited, strict=True) if new.startswith("NEW")
+    ]

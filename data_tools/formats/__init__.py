@@ -1,7 +1,8 @@
 """One reader per input layout, in one table that `--format auto` walks.
 
 Each reader module has `NAME`, `COLUMNS` (a one-line description), `SAMPLE` (a sample row, for the docs),
-`detect(columns) -> reason | None` and `parse(record) -> ParsedPair`, raising `RowError` for a bad row.
+`detect(columns) -> reason | None`, `parse(record) -> ParsedPair` (raising `RowError` for a bad row) and
+`row_id(record) -> str | None` (the id alone, for the rejects file of a row that fails elsewhere).
 """
 
 from __future__ import annotations

@@ -118,5 +118,8 @@ def answer_text(record: dict, key: str) -> str:
     if isinstance(value, list):
         if len(value) != 1 or not isinstance(value[0], dict) or "content" not in value[0]:
             raise RowError(BAD_VALUE, key, "expected a string or a list holding one assistant message")
+        role = value[0].get("role", "assistant")
+        if role != "assistant":
+            raise RowError(BAD_VALUE, f"{key}[0].role", f"is {role!r}; an answer must be the assistant's message")
         return message_text(value[0]["content"], f"{key}[0].content")
     return check_text(value, key)

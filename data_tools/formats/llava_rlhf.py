@@ -38,7 +38,7 @@ def _conversation(record: dict) -> list[dict[str, str]]:
         where = f"conversations[{index}]"
         if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
             raise RowError(BAD_VALUE, where, "expected a turn {'from': ..., 'value': ...}")
-        role = ROLES.get(turn["from"])
+        role = ROLES.get(turn["from"]) if isinstance(turn["from"], str) else None
         if role is None:
             raise RowError(
                 BAD_VALUE, f"{where}.from", f"unknown speaker {turn['from']!r} (expected one of {', '.join(ROLES)})"
@@ -57,8 +57,15 @@ def _output(record: dict, key: str) -> str:
     if isinstance(value, dict):
         if "value" not in value:
             raise RowError(MISSING_FIELD, f"{key}.value", "is missing")
+        speaker = value.get("from")
+        if isinstance(speaker, str) and ROLES.get(speaker) in ("user", "system"):
+            raise RowError(BAD_VALUE, f"{key}.from", f"is {speaker!r}; an output must be the model's answer")
         return check_text(value["value"], f"{key}.value")
     return check_text(value, key)
+
+
+# The row's id, read on its own so that a row rejected for another field still names its id in the rejects file
+row_id = optional_id
 
 
 def parse(record: dict) -> ParsedPair:

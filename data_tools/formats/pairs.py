@@ -24,6 +24,10 @@ def detect(columns: set[str]) -> str | None:
     return None
 
 
+# The row's id, read on its own so that a row rejected for another field still names its id in the rejects file
+row_id = optional_id
+
+
 def parse(record: dict) -> ParsedPair:
     key = "question" if "question" in record else "prompt"
     if key not in record:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from data_tools.formats._fields import ParsedPair, image_fields, optional_id, prompt_messages, text_field
+from data_tools.formats._fields import ParsedPair, check_text, image_fields, optional_id, prompt_messages, text_field
 
 
 NAME = "rlaif-v"
@@ -35,7 +35,9 @@ def metadata_id(record: dict) -> str | None:
     if idx is None:
         return None
     ds_name = record.get("ds_name")
-    return f"{ds_name}-{idx}" if isinstance(ds_name, str) and ds_name else idx
+    if isinstance(ds_name, str) and ds_name.strip():
+        return f"{check_text(ds_name, 'ds_name')}-{idx}"
+    return idx
 
 
 def metadata_images(record: dict) -> list:
@@ -44,6 +46,10 @@ def metadata_images(record: dict) -> list:
     if not images and record.get("image_path"):
         images = [("image_path", record["image_path"])]
     return images
+
+
+# The row's id, read on its own so that a row rejected for another field still names its id in the rejects file
+row_id = metadata_id
 
 
 def parse(record: dict) -> ParsedPair:

@@ -29,6 +29,10 @@ def detect(columns: set[str]) -> str | None:
     return None
 
 
+# The row's id, read on its own so that a row rejected for another field still names its id in the rejects file
+row_id = metadata_id
+
+
 def parse(record: dict) -> ParsedPair:
     raw = text_field(record, "text")
     try:
