@@ -1,14 +1,14 @@
 """Pairs -> the dense preference dataset of docs/data_format.md, which `rlhfv train` reads as it is.
 
 Images are stored as bytes (not paths), so the dataset folder can move without its images. Every row is checked
-against the span contract before anything is written.
+against the row contract (`data_tools.contract`) before anything is written.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from data_tools.segments import check_spans
+from data_tools.contract import check_row
 
 
 def pair_row(pair: dict, source: str) -> dict:
@@ -22,12 +22,8 @@ def pair_row(pair: dict, source: str) -> dict:
         "chosen_spans": pair["chosen_spans"],
         "rejected_spans": pair["rejected_spans"],
     }
-    for side in ("chosen", "rejected"):
-        problem = check_spans(pair[side], [tuple(s) for s in pair[f"{side}_spans"]])
-        if problem is not None:
-            raise ValueError(f"pair {pair['pair_id']}: {side}_spans: {problem}")
-    if pair["chosen"] == pair["rejected"]:
-        raise ValueError(f"pair {pair['pair_id']}: chosen and rejected answers are the same text")
+    # the dataset's one row contract (docs/data_format.md), as `rlhfv train` will check it
+    check_row(row, f"pair {pair['pair_id']}")
     return row
 
 
