@@ -26,6 +26,8 @@ COMMANDS = {
     "inspect": "data_tools.inspect",
     "train": "rlhfv.train",
     "eval": "rlhfv.eval.cli",
+    "feedback": "rlhfv.feedback.cli",
+    "iterate": "rlhfv.iterate",
     "reward": "rlhfv.reward.cli",
     "reward-pairs": "rlhfv.reward.pairs_cli",
     "rl": "rlhfv.rl.cli",

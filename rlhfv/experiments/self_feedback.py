@@ -1,0 +1,90 @@
+"""How well does a model judge its own claims? Self-feedback labels against the synthetic world's truth.
+
+The SFT model of an `rlhfv iterate` synthetic run (`<iterate out>/sft`) samples answers for the world's preference
+images, the rule-based splitter makes claims, and the model answers each claim's yes/no question about the image
+(`rlhfv feedback --labeler self`); the world's truth labels the same claims. Reported with Wilson 95% intervals:
+accuracy of the self verdicts, recall of false claims (the ones a labeler exists to catch), the share of questions
+answered yes/no at all (P(yes)+P(Yes)+P(no)+P(No) >= 0.5), and the agreement of the pairs the two labelers build.
+
+    python -m rlhfv.experiments.self_feedback --iterate-out outputs/rlaif_v_synthetic --out outputs/self_feedback
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float | None, float | None, float | None]:
+    if n == 0:
+        return None, None, None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return p, centre - half, centre + half
+
+
+def compare(feedback_dir: Path, scenes: Path) -> dict:
+    from rlhfv.feedback.labeling import LabelRequest, TruthLabeler
+
+    answers = {json.loads(line)["id"]: json.loads(line) for line in (feedback_dir / "answers.jsonl").open()}
+    claims = [json.loads(line) for line in (feedback_dir / "claims.jsonl").open()]
+    labels = {
+        (r["id"], r["answer_index"]): r["labels"] for r in map(json.loads, (feedback_dir / "labels.jsonl").open())
+    }
+    truth = TruthLabeler.from_file(scenes)
+    counts = dict(claims=0, correct=0, truth_false=0, caught=0, answered=0, said_false=0)
+    for record in claims:
+        image = answers[record["id"]].get("image")
+        truths = truth.label_many([LabelRequest(c["question"], None, image, c["text"]) for c in record["claims"]])
+        for t, s in zip(truths, labels[(record["id"], record["answer_index"])], strict=True):
+            if t.verdict is None or s["verdict"] is None:
+                continue
+            counts["claims"] += 1
+            counts["correct"] += t.verdict == s["verdict"]
+            counts["truth_false"] += t.verdict is False
+            counts["caught"] += t.verdict is False and s["verdict"] is False
+            counts["said_false"] += s["verdict"] is False
+            counts["answered"] += (s["p_yes"] + s["p_no"]) >= 0.5
+    n = counts["claims"]
+    return {
+        **counts,
+        "accuracy": wilson(counts["correct"], n),
+        "false_claim_recall": wilson(counts["caught"], counts["truth_false"]),
+        "truth_false_rate": wilson(counts["truth_false"], n),
+        "self_false_rate": wilson(counts["said_false"], n),
+        "answers_yes_no": wilson(counts["answered"], n),
+        "majority_baseline": max(counts["truth_false"], n - counts["truth_false"]) / n if n else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rlhfv.feedback.config import FeedbackConfig
+    from rlhfv.feedback.pipeline import run_feedback
+
+    parser = argparse.ArgumentParser(
+        prog="python -m rlhfv.experiments.self_feedback", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--iterate-out", required=True, help="output folder of a synthetic `rlhfv iterate` run")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--num-samples", type=int, default=4)
+    parser.add_argument("--question-template", default=None)
+    args = parser.parse_args(argv)
+    root = Path(args.iterate_out)
+    config = FeedbackConfig(
+        prompts=str(root / "data" / "preference" / "prompts.jsonl"), policy=str(root / "sft"), out=args.out,
+        num_samples=args.num_samples, max_new_tokens=64, sample_batch_size=16, labeler="self",
+        min_answer_probability=0.0, on_error="skip", stop_after="label", device="cpu",
+        question_template=args.question_template,
+    )  # fmt: skip
+    run_feedback(config)
+    result = compare(Path(args.out), root / "data" / "preference" / "scenes.json")
+    (Path(args.out) / "self_vs_truth.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

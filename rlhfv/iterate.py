@@ -1,0 +1,320 @@
+"""`rlhfv iterate --config RECIPE`: RLAIF-V's iterative on-policy rounds.
+
+Each round: sample -> label -> pairs (`rlhfv feedback`) -> train (`rlhfv train`, with this round's starting model as
+the policy AND the reference, so the reference moves every round) -> evaluate every candidate checkpoint on the
+held-out prompts -> the best becomes the next round's policy and reference. Every stage of every round is saved
+under `out/round_<k>/` and skipped when done, so a killed run resumes where it stopped. A per-round table
+(`rounds.md`, `rounds.json`) and plot (`rounds.png`) are rewritten after each round.
+
+Recipe keys (docs/feedback.md): rounds, out, seed, initial_policy | synthetic, feedback (FeedbackConfig keys),
+train (`rlhfv train` recipe keys), evaluation (kind: synthetic | none, prompts, max_new_tokens, batch_size,
+select_metric).
+
+    rlhfv iterate --config recipes/synthetic/rlaif_v/iterate.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from data_tools.errors import CommandError
+
+
+logger = logging.getLogger("rlhfv.iterate")
+
+EVAL_KINDS = ("synthetic", "none")
+TABLE_METRICS = ("chair_s", "chair_i", "false_claim_rate", "recall", "mean_length_words")
+
+
+@dataclass
+class IterateConfig:
+    rounds: int = field(default=4, metadata={"help": "Rounds of sample -> label -> train -> evaluate (RLAIF-V: 4)."})
+    out: str = field(default="outputs/iterate", metadata={"help": "Output folder (one sub-folder per round)."})
+    seed: int = field(default=0, metadata={"help": "Seed of round 1; round k uses seed + k - 1."})
+    initial_policy: str | None = field(default=None, metadata={"help": "The round-1 policy and reference (folder)."})
+    synthetic: dict | None = field(default=None, metadata={"help": "Build the synthetic world and its SFT model "
+                                   "(rlhfv.experiments.proof settings: sft_items, sft_steps, preference_items, "
+                                   "eval_items, ...) instead of initial_policy."})  # fmt: skip
+    feedback: dict = field(default_factory=dict, metadata={"help": "FeedbackConfig keys (rlhfv feedback)."})
+    train: dict = field(default_factory=dict, metadata={"help": "`rlhfv train` recipe keys; model_name_or_path, "
+                        "dataset_name and output_dir are set per round."})  # fmt: skip
+    evaluation: dict = field(default_factory=dict, metadata={"help": "kind (synthetic|none), prompts, "
+                             "max_new_tokens, batch_size, select_metric (lower is better)."})  # fmt: skip
+
+    @classmethod
+    def from_yaml(cls, path: str, overrides: dict) -> IterateConfig:
+        import yaml
+
+        file = Path(path)
+        if not file.is_file():
+            raise CommandError(f"{file}: no such recipe file")
+        values = yaml.safe_load(file.read_text()) or {}
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise CommandError(f"{file}: unknown keys {sorted(unknown)}; known: {sorted(f.name for f in fields(cls))}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        config = cls(**values)
+        if config.rounds < 1:
+            raise CommandError(f"{file}: rounds must be at least 1")
+        if bool(config.initial_policy) == bool(config.synthetic):
+            raise CommandError(f"{file}: give exactly one of initial_policy (a model folder) and synthetic (settings)")
+        kind = config.evaluation.get("kind", "synthetic" if config.synthetic else "none")
+        if kind not in EVAL_KINDS:
+            raise CommandError(f"{file}: evaluation.kind must be one of {EVAL_KINDS}, got {kind!r}")
+        config.evaluation = {"kind": kind, **config.evaluation}
+        return config
+
+
+class Iteration:
+    def __init__(self, config: IterateConfig):
+        self.config = config
+        self.out = Path(config.out)
+        self.timings: dict = {}
+
+    # ---- set-up: the synthetic world and its SFT model -----------------------------------------------------------
+    def proof_config(self):
+        from rlhfv.experiments.proof import ProofConfig
+
+        known = {f.name for f in fields(ProofConfig)}
+        unknown = set(self.config.synthetic) - known
+        if unknown:
+            raise CommandError(f"synthetic: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        return ProofConfig(**self.config.synthetic)
+
+    def setup(self) -> Path:
+        """The round-1 policy; in the synthetic mode, also the world's prompt files (built once)."""
+        if self.config.initial_policy:
+            return Path(self.config.initial_policy)
+        from data_tools.synthetic.writers import write_prompts, write_sft
+        from rlhfv.experiments.proof import train_sft
+
+        proof = self.proof_config()
+        data, seed = self.out / "data", self.config.seed
+        if not (data / "preference" / "prompts.jsonl").is_file():
+            write_sft(data / "sft", n=proof.sft_items, seed=seed, canvas=proof.canvas,
+                      visual_questions=proof.sft_visual_questions)  # fmt: skip
+            write_prompts(data / "preference", n=proof.preference_items, seed=seed, split="preference",
+                          canvas=proof.canvas)  # fmt: skip
+            write_prompts(data / "eval", n=proof.eval_items, seed=seed, split=proof.eval_split, canvas=proof.canvas)
+        sft = self.out / "sft"
+        if not (sft / "config.json").is_file():
+            start = time.time()
+            train_sft(proof, seed, data / "sft", sft)
+            self.timings["sft_s"] = round(time.time() - start, 1)
+        return sft
+
+    # ---- one round ---------------------------------------------------------------------------------------------
+    def feedback_config(self, k: int, policy: Path):
+        from rlhfv.feedback.config import FeedbackConfig
+
+        values = dict(self.config.feedback)
+        unknown = set(values) - FeedbackConfig.field_names()
+        if unknown:
+            raise CommandError(f"feedback: unknown keys {sorted(unknown)}")
+        if self.config.synthetic:
+            values.setdefault("prompts", str(self.out / "data" / "preference" / "prompts.jsonl"))
+            if values.get("labeler") == "truth":
+                values.setdefault("truth_scenes", str(self.out / "data" / "preference" / "scenes.json"))
+        values.update(policy=str(policy), out=str(self.out / f"round_{k}" / "feedback"),
+                      seed=self.config.seed + k - 1)  # fmt: skip
+        return FeedbackConfig(**values)
+
+    def train_round(self, k: int, policy: Path, dataset: Path) -> Path | None:
+        """Train from `policy` (also the reference) on `dataset`; None when the round has no pairs."""
+        import yaml
+
+        from rlhfv.train import cli_main as train_main
+
+        out = self.out / f"round_{k}" / "train"
+        if (out / "train.done").is_file():
+            return out
+        from datasets import load_from_disk
+
+        if len(load_from_disk(str(dataset))) == 0:
+            return None
+        recipe = {**self.config.train, "model_name_or_path": str(policy), "dataset_name": str(dataset),
+                  "output_dir": str(out), "seed": self.config.seed + k - 1}  # fmt: skip
+        recipe_path = self.out / f"round_{k}" / "train_recipe.yaml"
+        recipe_path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+        try:
+            code = train_main(["--config", str(recipe_path)], prog="rlhfv iterate (train)")
+        except CommandError as error:
+            raise CommandError(f"round {k}: training failed: {error}") from None
+        if code:
+            raise CommandError(f"round {k}: training failed with exit code {code}")
+        (out / "train.done").write_text("done\n")
+        return out
+
+    def candidates(self, trained: Path) -> list[Path]:
+        """The final model and every saved checkpoint that holds a model (RLAIF-V keeps the round's best)."""
+        found = [trained] + sorted(p for p in trained.glob("checkpoint-*") if (p / "config.json").is_file())
+        return found
+
+    def evaluate(self, model: Path, answers: Path) -> dict:
+        """Held-out hallucination metrics of `model` (cached in a JSON beside the answers)."""
+        cache = answers.with_suffix(".metrics.json")
+        if cache.is_file():
+            return json.loads(cache.read_text())
+        settings = self.config.evaluation
+        if settings["kind"] == "none":
+            return {}
+        from rlhfv.experiments.proof import evaluate
+
+        proof = self.proof_config() if self.config.synthetic else None
+        if proof is None:
+            raise CommandError("evaluation.kind synthetic needs the synthetic block")
+        proof.max_new_tokens = settings.get("max_new_tokens", proof.max_new_tokens)
+        proof.generation_batch_size = settings.get("batch_size", proof.generation_batch_size)
+        eval_dir = Path(settings.get("prompts_dir", self.out / "data" / "eval"))
+        metrics = evaluate(proof, model, eval_dir, answers)
+        cache.write_text(json.dumps(metrics, indent=2) + "\n")
+        return metrics
+
+    def select(self, k: int, policy: Path, trained: Path | None) -> tuple[Path, dict, str]:
+        """(next policy, its metrics, why). Candidates: the round's checkpoints, scored by `select_metric`."""
+        if trained is None:
+            return policy, self.evaluate(policy, self.out / f"round_{k - 1}" / "eval_answers.jsonl"), "no pairs"
+        metric = self.config.evaluation.get("select_metric", "false_claim_rate")
+        scored = []
+        for n, candidate in enumerate(self.candidates(trained)):
+            metrics = self.evaluate(candidate, self.out / f"round_{k}" / f"eval_answers_{n}.jsonl")
+            scored.append((metrics.get(metric), n, candidate, metrics))
+        if any(s[0] is not None for s in scored):
+            best = min((s for s in scored if s[0] is not None), key=lambda s: (s[0], s[1]))
+            return best[2], best[3], f"lowest {metric} of {len(scored)} checkpoint(s)"
+        return trained, scored[0][3], "final model (no evaluation)"
+
+    def run(self) -> list[dict]:
+        from rlhfv.feedback.pipeline import run_feedback
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        start = time.time()
+        policy = self.setup()
+        rows_path = self.out / "rounds.json"
+        start_eval = time.time()
+        base = self.evaluate(policy, self.out / "round_0" / "eval_answers.jsonl") if self.config.evaluation[
+            "kind"] != "none" else {}  # fmt: skip
+        (self.out / "round_0").mkdir(exist_ok=True)
+        rows = [{"round": 0, "policy": str(policy), "pairs": None, "feedback_false_claim_rate": None,
+                 **{m: base.get(m) for m in TABLE_METRICS}, "seconds": round(time.time() - start_eval, 1)}]  # fmt: skip
+        for k in range(1, self.config.rounds + 1):
+            round_dir = self.out / f"round_{k}"
+            selected_file = round_dir / "selected.json"
+            if selected_file.is_file():
+                row = json.loads(selected_file.read_text())
+                rows.append(row)
+                policy = Path(row["policy"])
+                continue
+            round_start = time.time()
+            summary = run_feedback(self.feedback_config(k, policy))
+            free_memory()  # the sampling / labeling models go before training starts
+            trained = self.train_round(k, policy, round_dir / "feedback" / "dataset")
+            if trained is not None and (trained / "adapter_config.json").is_file():
+                trained = merge_adapter(trained, round_dir / "merged")
+            policy, metrics, why = self.select(k, policy, trained)
+            row = {"round": k, "policy": str(policy), "pairs": summary.get("pairs"),
+                   "feedback_false_claim_rate": summary.get("false_claim_rate"),
+                   **{m: metrics.get(m) for m in TABLE_METRICS}, "selected": why,
+                   "seconds": round(time.time() - round_start, 1)}  # fmt: skip
+            selected_file.write_text(json.dumps(row, indent=2) + "\n")
+            rows.append(row)
+            write_table(rows, self.out)
+        rows_path.write_text(json.dumps(rows, indent=2) + "\n")
+        write_table(rows, self.out)
+        logger.info("iterate: %d rounds in %.0f s", self.config.rounds, time.time() - start)
+        return rows
+
+
+def free_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def merge_adapter(adapter: Path, out: Path) -> Path:
+    """A LoRA round's adapter merged into its base model, saved with the processor: the next round samples from it,
+    trains a fresh adapter on it, and uses it as the reference."""
+    if (out / "config.json").is_file():
+        return out
+    from rlhfv.eval.generate import load_model
+
+    loaded = load_model(adapter, device="cpu")
+    merged = loaded.model.merge_and_unload()
+    merged.save_pretrained(out)
+    loaded.processor.save_pretrained(out)
+    free_memory()
+    return out
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    columns = ["round", "pairs", "feedback_false_claim_rate", *TABLE_METRICS, "seconds"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_table(rows: list[dict], out: Path) -> None:
+    (out / "rounds.md").write_text(markdown_table(rows) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    rounds = [row["round"] for row in rows]
+    for metric in ("chair_s", "chair_i", "false_claim_rate", "feedback_false_claim_rate"):
+        values = [row.get(metric) for row in rows]
+        if any(v is not None for v in values):
+            ax.plot(rounds, [v if v is not None else float("nan") for v in values], marker="o", label=metric)
+    ax.set_xlabel("round")
+    ax.set_xticks(rounds)
+    ax.set_title("Iterative feedback rounds")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "rounds.png", dpi=110)
+    plt.close(fig)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "iterate",
+        help="RLAIF-V's iterative rounds: sample -> label -> train -> evaluate, the best checkpoint becomes the next "
+        "policy and reference",
+        description="K rounds of `rlhfv feedback` + `rlhfv train` + held-out evaluation; resumable per round and "
+        "stage; writes rounds.md / rounds.json / rounds.png in the output folder.",
+    )
+    parser.add_argument("--config", required=True, help="iterate recipe (YAML)")
+    parser.add_argument("--rounds", type=int, default=None, help="override the recipe's rounds")
+    parser.add_argument("--out", default=None, help="override the recipe's output folder")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    config = IterateConfig.from_yaml(args.config, {"rounds": args.rounds, "out": args.out})
+    start = time.time()
+    rows = Iteration(config).run()
+    print(markdown_table(rows))
+    print(f"{config.rounds} round(s) in {time.time() - start:.0f} s; table and plot in {config.out}")
+    return 0
