@@ -36,21 +36,23 @@ class Recipe:
     resolved: dict = field(default_factory=dict)
 
 
-def make_parser(prog: str | None = None):
+def make_parser(prog: str | None = None, dataclass_types: tuple | None = None, description: str = DESCRIPTION):
+    """TRL's parser for `(script arguments, training config, trl.ModelConfig)`; Dense DPO's three by default."""
     from trl import ModelConfig, TrlParser
 
-    from rlhfv.config import DenseDPOConfig
-    from rlhfv.script_args import DenseDPOScriptArguments
+    if dataclass_types is None:
+        from rlhfv.config import DenseDPOConfig
+        from rlhfv.script_args import DenseDPOScriptArguments
 
-    return TrlParser(
-        (DenseDPOScriptArguments, DenseDPOConfig, ModelConfig),
-        prog=prog,
-        description=DESCRIPTION,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        dataclass_types = (DenseDPOScriptArguments, DenseDPOConfig, ModelConfig)
+    parser = TrlParser(
+        dataclass_types, prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
+    parser.help_hint = f"`{prog or 'rlhfv train'} --help` lists the fields"
+    return parser
 
 
-def parse_recipe(argv: list[str], prog: str | None = None) -> Recipe:
+def parse_recipe(argv: list[str], prog: str | None = None, dataclass_types: tuple | None = None) -> Recipe:
     """Parse a recipe and command-line overrides into the three dataclasses, with one-line errors naming the field.
 
     TrlParser sets the recipe's values as parser defaults; argparse converts string defaults with the field's type,
@@ -59,7 +61,7 @@ def parse_recipe(argv: list[str], prog: str | None = None) -> Recipe:
     """
     import yaml
 
-    parser = make_parser(prog)
+    parser = make_parser(prog, dataclass_types)
     path = None
     file_values: dict = {}
     if "--config" in argv:
@@ -107,7 +109,7 @@ def check_command_line_flags(parser, argv: list[str]) -> None:
         if flag not in ("--config", "--help") and flag not in parser._option_string_actions:
             close = difflib.get_close_matches(flag, known, n=1)
             hint = f" (did you mean `{close[0]}`?)" if close else ""
-            raise CommandError(f"command line: unknown option `{flag}`{hint}; `rlhfv train --help` lists the fields")
+            raise CommandError(f"command line: unknown option `{flag}`{hint}; {parser.help_hint}")
 
 
 def _apply_thread_count() -> None:
@@ -129,7 +131,7 @@ def check_recipe_values(parser, values: dict, source: str) -> None:
         if key not in known:
             close = difflib.get_close_matches(key, list(known), n=1)
             hint = f" (did you mean `{close[0]}`?)" if close else ""
-            raise CommandError(f"{source}: unknown field `{key}`{hint}; `rlhfv train --help` lists the fields")
+            raise CommandError(f"{source}: unknown field `{key}`{hint}; {parser.help_hint}")
         action = parser._option_string_actions.get(f"--{key}")
         if isinstance(value, str) and action is not None:
             _check_string_value(key, value, action, source)

@@ -76,15 +76,17 @@ def test_fact_rlhf_recipes_parse_and_have_launch_lines(path):
     import torch
     import yaml
 
-    from rlhfv.reward.cli import make_parser as reward_parser
+    from rlhfv.recipe import parse_recipe
+    from rlhfv.reward.cli import dataclass_types as reward_types
     from rlhfv.reward.config import FactRewardConfig
-    from rlhfv.rl.cli import make_parser as rl_parser
+    from rlhfv.rl.cli import dataclass_types as rl_types
     from rlhfv.rl.config import FactRLOOConfig
 
     is_reward = path.parent.name == "reward_model"
-    parser = reward_parser() if is_reward else rl_parser()
     cpu = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
-    script_args, training_args, model_args = parser.parse_args_and_config(["--config", str(path), *cpu])
+    types = reward_types() if is_reward else rl_types()
+    recipe = parse_recipe(["--config", str(path), *cpu], dataclass_types=types)
+    script_args, training_args, model_args = recipe.script_args, recipe.training_args, recipe.model_args
     assert isinstance(training_args, FactRewardConfig if is_reward else FactRLOOConfig)
     assert script_args.dataset_name and model_args.model_name_or_path
     keys = set(yaml.safe_load(path.read_text())) - {"env"}
@@ -120,3 +122,17 @@ def test_lora_reward_model_is_saved_merged(data, tmp_path):
     assert not torch.equal(trained[q_proj], initial[q_proj])
     k_proj = "model.language_model.layers.0.self_attn.k_proj.weight"
     assert torch.equal(trained[k_proj], initial[k_proj])  # not a LoRA target: untouched
+
+
+def test_reward_and_rl_recipes_get_the_checks_of_rlhfv_train(tmp_path):
+    """An unknown field or flag fails naming it and the closest field, as for `rlhfv train`."""
+    from data_tools.errors import CommandError
+    from rlhfv.reward.cli import main as reward_main
+    from rlhfv.rl.cli import main as rl_main
+
+    recipe = tmp_path / "typo.yaml"
+    recipe.write_text("model_name_or_path: tiny:llava\nuse_cpu: true\nfacts_templte: x\n")
+    with pytest.raises(CommandError, match="unknown field `facts_templte` \\(did you mean `facts_template`\\?\\)"):
+        reward_main(["--config", str(recipe)], prog="rlhfv reward")
+    with pytest.raises(CommandError, match="command line: unknown option `--num_generation`"):
+        rl_main(["--num_generation", "4"], prog="rlhfv rl")

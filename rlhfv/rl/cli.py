@@ -22,6 +22,7 @@ import os
 import sys
 
 from data_tools.errors import CommandError
+from rlhfv.recipe import parse_recipe
 
 
 logger = logging.getLogger("rlhfv.rl")
@@ -35,21 +36,18 @@ def register(subparsers) -> None:
     )
 
 
-def make_parser(prog: str | None = None):
-    from trl import ModelConfig, TrlParser
+def dataclass_types() -> tuple:
+    from trl import ModelConfig
 
     from rlhfv.rl.config import FactRLOOConfig, RLScriptArguments
 
-    return TrlParser((RLScriptArguments, FactRLOOConfig, ModelConfig), prog=prog)
+    return (RLScriptArguments, FactRLOOConfig, ModelConfig)
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m rlhfv.rl.cli") -> int:
-    parser = make_parser(prog)
-    try:
-        script_args, training_args, model_args = parser.parse_args_and_config(argv)
-    except (ValueError, TypeError) as error:
-        raise CommandError(str(error)) from error
-    train(script_args, training_args, model_args)
+    # The same recipe checks as `rlhfv train`: unknown fields and flags, value types, blamed on file or command line
+    recipe = parse_recipe(list(sys.argv[1:] if argv is None else argv), prog=prog, dataclass_types=dataclass_types())
+    train(recipe.script_args, recipe.training_args, recipe.model_args)
     return 0
 
 
