@@ -393,6 +393,17 @@ def _wandb_callback(recipe: Recipe, command: str):
     return RecipeToWandbCallback()
 
 
+def _import_callback(spec: str):
+    """`module:Class` -> an instance of that TrainerCallback (the recipe's `callbacks`)."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)()
+    except (ImportError, AttributeError, ValueError, TypeError, FileNotFoundError) as error:
+        raise CommandError(f"`callbacks`: cannot build {spec!r} (expected `module:Class`): {error}") from error
+
+
 def build_trainer(recipe: Recipe, command: str = "", callbacks: list | None = None):
     """Load data and model and build the trainer (with the Dense DPO model card), ready to `train()`."""
     from trl import get_peft_config, get_quantization_config
@@ -412,7 +423,7 @@ def build_trainer(recipe: Recipe, command: str = "", callbacks: list | None = No
     quantization_config = get_quantization_config(model_args)
     if quantization_config is not None:
         extra["quantization_config"] = quantization_config
-    callbacks = list(callbacks or [])
+    callbacks = list(callbacks or []) + [_import_callback(spec) for spec in script_args.callbacks]
     if "wandb" in (training_args.report_to or []):
         callbacks.insert(0, _wandb_callback(recipe, command))
 

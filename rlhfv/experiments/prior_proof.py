@@ -103,7 +103,8 @@ class PriorProofConfig:
     epochs: int = field(default=2, metadata={"help": "epochs over the pairs, every arm"})
     batch_size: int = field(default=16, metadata={"help": "pairs (or answers) per step, every arm"})
     arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": "arms to run"})
-    threads: int = field(default=1, metadata={"help": "torch intra-op threads"})
+    threads: int = field(default=1, metadata={"help": "torch intra-op threads per process"})
+    jobs: int = field(default=2, metadata={"help": "seeds run at the same time, one process each (2 on 2 cores)"})
 
     @classmethod
     def from_yaml(cls, path: str | None, overrides: dict) -> PriorProofConfig:
@@ -606,6 +607,27 @@ def select_learning_rates(config: PriorProofConfig) -> dict:
     return chosen
 
 
+def _run_seed_in_worker(config: PriorProofConfig, seed: int) -> dict:
+    import torch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(config.threads)
+    return run_seed(config, seed)
+
+
+def run_seeds(config: PriorProofConfig) -> list[dict]:
+    """Every seed, `jobs` at a time in separate processes (the seeds share nothing); results in seed order."""
+    if config.jobs <= 1 or len(config.seeds) == 1:
+        return [run_seed(config, seed) for seed in config.seeds]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=config.jobs, mp_context=context) as pool:
+        futures = [pool.submit(_run_seed_in_worker, config, seed) for seed in config.seeds]
+        return [future.result() for future in futures]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rlhfv.experiments.prior_proof",
@@ -637,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     start = time.time()
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    results = [run_seed(config, seed) for seed in config.seeds]
+    results = run_seeds(config)
     summary = aggregate(results)
     elapsed = time.time() - start
     (out / "results.json").write_text(
