@@ -131,10 +131,12 @@ def _hand_made():
         "c.png": Scene((_obj("clock", "black"), _obj("stop sign", "red", "top"))),
     }
     rows = [
-        {"image": "a.png", "answer": "There is a red kite. There is a green umbrella. There is a blue cup."},
-        {"image": "b.png", "answer": "There is a red ball."},
-        {"image": "c.png", "answer": "There is a black clock. There is a red stop sign."},
-    ]
+        {"image": "a.png", "answer": "There is a red kite on the left. There is a green umbrella at the top. "
+         "There is a blue cup on the right."},
+        {"image": "b.png", "answer": "There is a red ball on the left."},
+        # the stop sign is red, not blue: a false claim that is not a companion hallucination
+        {"image": "c.png", "answer": "There is a black clock on the left. There is a blue stop sign at the top."},
+    ]  # fmt: skip
     return scenes, rows
 
 
@@ -151,15 +153,16 @@ def test_companion_metrics_on_hand_made_answers():
     assert summary["chair_s"] == pytest.approx(1 / 3)  # only a has a false mention
     assert summary["chair_i"] == pytest.approx(1 / 6)  # mentions: 3 + 1 + 2, one false (umbrella)
     assert summary["recall"] == pytest.approx(5 / 6)  # true objects named: 2 + 1 + 2 of 6
-    assert summary["length_words"] == pytest.approx((15 + 5 + 11) / 3)
+    assert summary["length_words"] == pytest.approx((24 + 8 + 17) / 3)
+    assert summary["other_false_claims"] == pytest.approx(1 / 6)  # 6 object sentences; the blue stop sign
 
 
 def test_paired_bootstrap_sees_a_consistent_improvement_and_no_difference():
     from rlhfv.experiments.companion import paired_bootstrap
 
     scenes = {f"{i}.png": Scene((_obj("kite"), _obj("cup", "blue", "right"))) for i in range(40)}
-    with_claim = {"answer": "There is a red kite. There is a green umbrella. There is a blue cup."}
-    without = {"answer": "There is a red kite. There is a blue cup."}
+    with_claim = {"answer": "There is a red kite on the left. There is a green umbrella at the top."}
+    without = {"answer": "There is a red kite on the left."}
     from rlhfv.experiments.companion import image_records
 
     # SFT names the absent umbrella on 30 of 40 images; the trained model on 10 (a subset of those 30)

@@ -10,18 +10,29 @@ Aggregates (`summarize`), each a ratio of sums over images so that a bootstrap o
 - companion hallucination rate = companion named / images with case "absent";
 - companion recall = companion named / images with case "present" (a model that stops saying the word loses here);
 - CHAIR_s = answers naming an absent object / answers naming any object; CHAIR_i = absent mentions / mentions;
-- recall = true objects named / true objects; length = words per answer.
+- recall = true objects named / true objects; length = words per answer;
+- other false claims = object sentences (the annotator's reading: kind, colour, position) that are false and are not
+  an absent companion's / object sentences: every other error, which should stay rare.
 """
 
 from __future__ import annotations
 
 import random
 
+from data_tools.synthetic.annotator import find_claims
 from data_tools.synthetic.prior import COMPANIONS, anchor_of, companion_case
 from data_tools.synthetic.world import KINDS, Scene
 
 
-METRICS = ("companion_hallucination", "companion_recall", "chair_s", "chair_i", "recall", "length_words")
+METRICS = (
+    "companion_hallucination",
+    "companion_recall",
+    "chair_s",
+    "chair_i",
+    "recall",
+    "length_words",
+    "other_false_claims",
+)
 # metric -> (numerator field, denominator field) over image records
 _RATIOS = {
     "companion_hallucination": ("companion_hallucinated", "absent"),
@@ -30,6 +41,7 @@ _RATIOS = {
     "chair_i": ("hallucinated", "mentions"),
     "recall": ("recalled", "truth"),
     "length_words": ("words", "one"),
+    "other_false_claims": ("other_false", "claims"),
 }
 
 
@@ -41,6 +53,13 @@ def image_record(answer: str, scene: Scene, extractor) -> dict:
     hallucinated = [m for m in mentions if m.cls not in truth]
     case = companion_case(scene)
     companion_named = case is not None and KINDS[COMPANIONS[anchor_of(scene)]] in named
+    companion = KINDS[COMPANIONS[anchor_of(scene)]] if case else None
+    claims = find_claims(answer)
+    other_false = 0
+    for claim in claims:
+        obj = scene.at(claim["position"]) if claim["position"] else None
+        true = obj is not None and obj.kind == claim["kind"] and claim["colour"] in (None, obj.colour)
+        other_false += not true and not (case == "absent" and KINDS[claim["kind"]] == companion)
     return {
         "case": case,
         "companion_at": _first_mention_at(answer, mentions, KINDS[COMPANIONS[anchor_of(scene)]]) if case else None,
@@ -56,6 +75,8 @@ def image_record(answer: str, scene: Scene, extractor) -> dict:
         "truth": len(truth),
         "recalled": len(named & truth),
         "words": len(answer.split()),
+        "claims": len(claims),
+        "other_false": other_false,
         "one": 1,
     }
 
