@@ -90,7 +90,7 @@ def test_card_written_by_a_run(tmp_path):
     card = ModelCard.load(out / "README.md")
     assert {"dense-dpo", "rlhf-v", "trl", "dpo"} <= set(card.data.tags)
     assert card.data.base_model is None  # an in-process model has no Hub page
-    assert "fine-tuned version of `tiny:llava`" in card.text
+    assert "fine-tuned version of `recipes/demo/prior/sft`" in card.text
     assert 'pipeline("image-text-to-text", model="' + str(out) + '"' in card.text
     assert "| beta | 0.25 |" in card.text and "| Steps | 2 (" in card.text
     last = [entry for entry in trainer.state.log_history if "loss" in entry][-1]

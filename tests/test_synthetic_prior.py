@@ -173,3 +173,42 @@ def test_paired_bootstrap_sees_a_consistent_improvement_and_no_difference():
     assert result["high"] < 0 and result["low"] <= result["diff"] <= result["high"]
     same = paired_bootstrap(before, before, samples=100, seed=0)["companion_hallucination"]
     assert same == {"diff": 0.0, "low": 0.0, "high": 0.0}
+
+
+def test_demo_recipe_reports_companion_metrics_before_and_after(tmp_path):
+    """The demo recipe's callback measures the bundled SFT model on the held-out images before training and the trained
+    model after, and the numbers reach TRL's eval metrics; the 'before' numbers are those of the SFT model itself."""
+    from pathlib import Path
+
+    from rlhfv.experiments.demo_eval import DEFAULT_HELDOUT, evaluate_in_memory
+    from rlhfv.train import parse_recipe, run
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "demo"
+    argv = ["--config", str(repo / "recipes/demo/config_demo.yaml"), "--output_dir", str(out), "--max_steps", "2",
+            "--converted_dataset_dir", str(tmp_path / "conv"), "--eval_strategy", "no"]  # fmt: skip
+    run(parse_recipe(argv), command="pytest")
+    report = json.loads((out / "companion_eval.json").read_text())
+    before, after = report["before"], report["after"]
+    assert before["images"] == after["images"] == 100
+    assert before["absent_images"] > 10 and before["present_images"] > 10
+    # the bundled SFT model has the habit the demo removes
+    assert before["companion_hallucination"] > 0.15
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    sft = repo / "recipes/demo/prior/sft"
+    again = evaluate_in_memory(
+        AutoModelForImageTextToText.from_pretrained(sft), AutoProcessor.from_pretrained(sft), DEFAULT_HELDOUT
+    )
+    assert again["companion_hallucination"] == pytest.approx(before["companion_hallucination"])
+    assert again["recall"] == pytest.approx(before["recall"])
+
+
+def test_a_callback_that_cannot_be_built_is_a_one_line_error(tmp_path):
+    from data_tools.errors import CommandError
+    from rlhfv.train import _import_callback
+
+    with pytest.raises(CommandError, match="`callbacks`: cannot build 'rlhfv.experiments.demo_eval:Nope'"):
+        _import_callback("rlhfv.experiments.demo_eval:Nope")
+    with pytest.raises(CommandError, match="expected `module:Class`"):
+        _import_callback("no_such_module_here:Thing")

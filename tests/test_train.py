@@ -185,7 +185,7 @@ def test_wandb_offline_gets_dense_metrics_and_the_recipe(tmp_path, converted_cac
     trainer = run_demo(argv, callbacks=[ReadRun()])
 
     config = seen["config"]
-    assert config["recipe"]["gamma"] == 3.5 and config["recipe"]["model_name_or_path"] == "tiny:llava"
+    assert config["recipe"]["gamma"] == 3.5 and config["recipe"]["model_name_or_path"] == "recipes/demo/prior/sft"
     assert config["recipe_file"] == str(DEMO)
     assert config["script_args"]["dataset_format"] == "corrections"
     assert config["gamma"] == 3.5  # the training arguments, from transformers' own callback
