@@ -432,8 +432,11 @@ def _summary_with_reward(records: dict, model_dir: Path) -> dict:
     return summary
 
 
-CONTRASTS = [("sft", arm) for arm in ARMS] + [("dpo", "dense_dpo"), ("dpo", "paper"), ("sft_corrected", "dense_dpo"),
-                                              ("sft_corrected", "dpo")]  # fmt: skip
+CONTRASTS = (
+    [("sft", arm) for arm in ARMS]
+    + [("dpo", "dense_dpo"), ("dpo", "paper")]
+    + [("sft_corrected", arm) for arm in ("dpo", "dense_dpo", "paper")]
+)
 
 
 def paired_contrasts(config: PriorProofConfig, records: dict, seed: int) -> dict:
@@ -484,7 +487,7 @@ def markdown_report(summary: dict, results: list[dict], seeds: list[int], split:
     from rlhfv.experiments.companion import METRICS
 
     headers = ["method", "companion halluc. (%)", "companion recall (%)", "CHAIR_s (%)", "CHAIR_i (%)",
-               "recall (%)", "length (words)", "held-out reward acc. (%)"]  # fmt: skip
+               "recall (%)", "length (words)", "other false claims (%)", "held-out reward acc. (%)"]  # fmt: skip
     lines = [
         f"Images: {split} split, greedy decoding; mean ± std over seeds {seeds}.",
         "",
