@@ -212,3 +212,19 @@ def test_a_callback_that_cannot_be_built_is_a_one_line_error(tmp_path):
         _import_callback("rlhfv.experiments.demo_eval:Nope")
     with pytest.raises(CommandError, match="expected `module:Class`"):
         _import_callback("no_such_module_here:Thing")
+
+
+def test_cli_writes_the_prior_world(tmp_path):
+    from data_tools.synthetic.__main__ import main
+
+    assert main(["sft", "--world", "prior", "--n", "40", "--seed", "1", "--canvas", "24", "--out", str(tmp_path / "s"),
+                 "--prior-rate", "1.0"]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in (tmp_path / "s" / "sft.jsonl").read_text().splitlines()]
+    scenes = json.loads((tmp_path / "s" / "scenes.json").read_text())
+    assert len(rows) == 40
+    # with prior rate 1, every caption of an anchor without its companion names the companion
+    absent = [r for r in rows if _case(scenes[r["images"][0]]) == "absent"]
+    assert absent and all(r["companion_claim"] for r in absent)
+    assert main(["corrections", "--world", "prior", "--n", "5", "--out", str(tmp_path / "c")]) == 0
+    assert len((tmp_path / "c" / "corrections.jsonl").read_text().splitlines()) == 5
+    assert main(["sft", "--world", "prior", "--n", "2", "--prior-rate", "2", "--out", str(tmp_path / "x")]) == 2
