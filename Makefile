@@ -62,8 +62,8 @@ endif
 bench: install ## run the benchmarks (BENCH=all|loss_head|train_step|ref_precompute|converter)
 	$(BIN)/python -m bench.run --only $(BENCH) $(ARGS)
 
-proof: install ## the synthetic end-to-end proof: SFT, then DPO vs Dense DPO on a world with known truth (CPU)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m rlhfv.experiments.proof --config recipes/proof/config_proof.yaml $(ARGS)
+proof: install ## the synthetic proof: SFT learns a language prior, then SFT-on-corrections vs DPO vs Dense DPO (CPU)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m rlhfv.experiments.prior_proof --config recipes/proof/prior/config_proof.yaml $(ARGS)
 
 style: install ## format the code
 	$(BIN)/ruff format rlhfv data_tools tests bench

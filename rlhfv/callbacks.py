@@ -47,3 +47,16 @@ def run_file_callback(record):
                 write_run_file(checkpoint, record)
 
     return RunFileInCheckpoints()
+
+
+def import_callback(spec: str):
+    """`module:Class` -> an instance of that TrainerCallback (the recipe's `callbacks`)."""
+    import importlib
+
+    from data_tools.errors import CommandError
+
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)()
+    except (ImportError, AttributeError, ValueError, TypeError, FileNotFoundError) as error:
+        raise CommandError(f"`callbacks`: cannot build {spec!r} (expected `module:Class`): {error}") from error

@@ -78,6 +78,14 @@ class DenseDPOScriptArguments(ScriptArguments):
         },
     )
 
+    callbacks: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Extra `transformers.TrainerCallback`s, as `module:Class` import paths, each built with no "
+            "arguments (e.g. `rlhfv.experiments.demo_eval:CompanionEvalCallback`, the demo's before/after evaluation)."
+        },
+    )
+
     def __post_init__(self):
         if self.dataset_test_size is not None and self.dataset_test_size <= 0:
             raise ValueError(f"`dataset_test_size` must be > 0, got {self.dataset_test_size}.")

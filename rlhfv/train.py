@@ -60,7 +60,7 @@ def main(script_args, training_args, model_args, callbacks: list | None = None, 
     import yaml
     from trl import get_peft_config, get_quantization_config
 
-    from rlhfv.callbacks import recipe_to_wandb_callback, run_file_callback
+    from rlhfv.callbacks import import_callback, recipe_to_wandb_callback, run_file_callback
     from rlhfv.data import load_preference_data
     from rlhfv.hub import check_hub_settings, push_final_model
     from rlhfv.liger import apply_liger_to_reference, check_liger_can_run
@@ -92,7 +92,11 @@ def main(script_args, training_args, model_args, callbacks: list | None = None, 
     logger.info("Training rows: %d; evaluation rows: %s", len(train_dataset), eval_dataset and len(eval_dataset))
     peft_config = get_peft_config(model_args)
     model, ref_model, processor = load_model(model_args, training_args, use_peft=peft_config is not None)
-    callbacks = [*(callbacks or []), run_file_callback(record)]
+    callbacks = [
+        *(callbacks or []),
+        *(import_callback(spec) for spec in script_args.callbacks),
+        run_file_callback(record),
+    ]
     if "wandb" in (training_args.report_to or []):
         callbacks.insert(0, recipe_to_wandb_callback(record, script_args, model_args))
     trainer = DenseDPOTrainer(

@@ -90,7 +90,7 @@ def test_card_written_by_a_run(tmp_path):
     card = ModelCard.load(out / "README.md")
     assert {"dense-dpo", "rlhf-v", "trl", "dpo"} <= set(card.data.tags)
     assert card.data.base_model is None  # an in-process model has no Hub page
-    assert "fine-tuned version of `tiny:llava`" in card.text
+    assert "fine-tuned version of `recipes/demo/prior/sft`" in card.text
     # The quick start loads the model as a VLM is used: processor + image + question, not a text pipeline
     assert f'model_id = "{out}"' in card.text and "AutoModelForImageTextToText" in card.text
     assert '{"type": "image"}' in card.text and "pipeline(" not in card.text

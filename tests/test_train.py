@@ -75,11 +75,9 @@ def test_demo_recipe_trains_and_leaves_a_loadable_model(tmp_path, converted_cach
 
 
 def test_demo_evaluates_on_the_held_out_rows(tmp_path, converted_cache):
-    trainer = run_demo(
-        demo_argv(
-            tmp_path / "eval", converted_cache, "--max_steps", "2", "--eval_strategy", "steps", "--eval_steps", "2"
-        )
-    )
+    argv = demo_argv(tmp_path / "eval", converted_cache, "--max_steps", "2", "--eval_strategy", "steps",
+                     "--eval_steps", "2", "--dataset_test_size", "8")  # fmt: skip
+    trainer = run_demo(argv)
     # The demo holds out `dataset_test_size: 8` of its 64 rows
     assert len(trainer.eval_dataset) == 8 and len(trainer.train_dataset) == 56
     assert not set(trainer.eval_dataset["id"]) & set(trainer.train_dataset["id"])
@@ -185,7 +183,7 @@ def test_wandb_offline_gets_dense_metrics_and_the_recipe(tmp_path, converted_cac
     trainer = run_demo(argv, callbacks=[ReadRun()])
 
     config = seen["config"]
-    assert config["recipe"]["gamma"] == 3.5 and config["recipe"]["model_name_or_path"] == "tiny:llava"
+    assert config["recipe"]["gamma"] == 3.5 and config["recipe"]["model_name_or_path"] == "recipes/demo/prior/sft"
     assert config["recipe_file"] == str(DEMO)
     assert config["script_args"]["dataset_format"] == "corrections"
     assert config["gamma"] == 3.5  # the training arguments, from transformers' own callback

@@ -4,6 +4,9 @@ and their corrections.
     python -m data_tools.synthetic corrections --n 64 --seed 0 --out DIR   # preference data (corrections layout)
     python -m data_tools.synthetic sft --n 512 --seed 0 --out DIR          # SFT conversations with true descriptions
     python -m data_tools.synthetic prompts --n 100 --seed 0 --out DIR      # held-out eval prompts + ground truth
+
+`--world prior` gives the language-prior world (`prior.py`): anchors with usual companions, SFT captions that name
+an absent companion at `--prior-rate`, corrections that delete that claim.
 """
 
 from data_tools.synthetic.annotator import Correction, correct, find_claims

@@ -30,6 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
             "and position).",
         )
         sub.add_argument("--n", type=int, required=True, help="number of items")
+        sub.add_argument(
+            "--world",
+            choices=["glyph", "prior"],
+            default="glyph",
+            help="glyph: the first world (errors between look-alike glyphs); prior: the language-prior world, where "
+            "SFT captions name an anchor's usual companion even when it is absent (data_tools/synthetic/prior.py). "
+            "Default glyph",
+        )
+        sub.add_argument(
+            "--prior-rate",
+            type=float,
+            default=None,
+            help="prior world: share of captions that name an absent companion (default 0.6; sft only)",
+        )
         sub.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         sub.add_argument("--out", required=True, help="output folder (created; existing files are overwritten)")
         sub.add_argument(
@@ -71,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.canvas < 24:
         print("error: --canvas must be at least 24 pixels", file=sys.stderr)
         return 2
+    if args.world == "prior":
+        return _main_prior(args)
     common = {"n": args.n, "seed": args.seed, "canvas": args.canvas, "max_objects": args.max_objects}
     if args.split:
         common["split"] = args.split
@@ -83,6 +99,23 @@ def main(argv: list[str] | None = None) -> int:
         path = write_sft(args.out, **common)
     else:
         path = write_prompts(args.out, **common)
+    print(f"wrote {args.n} items to {path}")
+    return 0
+
+
+def _main_prior(args) -> int:
+    from data_tools.synthetic.prior import PriorWorld
+    from data_tools.synthetic.prior_writers import write_prior_corrections, write_prior_prompts, write_prior_sft
+
+    if args.prior_rate is not None and not 0.0 <= args.prior_rate <= 1.0:
+        print("error: --prior-rate must be in [0, 1]", file=sys.stderr)
+        return 2
+    world = PriorWorld() if args.prior_rate is None else PriorWorld(prior_rate=args.prior_rate)
+    common = {"n": args.n, "seed": args.seed, "canvas": args.canvas, "world": world}
+    if args.split:
+        common["split"] = args.split
+    writer = {"corrections": write_prior_corrections, "sft": write_prior_sft, "prompts": write_prior_prompts}
+    path = writer[args.kind](args.out, **common)
     print(f"wrote {args.n} items to {path}")
     return 0
 
