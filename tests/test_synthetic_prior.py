@@ -206,12 +206,12 @@ def test_demo_recipe_reports_companion_metrics_before_and_after(tmp_path):
 
 def test_a_callback_that_cannot_be_built_is_a_one_line_error(tmp_path):
     from data_tools.errors import CommandError
-    from rlhfv.train import _import_callback
+    from rlhfv.callbacks import import_callback
 
     with pytest.raises(CommandError, match="`callbacks`: cannot build 'rlhfv.experiments.demo_eval:Nope'"):
-        _import_callback("rlhfv.experiments.demo_eval:Nope")
+        import_callback("rlhfv.experiments.demo_eval:Nope")
     with pytest.raises(CommandError, match="expected `module:Class`"):
-        _import_callback("no_such_module_here:Thing")
+        import_callback("no_such_module_here:Thing")
 
 
 def test_cli_writes_the_prior_world(tmp_path):

@@ -22,6 +22,9 @@ Protocol (docs/proof.md states it with the hypotheses, written before the runs).
     python -m rlhfv.experiments.prior_proof --config recipes/proof/prior/config_proof.yaml --select-lr
 
 Stages whose output exists are skipped, so an interrupted run resumes.
+
+(Over 350 lines on purpose: one experiment script whose stages, in protocol order, share the per-seed folder layout
+and the results schema; the reusable parts live in `proof` (training), `companion` (metrics) and `data_tools`.)
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ For each seed, on CPU:
    annotator's share of false object claims (which also sees wrong colours, which CHAIR does not).
 
 Writes `<out>/results.json`, `<out>/results.md` (mean +- std over seeds) and `<out>/results.png`. Stages whose
-output exists are skipped, so an interrupted run resumes.
+output exists are skipped, so an interrupted run resumes. (Over 350 lines on purpose: one experiment script in
+protocol order; its SFT and preference-training stages are reused by the language-prior proof, `prior_proof`.)
 
     python -m rlhfv.experiments.proof --config recipes/proof/config_proof.yaml
     python -m rlhfv.experiments.proof --config recipes/proof/config_proof.yaml --seeds 0 --sft-steps 300  # quick
