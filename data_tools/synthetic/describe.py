@@ -53,10 +53,20 @@ class Sentence:
 
 def object_sentence(colour: str, kind: str, position: str, template: int) -> Sentence:
     """Render one object sentence and remember where its colour, kind and position words lie."""
+    return render_sentence(TEMPLATES, colour, kind, position, template)
+
+
+def render_sentence(
+    templates, colour: str, kind: str, position: str, template: int, detail: str | None = None
+) -> Sentence:
+    """`templates[template]` with its `{c}` colour, `{k}` kind, `{p}`/`{P}` position and `{d}` detail filled in,
+    and the character spans of those words (a detail counts under "detail")."""
     phrase = POSITIONS[position]
     values = {"c": colour, "k": kind, "p": phrase, "P": phrase[0].upper() + phrase[1:]}
-    names = {"c": "colour", "k": "kind", "p": "position", "P": "position"}
-    text, spans, rest = "", {}, TEMPLATES[template]
+    names = {"c": "colour", "k": "kind", "p": "position", "P": "position", "d": "detail"}
+    if detail is not None:
+        values["d"] = detail
+    text, spans, rest = "", {}, templates[template]
     while "{" in rest:
         before, _, after = rest.partition("{")
         key, _, rest = after.partition("}")

@@ -24,8 +24,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from data_tools.synthetic.describe import QUESTIONS, Sentence, join
-from data_tools.synthetic.world import _SLOT_CELLS, COLOURS, POSITIONS, Scene, SceneObject
+from data_tools.synthetic.describe import QUESTIONS, Sentence, join, render_sentence
+from data_tools.synthetic.world import _SLOT_CELLS, COLOURS, POSITIONS, Scene, place_objects
 
 
 # anchor -> its usual companion. None of these pairs is a look-alike pair of the glyph world (ball<->apple,
@@ -119,33 +119,12 @@ def sample_prior_scene(rng: random.Random, world: PriorWorld, canvas: int) -> Sc
     while len(kinds) < count and others:
         kinds.append(others.pop())
     positions = rng.sample(sorted(POSITIONS), len(kinds))
-    cell = canvas // 3
-    objects = []
-    for kind, position in zip(kinds, positions, strict=True):
-        col, row = _SLOT_CELLS[position]
-        size = rng.randint(int(cell * 0.75), cell - 1)
-        slack = cell - size
-        x0 = col * cell + rng.randint(0, slack)
-        y0 = row * cell + rng.randint(0, slack)
-        objects.append(SceneObject(kind, rng.choice(sorted(COLOURS)), position, (x0, y0, x0 + size, y0 + size)))
-    objects.sort(key=lambda o: (_SLOT_CELLS[o.position][1], _SLOT_CELLS[o.position][0]))
-    return Scene(tuple(objects), canvas)
+    return place_objects(kinds, positions, rng, canvas)
 
 
 def prior_sentence(colour: str, kind: str, position: str, template: int) -> Sentence:
     """One object sentence of this world, with the spans of its colour, kind and position words."""
-    phrase = POSITIONS[position]
-    values = {"c": colour, "k": kind, "p": phrase, "P": phrase[0].upper() + phrase[1:], "d": DETAILS[kind]}
-    names = {"c": "colour", "k": "kind", "p": "position", "P": "position", "d": "detail"}
-    text, spans, rest = "", {}, PRIOR_TEMPLATES[template]
-    while "{" in rest:
-        before, _, after = rest.partition("{")
-        key, _, rest = after.partition("}")
-        text += before
-        spans[names[key]] = (len(text), len(text) + len(values[key]))
-        text += values[key]
-    text += rest
-    return Sentence(text, kind, colour, position, template, spans)
+    return render_sentence(PRIOR_TEMPLATES, colour, kind, position, template, detail=DETAILS[kind])
 
 
 def _reading_key(position: str) -> tuple[int, int]:

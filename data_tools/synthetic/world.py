@@ -94,6 +94,14 @@ def sample_scene(rng: random.Random, canvas: int = DEFAULT_CANVAS, max_objects: 
     count = rng.randint(1, max_objects)
     kinds = rng.sample(sorted(KINDS), count)
     positions = rng.sample(sorted(POSITIONS), count)
+    return place_objects(kinds, positions, rng, canvas)
+
+
+def place_objects(kinds: list[str], positions: list[str], rng: random.Random, canvas: int) -> Scene:
+    """A scene of `kinds` at `positions`: each object jittered inside its cell, with a random colour, in reading order.
+
+    Every world draws its objects through here, so the same random draws give the same scene.
+    """
     cell = canvas // 3
     objects = []
     for kind, position in zip(kinds, positions, strict=True):
