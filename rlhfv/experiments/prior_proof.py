@@ -32,11 +32,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -111,17 +110,9 @@ class PriorProofConfig:
 
     @classmethod
     def from_yaml(cls, path: str | None, overrides: dict) -> PriorProofConfig:
-        import yaml
+        from rlhfv.experiments.proof import read_experiment_config
 
-        values = yaml.safe_load(Path(path).read_text()) if path else {}
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise SystemExit(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        config = cls(**values)
-        if config.eval_split not in ("eval", "val"):
-            raise SystemExit(f"{path}: eval_split must be 'eval' or 'val', got {config.eval_split!r}")
+        config = read_experiment_config(cls, path, overrides)
         bad = [arm for arm in config.arms if arm not in ARMS]
         if bad:
             raise SystemExit(f"{path}: unknown arms {bad}; known: {list(ARMS)}")
@@ -648,18 +639,9 @@ def main(argv: list[str] | None = None) -> int:
                         "images of the first seed (writes <out>/lr_selection.{json,md})")  # fmt: skip
     args = parser.parse_args(argv)
     config = PriorProofConfig.from_yaml(args.config, {"seeds": args.seeds, "out": args.out})
-    for key, value in {
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }.items():
-        os.environ.setdefault(key, value)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    import torch
+    from rlhfv.experiments.proof import prepare_run
 
-    torch.set_num_threads(config.threads)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run(config)
     if args.select_lr:
         select_learning_rates(config)
         return 0

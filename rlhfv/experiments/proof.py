@@ -79,21 +79,26 @@ class ProofConfig:
 
     @classmethod
     def from_yaml(cls, path: str | None, overrides: dict) -> ProofConfig:
-        import yaml
+        return read_experiment_config(cls, path, overrides)
 
-        values = yaml.safe_load(Path(path).read_text()) if path else {}
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise SystemExit(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        config = cls(**values)
-        if config.eval_split not in ("eval", "val"):
-            raise SystemExit(
-                f"{path}: eval_split must be 'eval' (test images) or 'val' (validation images), "
-                f"got {config.eval_split!r}"
-            )
-        return config
+
+def read_experiment_config(cls, path: str | None, overrides: dict):
+    """An experiment config dataclass from a YAML file (unknown keys refused) and command-line overrides (None = not
+    given), with its `eval_split` checked."""
+    import yaml
+
+    values = yaml.safe_load(Path(path).read_text()) if path else {}
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise SystemExit(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    config = cls(**values)
+    if config.eval_split not in ("eval", "val"):
+        raise SystemExit(
+            f"{path}: eval_split must be 'eval' (test images) or 'val' (validation images), got {config.eval_split!r}"
+        )
+    return config
 
 
 # --- 1. SFT ----------------------------------------------------------------------------------------------------------
@@ -418,6 +423,23 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def prepare_run(config) -> Path:
+    """Offline Hub settings, logging, torch threads and the output folder of an experiment run; returns the folder."""
+    for key, value in {
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }.items():
+        os.environ.setdefault(key, value)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    import torch
+
+    torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rlhfv.experiments.proof",
@@ -432,18 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {"seeds": args.seeds, "out": args.out, "sft_steps": args.sft_steps, "eval_items": args.eval_items}
     config = ProofConfig.from_yaml(args.config, overrides)
-    for key, value in {
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }.items():
-        os.environ.setdefault(key, value)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    import torch
-
-    torch.set_num_threads(config.threads)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run(config)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     results = [run_seed(config, seed) for seed in config.seeds]
     summary = aggregate(results)
