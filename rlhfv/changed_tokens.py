@@ -228,10 +228,14 @@ def scan_span_columns(dataset, name: str) -> dict[str, int]:
         if all(isinstance(example[side], list) for side in ("chosen", "rejected")):
             # The whole row contract (docs/data_format.md): non-empty answers that differ, spans on word units
             check_row(example, where)
-        has_changes = False
-        for side in ("chosen", "rejected"):
-            answer = example[side]
-            content = answer_content(answer, where, side) if isinstance(answer, list) else answer
-            has_changes |= bool(check_spans(example[f"{side}_spans"], len(content), where, f"{side}_spans"))
+            has_changes = bool(example["chosen_spans"]) or bool(example["rejected_spans"])
+        else:
+            # Standard (string) rows: the spans' bounds and order
+            checked = []
+            for side in ("chosen", "rejected"):
+                answer = example[side]
+                content = answer_content(answer, where, side) if isinstance(answer, list) else answer
+                checked.append(check_spans(example[f"{side}_spans"], len(content), where, f"{side}_spans"))
+            has_changes = any(checked)
         pairs_without_changes += not has_changes
     return {"pairs": len(dataset), "pairs_without_changes": pairs_without_changes}
