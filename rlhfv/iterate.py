@@ -120,6 +120,8 @@ class Iteration:
             values.setdefault("prompts", str(self.out / "data" / "preference" / "prompts.jsonl"))
             if values.get("labeler") == "truth":
                 values.setdefault("truth_scenes", str(self.out / "data" / "preference" / "scenes.json"))
+        # images embedded in the prompts rows are written once for all rounds
+        values.setdefault("images_dir", str(self.out / "images"))
         values.update(policy=str(policy), out=str(self.out / f"round_{k}" / "feedback"),
                       seed=self.config.seed + k - 1)  # fmt: skip
         return FeedbackConfig(**values)

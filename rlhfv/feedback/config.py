@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from data_tools.errors import CommandError
+from rlhfv.feedback.instructions import INSTRUCTION_FORMATS
 from rlhfv.feedback.spans import CHOSEN_SPAN_MODES
 
 
@@ -16,8 +17,15 @@ STAGES = ("sample", "claims", "label", "score", "pairs", "dataset")
 
 @dataclass
 class FeedbackConfig:
-    prompts: str = field(default="", metadata={"help": "Instructions: JSONL or JSON list of {id, question, image?}; "
-                         "image paths relative to the file's folder."})  # fmt: skip
+    prompts: str = field(default="", metadata={"help": "Instructions: a prompts file {id, question, image?} or any "
+                         "input `rlhfv convert` reads (RLHF-V, RLAIF-V, LLaVA-RLHF, pairs, corrections; JSONL, JSON, "
+                         "Parquet or a datasets folder); one instruction per distinct (image, question)."})  # fmt: skip
+    prompts_format: str = field(default="auto", metadata={"help": f"Layout of prompts: auto (detected from the "
+                                f"columns, as the converter does) or one of {INSTRUCTION_FORMATS}."})  # fmt: skip
+    prompts_image_root: str | None = field(default=None, metadata={"help": "Folder that image paths in prompts are "
+                                           "relative to (default: the prompts file's folder)."})  # fmt: skip
+    images_dir: str | None = field(default=None, metadata={"help": "Where images embedded in the prompts rows are "
+                                   "written, once, named by content hash (default: <out>/images)."})  # fmt: skip
     policy: str = field(default="", metadata={"help": "The model that samples the answers (a saved model folder)."})
     out: str = field(default="", metadata={"help": "Output folder: every stage's file, the dataset, the summary."})
     # sampling (RLAIF-V: 10 answers, temperature 0.7, the same decoding for all)
@@ -85,6 +93,10 @@ class FeedbackConfig:
         ):
             if value not in choices:
                 raise CommandError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        if self.prompts_format not in ("auto", *INSTRUCTION_FORMATS):
+            raise CommandError(
+                f"prompts_format must be auto or one of {', '.join(INSTRUCTION_FORMATS)}; got {self.prompts_format!r}"
+            )
         if self.stop_after is not None and self.stop_after not in STAGES:
             raise CommandError(f"stop_after must be one of {', '.join(STAGES)}; got {self.stop_after!r}")
         if self.num_samples < 2:

@@ -11,6 +11,8 @@ Files (docs/feedback.md):
     pairs.jsonl     {pair_id, id, question, image_path, chosen, rejected, chosen_index, rejected_index, chosen_score,
                      rejected_score, chosen_spans, rejected_spans}
     pairs_stats.json, dataset/ (the dense dataset), rejects.jsonl, summary.json
+    instructions.jsonl {id, question, where, image?, image_path?, merged?}; instruction_merges.jsonl (the rows with
+                    merged rows), instruction_rejects.jsonl, instructions_read.json, images/ (embedded images)
     stages/<stage>.done  marks a finished stage: a rerun skips it; sampling and labeling also resume mid-stage.
 
 Sampling and labeling are split over processes when the command runs under `accelerate launch` (or torchrun): each
@@ -145,14 +147,9 @@ class FeedbackRun:
 
     # ---- stages ------------------------------------------------------------------------------------------------
     def run(self) -> dict:
-        from rlhfv.feedback.sampling import read_instructions
-
         self.start_processes()
         self.out.mkdir(parents=True, exist_ok=True)
-        try:
-            self.rows = read_instructions(self.config.prompts)
-        except ValueError as error:
-            raise CommandError(str(error)) from None
+        self.rows = self.read_prompts()
         for stage in STAGES:
             if not self.stage_done(stage):
                 if stage in SHARDED_STAGES or self.rank == 0:
@@ -167,6 +164,35 @@ class FeedbackRun:
             self.summarize()
         self.barrier()
         return json.loads(self.path("summary.json").read_text())
+
+    def read_prompts(self) -> list[dict]:
+        """Process 0 reads the prompts (any layout the converter reads), writes embedded images once and the
+        instructions, merge report and rejects; every process then reads the instructions it wrote."""
+        from rlhfv.feedback.instructions import read_instructions
+
+        c = self.config
+        if self.rank == 0:
+            result = read_instructions(c.prompts, c.images_dir or self.path("images"), c.prompts_format,
+                                       c.prompts_image_root, self.fail)  # fmt: skip
+            instructions = [i.to_json() for i in result.instructions]
+            self.write_jsonl("instructions.jsonl", instructions)
+            self.write_jsonl("instruction_merges.jsonl", [i for i in instructions if i.get("merged")])
+            self.write_jsonl("instruction_rejects.jsonl", result.rejects)
+            read = {"rows": result.rows, "instructions": len(instructions), "rows_merged": result.merged_rows,
+                    "instructions_with_merged_rows": sum(bool(i.get("merged")) for i in instructions),
+                    "rejected": len(result.rejects),
+                    "formats": {path: name for path, (name, _) in result.formats.items()}}  # fmt: skip
+            self.path("instructions_read.json").write_text(json.dumps(read, indent=2) + "\n")
+            for path, (name, why) in result.formats.items():
+                logger.info("prompts: %s: %s (%s)", path, name, why)
+        self.barrier()
+        rows = []
+        for record in self.read_jsonl("instructions.jsonl"):
+            row = {"id": record["id"], "question": record["question"], "_where": record["where"]}
+            if record.get("image") is not None:
+                row.update(image=record["image"], _image_path=record["image_path"])
+            rows.append(row)
+        return rows
 
     # ---- several processes -------------------------------------------------------------------------------------
     def start_processes(self) -> None:
@@ -366,7 +392,7 @@ class FeedbackRun:
 
     # ---- summary -----------------------------------------------------------------------------------------------
     def summarize(self) -> dict:
-        rejects = []
+        rejects = [{"stage": "prompts", **r} for r in self.read_jsonl("instruction_rejects.jsonl")]
         for r in self.read_jsonl("answers.jsonl"):
             if "reject" in r:
                 rejects.append({"stage": "sample", "id": r["id"], **r["reject"]})
@@ -388,8 +414,13 @@ class FeedbackRun:
         pair_stats = (
             json.loads(self.path("pairs_stats.json").read_text()) if self.path("pairs_stats.json").is_file() else {}
         )
+        read = json.loads(self.path("instructions_read.json").read_text())
         summary = {
             "stages_done": [s for s in STAGES if self.stage_done(s)],
+            "prompt_rows": read.get("rows"),
+            "prompt_formats": read.get("formats"),
+            "prompt_rows_merged": read.get("rows_merged"),
+            "instructions_with_merged_rows": read.get("instructions_with_merged_rows"),
             "instructions": len(self.rows),
             "instructions_answered": len(self.answered()),
             "answers": answers,
@@ -427,6 +458,9 @@ def run_feedback(config: FeedbackConfig, loaded_policy=None) -> dict:
 def format_summary(summary: dict) -> str:
     rate = summary.get("false_claim_rate")
     lines = [
+        f"prompt rows {summary['prompt_rows']} ({', '.join(sorted(set(summary['prompt_formats'].values())))}): "
+        f"{summary['prompt_rows_merged']} merged into {summary['instructions_with_merged_rows']} instruction(s) with "
+        "the same image and question (instruction_merges.jsonl)",
         f"instructions {summary['instructions']} (answered {summary['instructions_answered']}), "
         f"answers {summary['answers']}, claims {summary['claims']}",
         f"claims labeled {summary['claims_labeled']}, judged false {summary['claims_false']}"

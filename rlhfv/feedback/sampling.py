@@ -8,25 +8,11 @@ import json
 import zlib
 from pathlib import Path
 
-from rlhfv.eval.io import EvalInputError, check_unique_ids, read_rows, require, row_id
+from rlhfv.eval.io import EvalInputError
 
 
 IMAGE_MISSING = "image_missing"
 IMAGE_UNREADABLE = "image_unreadable"
-
-
-def read_instructions(path: str | Path) -> list[dict]:
-    """Rows {id, question, image?} with `_where`; image paths resolved against the file's folder (`_image_path`)."""
-    rows = read_rows(path)
-    check_unique_ids(rows)
-    base = Path(path).parent
-    for row in rows:
-        require(row, "question")
-        row["id"] = row_id(row)
-        if "image" in row:
-            image = Path(require(row, "image"))
-            row["_image_path"] = str(image if image.is_absolute() else base / image)
-    return rows
 
 
 def check_image(row: dict) -> tuple[str, str] | None:

@@ -1,0 +1,309 @@
+"""The instructions of `rlhfv feedback`, read from any layout `rlhfv convert` reads, or from a prompts file.
+
+Each input row gives one instruction: its id, its question (the last user turn of the row's prompt) and its image.
+The converter's readers (`data_tools.readers`) open the file (JSONL, JSON, Parquet, a `datasets` folder) and
+`data_tools.formats` detects its layout from the columns; only the instruction is read here, never the answers
+(a preference data set's chosen / rejected are not needed to sample new ones).
+
+Images stored inside the rows (`{bytes, path}` structs as Parquet and `datasets` keep them, raw bytes, base64 text,
+`data:` URIs) are decoded once, checked, and written to `images_dir` named by their content hash, so the same
+picture in many rows is one file. Image paths stay paths (checked when sampling, as before).
+
+Rows with the same (image, question) become ONE instruction (RLAIF-V's data holds several pairs per instruction):
+the first row gives the id, and every merged row is listed in the merge report. A row that has no question, or no
+image where its layout always has one, or an image that cannot be decoded, is a reject naming file, row and field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_tools.errors import BAD_VALUE, DUPLICATE_ID, MALFORMED_JSON, MISSING_FIELD, ConversionError, RowError
+from data_tools.formats import FORMAT_NAMES, detect_format, llava_rlhf, rlaif_v
+from data_tools.formats._fields import image_fields, optional_id, prompt_messages, text_field
+
+
+# The layout of `rlhfv eval generate` prompt files ({id, question, image}); detected when no converter layout fits.
+PROMPTS = "prompts"
+INSTRUCTION_FORMATS = (*FORMAT_NAMES, PROMPTS)
+# Layouts whose every row is about an image: a row without one is a reject, not a text-only instruction.
+NEEDS_IMAGE = ("rlhf-v", "rlaif-v", "llava-rlhf")
+CHUNK_ROWS = 256
+
+
+@dataclass
+class Instruction:
+    id: str
+    question: str
+    where: str  # "file:line N" (JSONL, 1-based) or "file:row N" (other inputs, 0-based)
+    image: str | None = None  # as the row names it (a path), or the written file's name for an embedded image
+    image_path: str | None = None  # the file to open
+    merged: list[dict] = field(default_factory=list)  # [{id, where}] of later rows with the same (image, question)
+
+    def to_json(self) -> dict:
+        record = {"id": self.id, "question": self.question, "where": self.where}
+        if self.image is not None:
+            record.update(image=self.image, image_path=self.image_path)
+        if self.merged:
+            record["merged"] = self.merged
+        return record
+
+
+# ---- one row -> (id, question, images) per layout ----------------------------------------------------------------
+def _last_user_turn(messages: list[dict]) -> str:
+    # prompt_messages / the LLaVA reader already require the last message to be the user's
+    return messages[-1]["content"]
+
+
+def _question_or_prompt(record: dict) -> str:
+    if "question" not in record and "prompt" in record:
+        return _last_user_turn(prompt_messages(record["prompt"], "prompt"))
+    return _last_user_turn(prompt_messages(text_field(record, "question"), "question"))
+
+
+def _rlhf_v(record: dict):
+    raw = text_field(record, "text")
+    try:
+        text = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise RowError(MALFORMED_JSON, "text", f"is not valid JSON ({error.msg} at position {error.pos})") from None
+    if not isinstance(text, dict):
+        raise RowError(BAD_VALUE, "text", f"expected a JSON object, got {type(text).__name__}")
+    question = _last_user_turn(prompt_messages(text_field(text, "question", "text.question"), "text.question"))
+    return rlaif_v.metadata_id(record), question, rlaif_v.metadata_images(record)
+
+
+def _rlaif_v(record: dict):
+    question = _last_user_turn(prompt_messages(text_field(record, "question"), "question"))
+    return rlaif_v.metadata_id(record), question, rlaif_v.metadata_images(record)
+
+
+def _llava_rlhf(record: dict):
+    # _conversation checks every turn and that the last one is the human's
+    return optional_id(record), _last_user_turn(llava_rlhf._conversation(record)), image_fields(record)
+
+
+def _plain(record: dict):
+    return optional_id(record), _question_or_prompt(record), image_fields(record)
+
+
+EXTRACTORS = {
+    "rlhf-v": _rlhf_v,
+    "rlaif-v": _rlaif_v,
+    "llava-rlhf": _llava_rlhf,
+    "corrections": _plain,
+    "pairs": _plain,
+    PROMPTS: _plain,
+}
+assert set(EXTRACTORS) == set(INSTRUCTION_FORMATS), "every converter layout needs an instruction extractor"
+
+
+def detect_instruction_format(columns: set[str]) -> tuple[str, str] | None:
+    """(layout, why): the converter's detection, then the prompts layout (a question or prompt column)."""
+    detected = detect_format(columns)
+    if detected is not None:
+        return detected
+    if columns & {"question", "prompt"}:
+        key = "question" if "question" in columns else "prompt"
+        return PROMPTS, f"it has a '{key}' column and no answers"
+    return None
+
+
+# ---- images ------------------------------------------------------------------------------------------------------
+_BASE64 = re.compile(r"^[A-Za-z0-9+/\s]+={0,2}\s*$")
+
+
+def embedded_bytes(value: Any, label: str, image_root: str) -> bytes | None:
+    """The image's bytes when the row carries them (struct, raw bytes, base64 text, data URI); None for a path."""
+    if isinstance(value, dict):
+        data = value.get("bytes")
+        if data is None:
+            if not value.get("path"):
+                raise RowError(MISSING_FIELD, label, "the image has neither bytes nor a path")
+            return None
+        if isinstance(data, str):  # a struct exported to JSON holds its bytes as base64 text
+            return _b64(data, f"{label}.bytes")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise RowError(BAD_VALUE, f"{label}.bytes", f"expected bytes, got {type(data).__name__}")
+        return bytes(data)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if not isinstance(value, str) or not value.strip():
+        raise RowError(BAD_VALUE, label, f"expected image bytes, base64 text or a path, got {value!r:.60}")
+    if value.startswith("data:"):
+        return _b64(value.split(",", 1)[1] if "," in value else "", label)
+    # base64 text with no data: prefix: only when no such file exists and it decodes (a path never does: '.' is
+    # not in the base64 alphabet, and it is short)
+    looks_encoded = len(value) > 64 and _BASE64.match(value)
+    if looks_encoded and not os.path.exists(os.path.join(image_root, value[:200])):
+        return _b64(value, label)
+    return None
+
+
+def _b64(text: str, label: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=False)
+    except (binascii.Error, ValueError):
+        raise RowError(BAD_VALUE, label, "holds text that is neither a path nor base64 image data") from None
+
+
+def save_image(data: bytes, label: str, images_dir: Path) -> Path:
+    """Check that PIL decodes `data` and write it once as `<sha256[:16]>.<ext>` under `images_dir`."""
+    import io
+
+    from PIL import Image
+
+    from data_tools.errors import IMAGE_UNREADABLE
+
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind = (image.format or "png").lower()
+            image.load()
+    except Exception as error:  # PIL raises many kinds for broken data
+        raise RowError(
+            IMAGE_UNREADABLE, label, f"PIL cannot read the embedded image ({len(data)} bytes): {error}"
+        ) from None
+    path = images_dir / f"{digest}.{'jpg' if kind == 'jpeg' else kind}"
+    if not path.is_file():
+        images_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return path
+
+
+# ---- a whole input -----------------------------------------------------------------------------------------------
+@dataclass
+class ReadResult:
+    instructions: list[Instruction]
+    rejects: list[dict]  # {reason, where, field, detail, id?}
+    rows: int  # input rows read
+    formats: dict[str, tuple[str, str]]  # input -> (layout, why)
+
+    @property
+    def merged_rows(self) -> int:
+        return sum(len(i.merged) for i in self.instructions)
+
+
+def read_instructions(
+    path: str | Path,
+    images_dir: str | Path,
+    format: str = "auto",
+    image_root: str | None = None,
+    fail=None,
+) -> ReadResult:
+    """Every row of `path` as an instruction, a merged duplicate, or a reject. `fail(reject)` is called for each
+    reject before it is recorded (it raises under on_error=fail)."""
+    from data_tools.errors import CommandError
+    from data_tools.readers import open_inputs
+
+    if format != "auto" and format not in EXTRACTORS:
+        raise CommandError(f"unknown prompts format {format!r}; known: auto, {', '.join(INSTRUCTION_FORMATS)}")
+    try:
+        sources = open_inputs([str(path)])
+    except ConversionError as error:
+        raise CommandError(str(error)) from None
+    images_dir = Path(images_dir)
+    by_key: dict[tuple, Instruction] = {}
+    by_id: dict[str, Instruction] = {}
+    result = ReadResult([], [], 0, {})
+    for source in sources:
+        if format != "auto":
+            result.formats[source.path] = (format, "given with --prompts-format")
+        else:
+            try:
+                detected = detect_instruction_format(source.columns())
+            except ConversionError as error:
+                raise CommandError(str(error)) from None
+            if detected is None:
+                raise CommandError(
+                    f"{source.path}: cannot detect the layout from its columns "
+                    f"({', '.join(sorted(source.columns())) or 'none'}); known: {', '.join(INSTRUCTION_FORMATS)}. "
+                    "Name one with --prompts-format."
+                )
+            result.formats[source.path] = detected
+        name = result.formats[source.path][0]
+        root = image_root or source.folder
+        try:
+            for chunk in source.chunks(CHUNK_ROWS):
+                for number, payload in chunk:
+                    result.rows += 1
+                    where = f"{source.path}:{source.row_kind} {number}"
+                    try:
+                        record = _record(payload)
+                        row_id, question, images = EXTRACTORS[name](record)
+                        instruction = _instruction(
+                            row_id or f"{source.stem}-{number}", question, images, name, where, root, images_dir
+                        )
+                    except RowError as error:
+                        reject = {"reason": error.reason, "where": where, "field": error.field, "detail": error.detail}
+                        if fail is not None:
+                            fail(reject)
+                        result.rejects.append(reject)
+                        continue
+                    _add(instruction, by_key, by_id, result, fail)
+        except ConversionError as error:
+            raise CommandError(str(error)) from None
+    return result
+
+
+def _record(payload) -> dict:
+    if isinstance(payload, bytes):
+        from data_tools.readers import decode_text
+
+        try:
+            payload = json.loads(decode_text(payload))
+        except json.JSONDecodeError as error:
+            raise RowError(MALFORMED_JSON, None, f"not valid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(payload, dict):
+        raise RowError(BAD_VALUE, None, f"expected an object, got {type(payload).__name__}")
+    return payload
+
+
+def _instruction(row_id, question, images, name, where, root, images_dir) -> Instruction:
+    instruction = Instruction(row_id, question, where)
+    if not images:
+        if name in NEEDS_IMAGE:
+            raise RowError(MISSING_FIELD, "image", f"is missing: every {name} row is about an image")
+        return instruction
+    if len(images) > 1:
+        raise RowError(BAD_VALUE, "images", f"holds {len(images)} images; an instruction takes one")
+    label, value = images[0]
+    data = embedded_bytes(value, label, root)
+    if data is not None:
+        saved = save_image(data, label, images_dir)
+        instruction.image, instruction.image_path = str(Path(images_dir.name) / saved.name), str(saved.resolve())
+    else:
+        from data_tools.images import image_file
+
+        named = value.get("path") if isinstance(value, dict) else value
+        instruction.image, instruction.image_path = named, image_file(value, root)
+    return instruction
+
+
+def _add(instruction: Instruction, by_key: dict, by_id: dict, result: ReadResult, fail) -> None:
+    """Keep `instruction`, merge it into an earlier one with the same (image, question), or reject a reused id."""
+    key = (instruction.image_path, instruction.question)
+    first = by_key.get(key)
+    if first is not None:
+        first.merged.append({"id": instruction.id, "where": instruction.where})
+        return
+    if instruction.id in by_id:
+        other = by_id[instruction.id]
+        reject = {"reason": DUPLICATE_ID, "where": instruction.where, "field": "id",
+                  "detail": f"id {instruction.id!r} is also {other.where}, with another image or question"}  # fmt: skip
+        if fail is not None:
+            fail(reject)
+        result.rejects.append(reject)
+        return
+    by_key[key] = by_id[instruction.id] = instruction
+    result.instructions.append(instruction)
