@@ -67,6 +67,10 @@ class IterateConfig:
         if kind not in EVAL_KINDS:
             raise CommandError(f"{file}: evaluation.kind must be one of {EVAL_KINDS}, got {kind!r}")
         config.evaluation = {"kind": kind, **config.evaluation}
+        if config.feedback.get("sampler") == "vllm":
+            from rlhfv.feedback.vllm_sampling import require_vllm
+
+            require_vllm()  # at start, not after round 1's set-up
         return config
 
 

@@ -133,27 +133,37 @@ def done_ids(out: Path) -> set[str]:
     return ids
 
 
+def chat_messages(row: dict, is_vision: bool) -> list[dict]:
+    """The one user turn a row is asked as: an image part (when the row has an image) and the question."""
+    if "_image_path" in row:
+        content = [{"type": "image"}, {"type": "text", "text": row["question"]}]
+    else:
+        content = [{"type": "text", "text": row["question"]}] if is_vision else row["question"]
+    return [{"role": "user", "content": content}]
+
+
+def render_prompt(processor, row: dict) -> str:
+    """The prompt text of a row through the processor's chat template, ready for the answer; every sampler (the
+    transformers one here, vLLM in rlhfv.feedback.vllm_sampling) renders prompts with this function."""
+    messages = chat_messages(row, hasattr(processor, "image_processor"))
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
 def build_inputs(loaded: LoadedModel, rows: list[dict]):
     """Tokenised, left-padded prompts for a batch of rows (with pixel values for a VLM)."""
     from PIL import Image
 
-    conversations, images = [], []
+    images = []
     for row in rows:
         if "_image_path" in row:
             if not loaded.is_vision:
                 raise EvalInputError(f"{row['_where']}: has an image, but {loaded.path} is a text-only model")
             images.append(Image.open(row["_image_path"]).convert("RGB"))
-            content = [{"type": "image"}, {"type": "text", "text": row["question"]}]
-        else:
-            content = [{"type": "text", "text": row["question"]}] if loaded.is_vision else row["question"]
-        conversations.append([{"role": "user", "content": content}])
     if images and len(images) != len(rows):
         raise EvalInputError("a batch mixes prompts with and without images: use --batch-size 1 or split the file")
     tokenizer = loaded.tokenizer
     tokenizer.padding_side = "left"
-    texts = [
-        loaded.processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations
-    ]
+    texts = [render_prompt(loaded.processor, row) for row in rows]
     if loaded.is_vision:
         inputs = loaded.processor(text=texts, images=images or None, return_tensors="pt", padding=True)
     else:

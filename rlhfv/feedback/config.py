@@ -12,6 +12,7 @@ from rlhfv.feedback.spans import CHOSEN_SPAN_MODES
 
 SPLITTERS = ("rule", "transformers", "endpoint")
 ON_ERROR = ("fail", "skip")
+SAMPLERS = ("transformers", "vllm")
 STAGES = ("sample", "claims", "label", "score", "pairs", "dataset")
 
 
@@ -29,6 +30,12 @@ class FeedbackConfig:
     policy: str = field(default="", metadata={"help": "The model that samples the answers (a saved model folder)."})
     out: str = field(default="", metadata={"help": "Output folder: every stage's file, the dataset, the summary."})
     # sampling (RLAIF-V: 10 answers, temperature 0.7, the same decoding for all)
+    sampler: str = field(default="transformers", metadata={"help": f"One of {SAMPLERS}: transformers `generate`, or "
+                         "vLLM's offline engine (pip install 'rlhfv[vllm]'; a GPU)."})  # fmt: skip
+    vllm_gpu_memory_utilization: float = field(default=0.9, metadata={"help": "sampler vllm: share of the GPU's "
+                                               "memory the engine takes (lower it when a labeler shares the GPU)."})  # fmt: skip
+    vllm_max_model_len: int | None = field(default=None, metadata={"help": "sampler vllm: longest prompt + answer "
+                                           "in tokens (default: the model's)."})  # fmt: skip
     num_samples: int = field(default=10, metadata={"help": "Answers sampled per instruction."})
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature (one setting for all answers)."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold (1 = off)."})
@@ -90,9 +97,14 @@ class FeedbackConfig:
             ("question_writer", self.question_writer, SPLITTERS),
             ("chosen_spans", self.chosen_spans, CHOSEN_SPAN_MODES),
             ("on_error", self.on_error, ON_ERROR),
+            ("sampler", self.sampler, SAMPLERS),
         ):
             if value not in choices:
                 raise CommandError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        if self.sampler == "vllm":
+            from rlhfv.feedback.vllm_sampling import require_vllm
+
+            require_vllm()  # before any model loads
         if self.prompts_format not in ("auto", *INSTRUCTION_FORMATS):
             raise CommandError(
                 f"prompts_format must be auto or one of {', '.join(INSTRUCTION_FORMATS)}; got {self.prompts_format!r}"

@@ -231,11 +231,19 @@ class FeedbackRun:
         return done
 
     def stage_sample(self) -> None:
-        from rlhfv.feedback.sampling import sample_answers
+        from rlhfv.feedback.sampling import TransformersSampler, sample_answers
 
         done = self.done_before("answers", lambda r: r["id"])
         mine = [row for row in self.rows[self.rank :: self.world] if row["id"] not in done]
-        sample_answers(mine, self.path(f"answers.part{self.rank}.jsonl"), self.policy, self.config, self.fail)
+        if self.config.sampler == "vllm":
+            from rlhfv.feedback.vllm_sampling import VLLMSampler
+
+            sampler = VLLMSampler(self.config, self.rank, self.world)
+        else:
+            sampler = TransformersSampler(self.policy, self.config)
+        sample_answers(mine, self.path(f"answers.part{self.rank}.jsonl"), sampler, self.config, self.fail)
+        if hasattr(sampler, "close"):
+            sampler.close()  # vLLM's engine frees its GPU memory before labeling
         self.barrier()
         if self.rank == 0:
             by_id = {r["id"]: r for r in self.read_parts("answers")}

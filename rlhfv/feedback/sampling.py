@@ -1,6 +1,7 @@
 """Instructions -> N sampled answers each (RLAIF-V: 10 per instruction, temperature 0.7, the same decoding for all,
 so answers differ by chance and not by style). Appends one line per instruction as batches finish: a crashed run
-resumes with the instructions not yet answered. Each batch is seeded by (seed, its first instruction id)."""
+resumes with the instructions not yet answered. With transformers each batch is seeded by (seed, its first
+instruction id); with vLLM each instruction by (seed, its id)."""
 
 from __future__ import annotations
 
@@ -43,24 +44,42 @@ def done_ids(path: Path) -> set[str]:
         raise CommandError(str(error)) from None
 
 
-def sample_answers(rows: list[dict], out: Path, get_model, config, fail) -> int:
+def batch_seed(seed: int, first_id: str) -> int:
+    """The seed of a batch (transformers) or of one instruction (vLLM): reproducible, distinct across processes."""
+    return zlib.crc32(f"{seed}:{first_id}".encode())
+
+
+class TransformersSampler:
+    """`num_samples` answers per row with transformers `generate` (the policy loaded by `get_model()` on first use)."""
+
+    def __init__(self, get_model, config):
+        self.get_model, self.config = get_model, config
+
+    def sample(self, batch: list[dict]) -> list[list[str]]:
+        import torch
+
+        from rlhfv.eval.generate import GenerationOptions, decode, generate_batch
+
+        c = self.config
+        options = GenerationOptions(max_new_tokens=c.max_new_tokens, do_sample=True, temperature=c.temperature,
+                                    top_p=c.top_p, top_k=0, seed=c.seed)  # fmt: skip
+        loaded = self.get_model()
+        torch.manual_seed(batch_seed(c.seed, batch[0]["id"]))
+        samples = generate_batch(loaded, batch, options, num_return_sequences=c.num_samples)
+        return [[decode(loaded, a) for a in answers] for answers in samples]
+
+
+def sample_answers(rows: list[dict], out: Path, sampler, config, fail) -> int:
     """Sample `config.num_samples` answers for every row not yet in `out`; returns how many rows were done now.
 
-    `get_model()` loads the policy on first use; `fail(reject)` is called for each bad row (it raises under
-    on_error=fail)."""
-    import torch
+    `sampler.sample(batch)` gives the answers of a batch of rows (`TransformersSampler`, or `VLLMSampler` in
+    rlhfv.feedback.vllm_sampling); `fail(reject)` is called for each bad row (it raises under on_error=fail)."""
     from tqdm.auto import tqdm
-
-    from rlhfv.eval.generate import GenerationOptions, decode, generate_batch
 
     done = done_ids(out)
     todo = [row for row in rows if row["id"] not in done]
     if not todo:
         return 0
-    options = GenerationOptions(
-        max_new_tokens=config.max_new_tokens, do_sample=True, temperature=config.temperature, top_p=config.top_p,
-        top_k=0, seed=config.seed,
-    )  # fmt: skip
     with out.open("a", encoding="utf-8") as f, tqdm(
         total=len(todo), desc="sample", unit="instruction", disable=not config.progress
     ) as bar:  # fmt: skip
@@ -75,18 +94,11 @@ def sample_answers(rows: list[dict], out: Path, get_model, config, fail) -> int:
             f.write(json.dumps({"id": row["id"], "question": row["question"], "reject": reject}) + "\n")
             bar.update(1)
         f.flush()
-        loaded = get_model() if good else None
         for start in range(0, len(good), config.sample_batch_size):
             batch = good[start : start + config.sample_batch_size]
-            # seeded by the batch's first instruction: reproducible, and distinct across processes
-            torch.manual_seed(zlib.crc32(f"{config.seed}:{batch[0]['id']}".encode()))
-            samples = generate_batch(loaded, batch, options, num_return_sequences=config.num_samples)
+            samples = sampler.sample(batch)
             for row, answers in zip(batch, samples, strict=True):
-                record = {
-                    "id": row["id"],
-                    "question": row["question"],
-                    "answers": [decode(loaded, a) for a in answers],
-                }
+                record = {"id": row["id"], "question": row["question"], "answers": answers}
                 if "image" in row:
                     record["image"], record["image_path"] = row["image"], row["_image_path"]
                 f.write(json.dumps(record) + "\n")
