@@ -7,8 +7,8 @@ under `out/round_<k>/` and skipped when done, so a killed run resumes where it s
 (`rounds.md`, `rounds.json`) and plot (`rounds.png`) are rewritten after each round.
 
 Recipe keys (docs/feedback.md): rounds, out, seed, initial_policy | synthetic, feedback (FeedbackConfig keys),
-train (`rlhfv train` recipe keys), evaluation (kind: synthetic | none, prompts, max_new_tokens, batch_size,
-select_metric).
+train (`rlhfv train` recipe keys), evaluation (kind: none | synthetic | pope | object_halbench, select_metric,
+select_mode, ...: rlhfv/iterate_evaluation.py).
 
     rlhfv iterate --config recipes/synthetic/rlaif_v/iterate.yaml
 """
@@ -27,7 +27,6 @@ from data_tools.errors import CommandError
 
 logger = logging.getLogger("rlhfv.iterate")
 
-EVAL_KINDS = ("synthetic", "none")
 TABLE_METRICS = ("chair_s", "chair_i", "false_claim_rate", "recall", "mean_length_words")
 
 
@@ -43,8 +42,9 @@ class IterateConfig:
     feedback: dict = field(default_factory=dict, metadata={"help": "FeedbackConfig keys (rlhfv feedback)."})
     train: dict = field(default_factory=dict, metadata={"help": "`rlhfv train` recipe keys; model_name_or_path, "
                         "dataset_name and output_dir are set per round."})  # fmt: skip
-    evaluation: dict = field(default_factory=dict, metadata={"help": "kind (synthetic|none), prompts, "
-                             "max_new_tokens, batch_size, select_metric (lower is better)."})  # fmt: skip
+    evaluation: dict = field(default_factory=dict, metadata={"help": "kind (none|synthetic|pope|object_halbench), "
+                             "select_metric, select_mode (min|max), the kind's files, max_new_tokens, batch_size "
+                             "(rlhfv/iterate_evaluation.py)."})  # fmt: skip
 
     @classmethod
     def from_yaml(cls, path: str, overrides: dict) -> IterateConfig:
@@ -63,10 +63,10 @@ class IterateConfig:
             raise CommandError(f"{file}: rounds must be at least 1")
         if bool(config.initial_policy) == bool(config.synthetic):
             raise CommandError(f"{file}: give exactly one of initial_policy (a model folder) and synthetic (settings)")
+        from rlhfv.iterate_evaluation import check_settings
+
         kind = config.evaluation.get("kind", "synthetic" if config.synthetic else "none")
-        if kind not in EVAL_KINDS:
-            raise CommandError(f"{file}: evaluation.kind must be one of {EVAL_KINDS}, got {kind!r}")
-        config.evaluation = {"kind": kind, **config.evaluation}
+        config.evaluation = check_settings({**config.evaluation, "kind": kind}, str(file))
         if config.feedback.get("sampler") == "vllm":
             from rlhfv.feedback.vllm_sampling import require_vllm
 
@@ -139,9 +139,8 @@ class Iteration:
         out = self.out / f"round_{k}" / "train"
         if (out / "train.done").is_file():
             return out
-        from datasets import load_from_disk
-
-        if len(load_from_disk(str(dataset))) == 0:
+        pairs = dataset.parent / "pairs.jsonl"  # what the dataset was written from (an empty saved dataset
+        if pairs.is_file() and not pairs.read_text().strip():  # cannot be loaded back: datasets has no shard)
             return None
         recipe = {**self.config.train, "model_name_or_path": str(policy), "dataset_name": str(dataset),
                   "output_dir": str(out), "seed": self.config.seed + k - 1}  # fmt: skip
@@ -157,47 +156,56 @@ class Iteration:
         return out
 
     def candidates(self, trained: Path) -> list[Path]:
-        """The final model and every saved checkpoint that holds a model (RLAIF-V keeps the round's best)."""
-        found = [trained] + sorted(p for p in trained.glob("checkpoint-*") if (p / "config.json").is_file())
+        """The final model and every saved checkpoint that holds a model or a LoRA adapter (RLAIF-V keeps the
+        round's best); a checkpoint of the final step is the final model and is not evaluated twice."""
+        found = [trained]
+        final_step = _global_step(trained)
+        for checkpoint in sorted(trained.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1])):
+            holds_model = (checkpoint / "config.json").is_file() or (checkpoint / "adapter_config.json").is_file()
+            if holds_model and (final_step is None or _global_step(checkpoint) != final_step):
+                found.append(checkpoint)
         return found
 
     def evaluate(self, model: Path, answers: Path) -> dict:
-        """Held-out hallucination metrics of `model` (cached in a JSON beside the answers)."""
+        """Held-out metrics of `model` by the evaluation kind (cached in a JSON beside the answers)."""
+        from rlhfv.iterate_evaluation import EVALUATORS
+
         cache = answers.with_suffix(".metrics.json")
         if cache.is_file():
             return json.loads(cache.read_text())
-        settings = self.config.evaluation
-        if settings["kind"] == "none":
+        evaluator = EVALUATORS[self.config.evaluation["kind"]]
+        if evaluator.evaluate is None:
             return {}
-        from rlhfv.experiments.proof import evaluate
-
-        proof = self.proof_config() if self.config.synthetic else None
-        if proof is None:
-            raise CommandError("evaluation.kind synthetic needs the synthetic block")
-        proof.max_new_tokens = settings.get("max_new_tokens", proof.max_new_tokens)
-        proof.generation_batch_size = settings.get("batch_size", proof.generation_batch_size)
-        eval_dir = Path(settings.get("prompts_dir", self.out / "data" / "eval"))
-        metrics = evaluate(proof, model, eval_dir, answers)
+        answers.parent.mkdir(parents=True, exist_ok=True)
+        metrics = evaluator.evaluate(self, model, answers)
+        free_memory()  # the evaluated model goes before the next one loads
         cache.write_text(json.dumps(metrics, indent=2) + "\n")
         return metrics
 
     def select(self, k: int, policy: Path, trained: Path | None) -> tuple[Path, dict, str]:
-        """(next policy, its metrics, why). Candidates: the round's checkpoints, scored by `select_metric`."""
+        """(next policy, its metrics, why). Candidates: the round's checkpoints, scored by `select_metric`, the
+        lowest or highest winning by `select_mode`."""
+        from rlhfv.iterate_evaluation import pick_best
+
         if trained is None:
             return policy, self.evaluate(policy, self.out / f"round_{k - 1}" / "eval_answers.jsonl"), "no pairs"
-        metric = self.config.evaluation.get("select_metric", "false_claim_rate")
+        metric, mode = self.config.evaluation["select_metric"], self.config.evaluation["select_mode"]
         scored = []
         for n, candidate in enumerate(self.candidates(trained)):
             metrics = self.evaluate(candidate, self.out / f"round_{k}" / f"eval_answers_{n}.jsonl")
             scored.append((metrics.get(metric), n, candidate, metrics))
-        if any(s[0] is not None for s in scored):
-            best = min((s for s in scored if s[0] is not None), key=lambda s: (s[0], s[1]))
-            return best[2], best[3], f"lowest {metric} of {len(scored)} checkpoint(s)"
+        best = pick_best(scored, mode)
+        if best is not None:
+            word = "lowest" if mode == "min" else "highest"
+            return best[2], best[3], f"{word} {metric} of {len(scored)} checkpoint(s): {best[2].name}"
         return trained, scored[0][3], "final model (no evaluation)"
 
     def run(self) -> list[dict]:
         from rlhfv.feedback.pipeline import run_feedback
+        from rlhfv.iterate_evaluation import EVALUATORS, check_files
 
+        check_files(self.config.evaluation)  # the held-out files exist before anything trains
+        metrics_shown = EVALUATORS[self.config.evaluation["kind"]].metrics or TABLE_METRICS
         self.out.mkdir(parents=True, exist_ok=True)
         start = time.time()
         policy = self.setup()
@@ -207,7 +215,7 @@ class Iteration:
             "kind"] != "none" else {}  # fmt: skip
         (self.out / "round_0").mkdir(exist_ok=True)
         rows = [{"round": 0, "policy": str(policy), "pairs": None, "feedback_false_claim_rate": None,
-                 **{m: base.get(m) for m in TABLE_METRICS}, "seconds": round(time.time() - start_eval, 1)}]  # fmt: skip
+                 **{m: base.get(m) for m in metrics_shown}, "seconds": round(time.time() - start_eval, 1)}]  # fmt: skip
         for k in range(1, self.config.rounds + 1):
             round_dir = self.out / f"round_{k}"
             selected_file = round_dir / "selected.json"
@@ -220,18 +228,19 @@ class Iteration:
             summary = run_feedback(self.feedback_config(k, policy))
             free_memory()  # the sampling / labeling models go before training starts
             trained = self.train_round(k, policy, round_dir / "feedback" / "dataset")
-            if trained is not None and (trained / "adapter_config.json").is_file():
-                trained = merge_adapter(trained, round_dir / "merged")
             policy, metrics, why = self.select(k, policy, trained)
+            if (policy / "adapter_config.json").is_file():
+                # the selected LoRA adapter (final or a checkpoint) merged: the next policy and reference
+                policy = merge_adapter(policy, round_dir / "merged")
             row = {"round": k, "policy": str(policy), "pairs": summary.get("pairs"),
                    "feedback_false_claim_rate": summary.get("false_claim_rate"),
-                   **{m: metrics.get(m) for m in TABLE_METRICS}, "selected": why,
+                   **{m: metrics.get(m) for m in metrics_shown}, "selected": why,
                    "seconds": round(time.time() - round_start, 1)}  # fmt: skip
             selected_file.write_text(json.dumps(row, indent=2) + "\n")
             rows.append(row)
-            write_table(rows, self.out)
+            write_table(rows, self.out, metrics_shown)
         rows_path.write_text(json.dumps(rows, indent=2) + "\n")
-        write_table(rows, self.out)
+        write_table(rows, self.out, metrics_shown)
         logger.info("iterate: %d rounds in %.0f s", self.config.rounds, time.time() - start)
         return rows
 
@@ -247,6 +256,15 @@ def free_memory() -> None:
             torch.cuda.empty_cache()
     except ImportError:
         pass
+
+
+def _global_step(folder: Path) -> int | None:
+    """The step a trainer folder or checkpoint was saved at (its trainer_state.json), None when unknown."""
+    state = folder / "trainer_state.json"
+    try:
+        return json.loads(state.read_text()).get("global_step") if state.is_file() else None
+    except (json.JSONDecodeError, OSError):
+        return None
 
 
 def merge_adapter(adapter: Path, out: Path) -> Path:
@@ -272,15 +290,15 @@ def _cell(value) -> str:
     return str(value)
 
 
-def markdown_table(rows: list[dict]) -> str:
-    columns = ["round", "pairs", "feedback_false_claim_rate", *TABLE_METRICS, "seconds"]
+def markdown_table(rows: list[dict], metrics=TABLE_METRICS) -> str:
+    columns = ["round", "pairs", "feedback_false_claim_rate", *metrics, "seconds"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def write_table(rows: list[dict], out: Path) -> None:
-    (out / "rounds.md").write_text(markdown_table(rows) + "\n")
+def write_table(rows: list[dict], out: Path, metrics=TABLE_METRICS) -> None:
+    (out / "rounds.md").write_text(markdown_table(rows, metrics) + "\n")
     try:
         import matplotlib
 
@@ -321,6 +339,8 @@ def main(args: argparse.Namespace) -> int:
     config = IterateConfig.from_yaml(args.config, {"rounds": args.rounds, "out": args.out})
     start = time.time()
     rows = Iteration(config).run()
-    print(markdown_table(rows))
+    from rlhfv.iterate_evaluation import EVALUATORS
+
+    print(markdown_table(rows, EVALUATORS[config.evaluation["kind"]].metrics or TABLE_METRICS))
     print(f"{config.rounds} round(s) in {time.time() - start:.0f} s; table and plot in {config.out}")
     return 0

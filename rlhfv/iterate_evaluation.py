@@ -1,0 +1,169 @@
+"""Held-out evaluation of `rlhfv iterate`'s candidate checkpoints: one evaluator per `evaluation.kind`.
+
+RLAIF-V keeps, every round, the checkpoint that does best on a held-out evaluation. `EVALUATORS` maps each kind to
+an `Evaluator`: the function that scores one model, the metrics it returns, and the default metric to select on
+and its direction. Adding a kind is one entry in the dict.
+
+    none             no evaluation: each round keeps its final model
+    synthetic        the synthetic world's test images: CHAIR_s, CHAIR_i, recall, the annotator's false-claim rate
+    pope             a POPE question file (yes/no object probing): F1, accuracy, precision, recall, yes-ratio
+    object_halbench  Object HalBench questions, CHAIR with the offline synonym list: CHAIR_s, CHAIR_i, recall
+
+The benchmark kinds answer through `rlhfv eval`'s own generation (`generate_for_benchmark`: greedy, batched,
+resumable, settings recorded beside the answers) and score with `rlhfv eval`'s own scoring, so a round's number is
+the one `rlhfv eval pope score` / `rlhfv eval object-halbench score` would print for the same answers.
+
+Recipe keys (`evaluation:`): kind, select_metric, select_mode (min | max), max_new_tokens, batch_size, device, and
+per kind: pope: questions (a POPE question file), images (its image folder), prompt_suffix, unclear_as;
+object_halbench: questions, images, instances, captions (COCO annotation files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data_tools.errors import CommandError
+
+
+SELECT_MODES = ("min", "max")
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """How one kind scores a model: `evaluate(iteration, model, answers) -> {metric: value}`."""
+
+    evaluate: Callable | None
+    metrics: tuple[str, ...]
+    select_metric: str | None  # the default metric to select on
+    select_mode: str = "min"  # its default direction
+    required: tuple[str, ...] = ()  # evaluation keys the kind needs
+    files: tuple[str, ...] = ()  # keys naming files or folders that must exist (checked at start)
+    optional: tuple[str, ...] = field(default=())  # further keys the kind reads
+
+
+COMMON_KEYS = ("kind", "select_metric", "select_mode", "max_new_tokens", "batch_size", "device")
+
+
+# ---- synthetic world ---------------------------------------------------------------------------------------------
+def evaluate_synthetic(iteration, model: Path, answers: Path) -> dict:
+    from rlhfv.experiments.proof import evaluate
+
+    settings = iteration.config.evaluation
+    if not iteration.config.synthetic:
+        raise CommandError("evaluation.kind synthetic needs the synthetic block")
+    proof = iteration.proof_config()
+    proof.max_new_tokens = settings.get("max_new_tokens", proof.max_new_tokens)
+    proof.generation_batch_size = settings.get("batch_size", proof.generation_batch_size)
+    eval_dir = Path(settings.get("prompts_dir", iteration.out / "data" / "eval"))
+    return evaluate(proof, model, eval_dir, answers)
+
+
+# ---- benchmarks through `rlhfv eval`'s generation -----------------------------------------------------------------
+def _generate(benchmark: str, settings: dict, model: Path, rows: list[dict], answers: Path, suffix: str):
+    from rlhfv.eval.bench_generate import generate_for_benchmark, read_answers
+    from rlhfv.eval.generate import GenerationOptions
+    from rlhfv.eval.io import EvalInputError
+
+    options = GenerationOptions(max_new_tokens=settings.get("max_new_tokens", 512),
+                                batch_size=settings.get("batch_size", 8))  # fmt: skip
+    try:
+        generate_for_benchmark(benchmark, model, rows, answers, options, suffix, settings.get("device"),
+                               progress=settings.get("progress", True))  # fmt: skip
+        return read_answers(answers)
+    except EvalInputError as error:
+        raise CommandError(f"evaluation ({benchmark}): {error}") from None
+
+
+def evaluate_pope(iteration, model: Path, answers: Path) -> dict:
+    from rlhfv.eval import pope
+    from rlhfv.eval.bench_cli import POPE_SUFFIX
+
+    settings = iteration.config.evaluation
+    rows = pope.read_questions(settings["questions"], settings.get("images"))
+    got = _generate("pope", settings, model, rows, answers, settings.get("prompt_suffix", POPE_SUFFIX))
+    metrics, _ = pope.score_split(rows, got, settings.get("unclear_as", "pope"))
+    return {**{m: metrics[m] for m in POPE_METRICS}, "n": metrics["n"], "unclear": len(metrics["unclear_answers"])}
+
+
+def evaluate_object_halbench(iteration, model: Path, answers: Path) -> dict:
+    from rlhfv.eval import object_halbench as ohb
+    from rlhfv.eval.chair import ObjectExtractor
+
+    settings = iteration.config.evaluation
+    rows = ohb.read_questions(settings["questions"], settings.get("images"))
+    got = _generate("object-halbench", settings, model, rows, answers, settings.get("prompt_suffix", ""))
+    extractor = ObjectExtractor()
+    truth = ohb.coco_truth(_as_list(settings["instances"]), _as_list(settings["captions"]), extractor,
+                           {row["image_id"] for row in rows})  # fmt: skip
+    report, _ = ohb.score(rows, got, truth, extractor, "rule", progress=False)
+    return {m: report[m] for m in OBJECT_HALBENCH_METRICS}
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+POPE_METRICS = ("f1", "accuracy", "precision", "recall", "yes_ratio")
+OBJECT_HALBENCH_METRICS = ("chair_s", "chair_i", "recall", "mean_length_words")
+
+EVALUATORS: dict[str, Evaluator] = {
+    "none": Evaluator(None, (), None),
+    "synthetic": Evaluator(
+        evaluate_synthetic, ("chair_s", "chair_i", "false_claim_rate", "recall", "mean_length_words"),
+        "false_claim_rate", "min", optional=("prompts_dir",),
+    ),
+    "pope": Evaluator(
+        evaluate_pope, POPE_METRICS, "f1", "max", required=("questions",), files=("questions", "images"),
+        optional=("images", "prompt_suffix", "unclear_as", "progress"),
+    ),
+    "object_halbench": Evaluator(
+        evaluate_object_halbench, OBJECT_HALBENCH_METRICS, "chair_s", "min",
+        required=("questions", "instances", "captions"), files=("questions", "images", "instances", "captions"),
+        optional=("images", "prompt_suffix", "progress"),
+    ),
+}  # fmt: skip
+
+
+def check_settings(settings: dict, where: str) -> dict:
+    """The evaluation block with its defaults filled in; a clear error for an unknown kind, key, metric or mode."""
+    kind = settings.get("kind", "none")
+    if kind not in EVALUATORS:
+        raise CommandError(f"{where}: evaluation.kind must be one of {', '.join(EVALUATORS)}; got {kind!r}")
+    evaluator = EVALUATORS[kind]
+    known = {*COMMON_KEYS, *evaluator.required, *evaluator.optional}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise CommandError(f"{where}: evaluation keys {unknown} are not read by kind {kind!r}; known: {sorted(known)}")
+    missing = [key for key in evaluator.required if not settings.get(key)]
+    if missing:
+        raise CommandError(f"{where}: evaluation.kind {kind} needs {', '.join(missing)}")
+    metric = settings.get("select_metric", evaluator.select_metric)
+    if evaluator.metrics and metric not in evaluator.metrics:
+        raise CommandError(
+            f"{where}: evaluation.select_metric {metric!r} is not a metric of kind {kind!r}; known: "
+            f"{', '.join(evaluator.metrics)}"
+        )
+    mode = settings.get("select_mode", evaluator.select_mode)
+    if mode not in SELECT_MODES:
+        raise CommandError(f"{where}: evaluation.select_mode must be min or max; got {mode!r}")
+    return {**settings, "kind": kind, "select_metric": metric, "select_mode": mode}
+
+
+def check_files(settings: dict) -> None:
+    """The files the evaluation reads exist (at start, before any training)."""
+    for key in EVALUATORS[settings["kind"]].files:
+        for value in _as_list(settings[key]) if settings.get(key) else []:
+            if not Path(value).exists():
+                raise CommandError(f"evaluation.{key}: {value}: no such file or folder")
+
+
+def pick_best(scored: list[tuple], mode: str) -> tuple | None:
+    """The best of `(value, index, ...)` tuples by `mode` (min or max); ties go to the lowest index; None values
+    (a candidate the metric could not be computed for) are never picked. None when no candidate has a value."""
+    valid = [s for s in scored if s[0] is not None]
+    if not valid:
+        return None
+    sign = 1 if mode == "min" else -1
+    return min(valid, key=lambda s: (sign * s[0], s[1]))
