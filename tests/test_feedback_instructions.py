@@ -247,3 +247,33 @@ def test_feedback_run_on_rlaif_v_rows_reports_the_merge(tmp_path):
     ]
     (answer,) = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
     assert answer["image_path"] == str((out / "images" / hashed(RED)).resolve()) and len(answer["answers"]) == 2
+
+
+def test_rlaif_v_as_a_datasets_folder_with_an_image_feature_and_images_decoded_once(tmp_path, monkeypatch):
+    """RLAIF-V as `load_dataset(...).save_to_disk(...)` leaves it (an Image feature); each picture is checked by PIL
+    once: a second row with it, and a rerun that finds its file, only hash it."""
+    import PIL.Image
+    from datasets import Dataset, Features, Image, Value
+
+    features = Features({"ds_name": Value("string"), "idx": Value("string"), "image": Image(),
+                         "question": Value("string"), "chosen": Value("string"), "rejected": Value("string")})  # fmt: skip
+    rows = [
+        {"ds_name": "RLAIF-V-Dataset", "idx": str(i), "image": {"bytes": data, "path": None}, "question": question,
+         "chosen": "a", "rejected": "b"}
+        for i, (data, question) in enumerate([(RED, "Describe."), (RED, "Describe."), (BLUE, "Describe.")])
+    ]  # fmt: skip
+    folder = tmp_path / "rlaif_v_disk"
+    Dataset.from_list(rows, features=features).save_to_disk(str(folder))
+    opened = []
+    real_open = PIL.Image.open
+    monkeypatch.setattr(PIL.Image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+    result = read_instructions(folder, tmp_path / "images")
+    assert result.formats[str(folder)][0] == "rlaif-v"
+    assert as_tuples(result) == [
+        ("RLAIF-V-Dataset-0", "Describe.", f"images/{hashed(RED)}", f"{folder}:row 0"),
+        ("RLAIF-V-Dataset-2", "Describe.", f"images/{hashed(BLUE)}", f"{folder}:row 2"),
+    ]
+    assert result.instructions[0].merged == [{"id": "RLAIF-V-Dataset-1", "where": f"{folder}:row 1"}]
+    assert len(opened) == 2  # RED once, BLUE once
+    again = read_instructions(folder, tmp_path / "images")
+    assert as_tuples(again) == as_tuples(result) and len(opened) == 2  # the rerun decodes nothing

@@ -155,8 +155,11 @@ def _b64(text: str, label: str) -> bytes:
         raise RowError(BAD_VALUE, label, "holds text that is neither a path nor base64 image data") from None
 
 
-def save_image(data: bytes, label: str, images_dir: Path) -> Path:
-    """Check that PIL decodes `data` and write it once as `<sha256[:16]>.<ext>` under `images_dir`."""
+def save_image(data: bytes, label: str, images_dir: Path, written: dict[str, Path] | None = None) -> Path:
+    """Check that PIL decodes `data` and write it once as `<sha256[:16]>.<ext>` under `images_dir`.
+
+    `written` ({hash: file}, the files already in `images_dir`) skips the decode of an image checked before: a
+    data set with several rows per image, or a rerun (each `rlhfv iterate` round), hashes it and goes on."""
     import io
 
     from PIL import Image
@@ -164,6 +167,8 @@ def save_image(data: bytes, label: str, images_dir: Path) -> Path:
     from data_tools.errors import IMAGE_UNREADABLE
 
     digest = hashlib.sha256(data).hexdigest()[:16]
+    if written is not None and digest in written:
+        return written[digest]
     try:
         with Image.open(io.BytesIO(data)) as image:
             kind = (image.format or "png").lower()
@@ -178,6 +183,8 @@ def save_image(data: bytes, label: str, images_dir: Path) -> Path:
         tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
         tmp.write_bytes(data)
         os.replace(tmp, path)
+    if written is not None:
+        written[digest] = path
     return path
 
 
@@ -200,9 +207,12 @@ def read_instructions(
     format: str = "auto",
     image_root: str | None = None,
     fail=None,
+    progress: bool = False,
 ) -> ReadResult:
     """Every row of `path` as an instruction, a merged duplicate, or a reject. `fail(reject)` is called for each
     reject before it is recorded (it raises under on_error=fail)."""
+    from tqdm.auto import tqdm
+
     from data_tools.errors import CommandError
     from data_tools.readers import open_inputs
 
@@ -213,6 +223,10 @@ def read_instructions(
     except ConversionError as error:
         raise CommandError(str(error)) from None
     images_dir = Path(images_dir)
+    # images written by an earlier run (or round): {content hash: file}
+    written = (
+        {p.name.split(".")[0]: p for p in images_dir.iterdir() if ".tmp-" not in p.name} if images_dir.is_dir() else {}
+    )
     by_key: dict[tuple, Instruction] = {}
     by_id: dict[str, Instruction] = {}
     result = ReadResult([], [], 0, {})
@@ -233,8 +247,10 @@ def read_instructions(
             result.formats[source.path] = detected
         name = result.formats[source.path][0]
         root = image_root or source.folder
+        bar = tqdm(total=source.count(), desc="prompts", unit="row", disable=not progress)
         try:
             for chunk in source.chunks(CHUNK_ROWS):
+                bar.update(len(chunk))
                 for number, payload in chunk:
                     result.rows += 1
                     where = f"{source.path}:{source.row_kind} {number}"
@@ -242,7 +258,14 @@ def read_instructions(
                         record = _record(payload)
                         row_id, question, images = EXTRACTORS[name](record)
                         instruction = _instruction(
-                            row_id or f"{source.stem}-{number}", question, images, name, where, root, images_dir
+                            row_id or f"{source.stem}-{number}",
+                            question,
+                            images,
+                            name,
+                            where,
+                            root,
+                            images_dir,
+                            written,
                         )
                     except RowError as error:
                         reject = {"reason": error.reason, "where": where, "field": error.field, "detail": error.detail}
@@ -253,6 +276,8 @@ def read_instructions(
                     _add(instruction, by_key, by_id, result, fail)
         except ConversionError as error:
             raise CommandError(str(error)) from None
+        finally:
+            bar.close()
     return result
 
 
@@ -269,7 +294,7 @@ def _record(payload) -> dict:
     return payload
 
 
-def _instruction(row_id, question, images, name, where, root, images_dir) -> Instruction:
+def _instruction(row_id, question, images, name, where, root, images_dir, written) -> Instruction:
     instruction = Instruction(row_id, question, where)
     if not images:
         if name in NEEDS_IMAGE:
@@ -280,7 +305,7 @@ def _instruction(row_id, question, images, name, where, root, images_dir) -> Ins
     label, value = images[0]
     data = embedded_bytes(value, label, root)
     if data is not None:
-        saved = save_image(data, label, images_dir)
+        saved = save_image(data, label, images_dir, written)
         instruction.image, instruction.image_path = str(Path(images_dir.name) / saved.name), str(saved.resolve())
     else:
         from data_tools.images import image_file
