@@ -67,6 +67,10 @@ class IterateConfig:
 
         kind = config.evaluation.get("kind", "synthetic" if config.synthetic else "none")
         config.evaluation = check_settings({**config.evaluation, "kind": kind}, str(file))
+        if config.evaluation["kind"] == "synthetic" and not config.synthetic:
+            raise CommandError(
+                f"{file}: evaluation.kind synthetic needs the synthetic block (the world's test images)"
+            )
         if config.feedback.get("sampler") == "vllm":
             from rlhfv.feedback.vllm_sampling import require_vllm
 

@@ -144,6 +144,8 @@ def test_bad_evaluation_settings_fail_at_start_naming_what_is_known(tmp_path):
         IterateConfig.from_yaml(bad_mode, {})
     with pytest.raises(CommandError, match="kind must be one of none, synthetic, pope, object_halbench"):
         IterateConfig.from_yaml(write_iterate(tmp_path / "k.yaml", {"kind": "mmhal"}), {})
+    with pytest.raises(CommandError, match="kind synthetic needs the synthetic block"):
+        IterateConfig.from_yaml(write_iterate(tmp_path / "s.yaml", {"kind": "synthetic"}), {})
     with pytest.raises(CommandError, match="kind object_halbench needs questions, instances, captions"):
         IterateConfig.from_yaml(write_iterate(tmp_path / "o.yaml", {"kind": "object_halbench"}), {})
     with pytest.raises(CommandError, match="'question_file'.*not read by kind 'pope'"):
