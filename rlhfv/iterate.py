@@ -133,9 +133,7 @@ class Iteration:
         out = self.out / f"round_{k}" / "train"
         if (out / "train.done").is_file():
             return out
-        from datasets import load_from_disk
-
-        if len(load_from_disk(str(dataset))) == 0:
+        if dataset_rows(dataset) == 0:
             return None
         recipe = {**self.config.train, "model_name_or_path": str(policy), "dataset_name": str(dataset),
                   "output_dir": str(out), "seed": self.config.seed + k - 1}  # fmt: skip
@@ -228,6 +226,17 @@ class Iteration:
         write_table(rows, self.out)
         logger.info("iterate: %d rounds in %.0f s", self.config.rounds, time.time() - start)
         return rows
+
+
+def dataset_rows(path: Path) -> int:
+    """Rows of a saved dataset. A dataset of 0 rows is saved without data files, which `load_from_disk` cannot read
+    back (it fails with an IndexError), so its `state.json` is read first."""
+    state = json.loads((path / "state.json").read_text())
+    if not state.get("_data_files"):
+        return 0
+    from datasets import load_from_disk
+
+    return len(load_from_disk(str(path)))
 
 
 def free_memory() -> None:
