@@ -356,26 +356,6 @@ def markdown_report(config: PriorRoundsConfig, results: list[dict], summary: dic
 # --- driver ----------------------------------------------------------------------------------------------------------
 
 
-def _run_seed_in_worker(config: PriorRoundsConfig, seed: int) -> dict:
-    import torch
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    torch.set_num_threads(config.threads)
-    return run_seed(config, seed)
-
-
-def run_seeds(config: PriorRoundsConfig) -> list[dict]:
-    if config.jobs <= 1 or len(config.seeds) == 1:
-        return [run_seed(config, seed) for seed in config.seeds]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=config.jobs, mp_context=context) as pool:
-        futures = [pool.submit(_run_seed_in_worker, config, seed) for seed in config.seeds]
-        return [future.result() for future in futures]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rlhfv.experiments.prior_rounds", description=__doc__.split("\n")[0]
@@ -391,7 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     out = prepare_run(config)
     start = time.time()
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    results = run_seeds(config)
+    from rlhfv.experiments.proof import run_seeds_in_processes
+
+    results = run_seeds_in_processes(run_seed, config)
     summary = aggregate(results)
     elapsed = time.time() - start
     (out / "results.json").write_text(json.dumps({"config": asdict(config), "seeds": results, "summary": summary,
