@@ -143,8 +143,7 @@ class Iteration:
         out = self.out / f"round_{k}" / "train"
         if (out / "train.done").is_file():
             return out
-        pairs = dataset.parent / "pairs.jsonl"  # what the dataset was written from (an empty saved dataset
-        if pairs.is_file() and not pairs.read_text().strip():  # cannot be loaded back: datasets has no shard)
+        if dataset_rows(dataset) == 0:
             return None
         recipe = {**self.config.train, "model_name_or_path": str(policy), "dataset_name": str(dataset),
                   "output_dir": str(out), "seed": self.config.seed + k - 1}  # fmt: skip
@@ -189,11 +188,14 @@ class Iteration:
     def select(self, k: int, policy: Path, trained: Path | None) -> tuple[Path, dict, str]:
         """(next policy, its metrics, why). Candidates: the round's checkpoints, scored by `select_metric`, the
         lowest or highest winning by `select_mode`."""
-        from rlhfv.iterate_evaluation import pick_best
+        from rlhfv.iterate_evaluation import EVALUATORS, pick_best
 
         if trained is None:
             return policy, self.evaluate(policy, self.out / f"round_{k - 1}" / "eval_answers.jsonl"), "no pairs"
-        metric, mode = self.config.evaluation["select_metric"], self.config.evaluation["select_mode"]
+        # a config built in code (not through from_yaml) may leave the kind's defaults out
+        settings, evaluator = self.config.evaluation, EVALUATORS[self.config.evaluation["kind"]]
+        metric = settings.get("select_metric") or evaluator.select_metric
+        mode = settings.get("select_mode") or evaluator.select_mode
         scored = []
         for n, candidate in enumerate(self.candidates(trained)):
             metrics = self.evaluate(candidate, self.out / f"round_{k}" / f"eval_answers_{n}.jsonl")
@@ -247,6 +249,17 @@ class Iteration:
         write_table(rows, self.out, metrics_shown)
         logger.info("iterate: %d rounds in %.0f s", self.config.rounds, time.time() - start)
         return rows
+
+
+def dataset_rows(path: Path) -> int:
+    """Rows of a saved dataset. A dataset of 0 rows is saved without data files, which `load_from_disk` cannot read
+    back (it fails with an IndexError), so its `state.json` is read first."""
+    state = json.loads((path / "state.json").read_text())
+    if not state.get("_data_files"):
+        return 0
+    from datasets import load_from_disk
+
+    return len(load_from_disk(str(path)))
 
 
 def free_memory() -> None:

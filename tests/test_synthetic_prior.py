@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from data_tools.synthetic.prior import COMPANIONS, PriorWorld, make_prior_item
-from data_tools.synthetic.world import Scene, SceneObject
+from data_tools.synthetic.prior import COMPANIONS, PriorWorld, anchor_of, companion_case, make_prior_item
+from data_tools.synthetic.world import POSITIONS, Scene, SceneObject
 
 
 def _sentences(text: str) -> list[str]:
@@ -228,3 +228,41 @@ def test_cli_writes_the_prior_world(tmp_path):
     assert main(["corrections", "--world", "prior", "--n", "5", "--out", str(tmp_path / "c")]) == 0
     assert len((tmp_path / "c" / "corrections.jsonl").read_text().splitlines()) == 5
     assert main(["sft", "--world", "prior", "--n", "2", "--prior-rate", "2", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_verification_questions_answer_from_the_scene_not_the_habit(tmp_path):
+    """Each verification answer agrees with the truth labeler's verdict on the same statement, every kind of false
+    statement occurs, an absent-companion statement names the anchor's companion at an empty slot, and the question
+    is the one `rlhfv feedback` asks."""
+    from data_tools.synthetic.prior_writers import VERIFICATION_TEMPLATE, write_prior_sft
+    from data_tools.synthetic.writers import load_scenes
+    from rlhfv.feedback.labeling import LabelRequest, TruthLabeler
+    from rlhfv.feedback.prompts import QUESTION_TEMPLATE
+
+    assert VERIFICATION_TEMPLATE == QUESTION_TEMPLATE
+    path = write_prior_sft(tmp_path, n=5, seed=3, verification_items=200)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    checks = [r for r in rows if r.get("verification")]
+    assert len(rows) == 205 and len(checks) == 200
+    scenes = load_scenes(tmp_path / "scenes.json")
+    truth = TruthLabeler(scenes)
+    prefix, suffix = VERIFICATION_TEMPLATE.split("{claim}")
+    kinds = {}
+    for row in checks:
+        question = row["messages"][0]["content"][1]["text"]
+        assert question.startswith(prefix) and question.endswith(suffix)
+        statement = question[len(prefix) : -len(suffix)]
+        assert not statement.endswith(".")
+        label = truth.label_many([LabelRequest(question, None, row["images"][0], statement)])[0]
+        answer = row["messages"][1]["content"][0]["text"]
+        assert answer == ("Yes." if label.verdict else "No."), (statement, answer)
+        assert (row["verification"] == "true") == label.verdict
+        kinds[row["verification"]] = kinds.get(row["verification"], 0) + 1
+        if row["verification"] == "absent_companion":
+            scene = scenes[row["images"][0]]
+            companion = COMPANIONS[anchor_of(scene)]
+            assert companion_case(scene) == "absent" and companion in statement
+            said = [p for p in POSITIONS if POSITIONS[p] in statement.lower()]
+            assert said and all(scene.at(p) is None for p in said)
+    assert set(kinds) == {"true", "absent_companion", "wrong_kind", "wrong_colour"}
+    assert 0.4 < kinds["true"] / 200 < 0.6

@@ -604,27 +604,6 @@ def select_learning_rates(config: PriorProofConfig) -> dict:
     return chosen
 
 
-def _run_seed_in_worker(config: PriorProofConfig, seed: int) -> dict:
-    import torch
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    torch.set_num_threads(config.threads)
-    return run_seed(config, seed)
-
-
-def run_seeds(config: PriorProofConfig) -> list[dict]:
-    """Every seed, `jobs` at a time in separate processes (the seeds share nothing); results in seed order."""
-    if config.jobs <= 1 or len(config.seeds) == 1:
-        return [run_seed(config, seed) for seed in config.seeds]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=config.jobs, mp_context=context) as pool:
-        futures = [pool.submit(_run_seed_in_worker, config, seed) for seed in config.seeds]
-        return [future.result() for future in futures]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rlhfv.experiments.prior_proof",
@@ -647,7 +626,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     start = time.time()
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    results = run_seeds(config)
+    from rlhfv.experiments.proof import run_seeds_in_processes
+
+    results = run_seeds_in_processes(run_seed, config)
     summary = aggregate(results)
     elapsed = time.time() - start
     (out / "results.json").write_text(

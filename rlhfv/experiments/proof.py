@@ -440,6 +440,29 @@ def prepare_run(config) -> Path:
     return out
 
 
+def _run_seed_in_worker(run_seed, config, seed: int) -> dict:
+    import torch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(config.threads)
+    return run_seed(config, seed)
+
+
+def run_seeds_in_processes(run_seed, config) -> list[dict]:
+    """`run_seed(config, seed)` for every seed, `config.jobs` at a time in separate processes (seeds share nothing;
+    one torch thread each suits a 2-core machine); results in seed order. `run_seed` must be a module-level function
+    (it is sent to the workers by name)."""
+    if config.jobs <= 1 or len(config.seeds) == 1:
+        return [run_seed(config, seed) for seed in config.seeds]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=config.jobs, mp_context=context) as pool:
+        futures = [pool.submit(_run_seed_in_worker, run_seed, config, seed) for seed in config.seeds]
+        return [future.result() for future in futures]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rlhfv.experiments.proof",
