@@ -66,7 +66,8 @@ class FactRLConfig:
     rl_learning_rates: list[float] = field(
         default_factory=lambda: [1e-5, 3e-5, 1e-4], metadata={"help": "RL learning rates tried by --select-rl"}
     )
-    rl_save_steps: int = field(default=10, metadata={"help": "checkpoint interval evaluated by --select-rl"})
+    rl_search_steps: int = field(default=200, metadata={"help": "steps of each --select-rl run"})
+    rl_save_steps: int = field(default=40, metadata={"help": "checkpoint interval evaluated by --select-rl"})
     rl_learning_rate: float = field(default=3e-5, metadata={"help": "RL learning rate (from --select-rl)"})
     rl_max_steps: int = field(default=30, metadata={"help": "RL steps (from --select-rl)"})
 
@@ -352,7 +353,7 @@ def rl_log(run_dir: Path) -> dict:
         return {"steps": 0}
     quarter = max(1, len(logs) // 4)
     out = {"steps": logs[-1].get("step", len(logs))}
-    for key in ("reward", "kl", "completions/mean_length", *[k for k in logs[0] if k.endswith("/mean")]):
+    for key in ("reward", "reward_std", "kl", "completions/mean_length", *[k for k in logs[0] if k.endswith("/mean")]):
         values = [entry[key] for entry in logs if entry.get(key) is not None]  # None: the rule applied to no row
         if values:
             out[key] = {
@@ -379,7 +380,7 @@ def _summary(records: dict) -> dict:
 
 
 def select_rl(config: FactRLConfig) -> dict:
-    """RL at every learning rate of `rl_learning_rates` for `rl_max_steps`, both reward models, on the first seed,
+    """RL at every learning rate of `rl_learning_rates` for `rl_search_steps`, both reward models, on the first seed,
     checkpoints every `rl_save_steps` evaluated on the validation images.
 
     Rule (docs/fact_rlhf.md, fixed before the runs): among (rate, steps) whose recall stays within 3 points of SFT's
@@ -398,7 +399,7 @@ def select_rl(config: FactRLConfig) -> dict:
         per_step: dict[int, dict] = {}
         for arm in REWARD_ARMS:
             run_dir = seed_dir / "rl_search" / f"{arm}_lr{lr:g}"
-            run_rl(config, seed, seed_dir, arm, run_dir, lr, config.rl_max_steps, config.rl_save_steps)
+            run_rl(config, seed, seed_dir, arm, run_dir, lr, config.rl_search_steps, config.rl_save_steps)
             table[f"{arm}@{lr:g}/log"] = rl_log(run_dir)
             checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
             for checkpoint in checkpoints:
@@ -432,10 +433,15 @@ def select_rl(config: FactRLConfig) -> dict:
     return result["chosen"]
 
 
+def rl_tag(config: FactRLConfig) -> str:
+    """Names the RL runs and their answers by their setting, so runs at other settings sit beside them."""
+    return f"lr{config.rl_learning_rate:g}_steps{config.rl_max_steps}"
+
+
 def run_seed(config: FactRLConfig, seed: int) -> dict:
     from rlhfv.experiments.companion import paired_bootstrap
 
-    timings = {}
+    timings, tag = {}, rl_tag(config)
     start = time.time()
     seed_dir = prepare_inputs(config, seed)
     timings["inputs_s"] = time.time() - start
@@ -450,12 +456,14 @@ def run_seed(config: FactRLConfig, seed: int) -> dict:
     policies = {"sft": seed_dir / "sft"}
     for arm in REWARD_ARMS:
         start = time.time()
-        policies[f"rl_{arm}"] = run_rl(config, seed, seed_dir, arm, seed_dir / f"rl_{arm}", config.rl_learning_rate,
+        policies[f"rl_{arm}"] = run_rl(config, seed, seed_dir, arm, seed_dir / f"rl_{arm}_{tag}", config.rl_learning_rate,
                                        config.rl_max_steps)  # fmt: skip
         timings[f"rl_{arm}_s"] = time.time() - start
     start = time.time()
     test = seed_dir / "data" / config.eval_split
-    records = {m: evaluate_policy(config, d, test, seed_dir / f"eval_answers_{m}.jsonl") for m, d in policies.items()}
+    records = {
+        m: evaluate_policy(config, d, test, seed_dir / f"eval_answers_{m}_{tag}.jsonl") for m, d in policies.items()
+    }
     timings["eval_s"] = time.time() - start
     result = {
         "seed": seed,
@@ -468,8 +476,9 @@ def run_seed(config: FactRLConfig, seed: int) -> dict:
         },  # fmt: skip
         "timings": timings,
     }
-    (seed_dir / "eval_records.json").write_text(json.dumps(records))
-    (seed_dir / "result.json").write_text(json.dumps(result, indent=2))
+    result["rl_setting"] = {"learning_rate": config.rl_learning_rate, "max_steps": config.rl_max_steps}
+    (seed_dir / f"eval_records_{tag}.json").write_text(json.dumps(records))
+    (seed_dir / f"result_{tag}.json").write_text(json.dumps(result, indent=2))
     return result
 
 
@@ -537,10 +546,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the seeds")
     parser.add_argument("--out", default=None, help="override the output folder")
     parser.add_argument("--ready", default=None, help="override the finished prior_proof run to copy inputs from")
+    parser.add_argument(
+        "--rl-learning-rate",
+        type=float,
+        default=None,
+        help="override the RL learning rate "
+        "(a sensitivity run; the recipe's value is the one chosen on validation images)",
+    )
+    parser.add_argument("--rl-max-steps", type=int, default=None, help="override the RL steps (likewise)")
     parser.add_argument("--select-rl", action="store_true", help="choose the RL learning rate and steps on "
                         "validation images of the first seed (writes <out>/rl_selection.json)")  # fmt: skip
     args = parser.parse_args(argv)
-    config = FactRLConfig.from_yaml(args.config, {"seeds": args.seeds, "out": args.out, "ready": args.ready})
+    overrides = {"seeds": args.seeds, "out": args.out, "ready": args.ready, "rl_learning_rate": args.rl_learning_rate,
+                 "rl_max_steps": args.rl_max_steps}  # fmt: skip
+    config = FactRLConfig.from_yaml(args.config, overrides)
     from rlhfv.experiments.proof import prepare_run
 
     out = prepare_run(config)
@@ -551,10 +570,11 @@ def main(argv: list[str] | None = None) -> int:
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     results = [run_seed(config, seed) for seed in config.seeds]
     elapsed = time.time() - start
-    (out / "results.json").write_text(json.dumps({"config": asdict(config), "seeds": results, "wall_s": elapsed},
+    tag = rl_tag(config)
+    (out / f"results_{tag}.json").write_text(json.dumps({"config": asdict(config), "seeds": results, "wall_s": elapsed},
                                                  indent=2))  # fmt: skip
     report = markdown_report(results) + f"\nWall time of this run: {elapsed / 60:.1f} min.\n"
-    (out / "results.md").write_text(report)
+    (out / f"results_{tag}.md").write_text(report)
     print(report)
     return 0
 
