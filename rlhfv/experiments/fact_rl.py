@@ -69,7 +69,11 @@ class FactRLConfig:
     rl_search_steps: int = field(default=200, metadata={"help": "steps of each --select-rl run"})
     rl_save_steps: int = field(default=40, metadata={"help": "checkpoint interval evaluated by --select-rl"})
     rl_learning_rate: float = field(default=3e-5, metadata={"help": "RL learning rate (from --select-rl)"})
-    rl_max_steps: int = field(default=30, metadata={"help": "RL steps (from --select-rl)"})
+    rl_max_steps: int = field(default=40, metadata={"help": "RL steps (from --select-rl)"})
+    rl_variant: dict = field(
+        default_factory=dict,
+        metadata={"help": "extra `rlhfv rl` fields of a sensitivity run (--rl-set KEY=VALUE); they name its runs"},
+    )
 
     # read_experiment_config checks this field; the experiment always tests on the proof's `eval` split
     eval_split: str = field(default="eval", metadata={"help": "fixed: the test images are the proof's `eval` split"})
@@ -330,6 +334,7 @@ def run_rl(config: FactRLConfig, seed: int, seed_dir: Path, arm: str, out: Path,
         return out
     recipe = {
         **config.rl,
+        **config.rl_variant,
         "model_name_or_path": str(seed_dir / "sft"),
         "dataset_name": str(seed_dir / "rl_prompts.jsonl"),
         "reward_model_path": str(seed_dir / f"reward_{arm}"),
@@ -435,7 +440,8 @@ def select_rl(config: FactRLConfig) -> dict:
 
 def rl_tag(config: FactRLConfig) -> str:
     """Names the RL runs and their answers by their setting, so runs at other settings sit beside them."""
-    return f"lr{config.rl_learning_rate:g}_steps{config.rl_max_steps}"
+    tag = f"lr{config.rl_learning_rate:g}_steps{config.rl_max_steps}"
+    return tag + "".join(f"_{key}-{value}" for key, value in sorted(config.rl_variant.items()))
 
 
 def run_seed(config: FactRLConfig, seed: int) -> dict:
@@ -536,6 +542,15 @@ def markdown_report(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _key_value(item: str) -> tuple[str, object]:
+    import yaml
+
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--rl-set expects KEY=VALUE, got {item!r}")
+    return key, yaml.safe_load(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rlhfv.experiments.fact_rl",
@@ -554,12 +569,20 @@ def main(argv: list[str] | None = None) -> int:
         "(a sensitivity run; the recipe's value is the one chosen on validation images)",
     )
     parser.add_argument("--rl-max-steps", type=int, default=None, help="override the RL steps (likewise)")
+    parser.add_argument(
+        "--rl-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra `rlhfv rl` field for both arms (a sensitivity run, e.g. normalize_advantages=true); repeatable",
+    )
     parser.add_argument("--select-rl", action="store_true", help="choose the RL learning rate and steps on "
                         "validation images of the first seed (writes <out>/rl_selection.json)")  # fmt: skip
     args = parser.parse_args(argv)
     overrides = {"seeds": args.seeds, "out": args.out, "ready": args.ready, "rl_learning_rate": args.rl_learning_rate,
                  "rl_max_steps": args.rl_max_steps}  # fmt: skip
     config = FactRLConfig.from_yaml(args.config, overrides)
+    config.rl_variant = {**config.rl_variant, **dict(_key_value(item) for item in args.rl_set)}
     from rlhfv.experiments.proof import prepare_run
 
     out = prepare_run(config)
