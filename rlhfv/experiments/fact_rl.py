@@ -70,6 +70,11 @@ class FactRLConfig:
     rl_save_steps: int = field(default=40, metadata={"help": "checkpoint interval evaluated by --select-rl"})
     rl_learning_rate: float = field(default=3e-5, metadata={"help": "RL learning rate (from --select-rl)"})
     rl_max_steps: int = field(default=40, metadata={"help": "RL steps (from --select-rl)"})
+    rl_seed_offset: int = field(
+        default=0,
+        metadata={"help": "added to the seed of the RL runs only (same data, SFT and reward models): a replicate of "
+                  "RL's own randomness (sampling, data order); non-zero offsets name their runs"},
+    )  # fmt: skip
     rl_variant: dict = field(
         default_factory=dict,
         metadata={"help": "extra `rlhfv rl` fields of a sensitivity run (--rl-set KEY=VALUE); they name its runs"},
@@ -340,7 +345,7 @@ def run_rl(config: FactRLConfig, seed: int, seed_dir: Path, arm: str, out: Path,
         "reward_model_path": str(seed_dir / f"reward_{arm}"),
         "learning_rate": lr,
         "max_steps": steps,
-        "seed": seed,
+        "seed": seed + config.rl_seed_offset,
         "output_dir": str(out),
     }
     if save_steps:
@@ -441,6 +446,8 @@ def select_rl(config: FactRLConfig) -> dict:
 def rl_tag(config: FactRLConfig) -> str:
     """Names the RL runs and their answers by their setting, so runs at other settings sit beside them."""
     tag = f"lr{config.rl_learning_rate:g}_steps{config.rl_max_steps}"
+    if config.rl_seed_offset:
+        tag += f"_rlseed+{config.rl_seed_offset}"
     return tag + "".join(f"_{key}-{value}" for key, value in sorted(config.rl_variant.items()))
 
 
@@ -569,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
         "(a sensitivity run; the recipe's value is the one chosen on validation images)",
     )
     parser.add_argument("--rl-max-steps", type=int, default=None, help="override the RL steps (likewise)")
+    parser.add_argument("--rl-seed-offset", type=int, default=None, help="added to the RL runs' seed only: a "
+                        "replicate of RL's own randomness on the same reward models")  # fmt: skip
     parser.add_argument(
         "--rl-set",
         action="append",
@@ -580,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
                         "validation images of the first seed (writes <out>/rl_selection.json)")  # fmt: skip
     args = parser.parse_args(argv)
     overrides = {"seeds": args.seeds, "out": args.out, "ready": args.ready, "rl_learning_rate": args.rl_learning_rate,
-                 "rl_max_steps": args.rl_max_steps}  # fmt: skip
+                 "rl_max_steps": args.rl_max_steps, "rl_seed_offset": args.rl_seed_offset}  # fmt: skip
     config = FactRLConfig.from_yaml(args.config, overrides)
     config.rl_variant = {**config.rl_variant, **dict(_key_value(item) for item in args.rl_set)}
     from rlhfv.experiments.proof import prepare_run
