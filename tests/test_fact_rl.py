@@ -136,3 +136,16 @@ def test_config_refuses_settings_the_experiment_sets_per_run(tmp_path):
         FactRLConfig.from_yaml(str(recipe), {})
     recipe.write_text("reward:\n  learning_rate: 1.0e-4\n")
     assert FactRLConfig.from_yaml(str(recipe), {}).reward == {"learning_rate": 1.0e-4}
+
+
+def test_runs_are_named_by_their_rl_setting():
+    from rlhfv.experiments.fact_rl import _key_value, rl_tag
+
+    config = FactRLConfig(rl_learning_rate=3e-5, rl_max_steps=40)
+    assert rl_tag(config) == "lr3e-05_steps40"
+    config.rl_seed_offset = 100
+    config.rl_variant = dict([_key_value("normalize_advantages=true")])
+    assert config.rl_variant == {"normalize_advantages": True}
+    assert rl_tag(config) == "lr3e-05_steps40_rlseed+100_normalize_advantages-True"
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        _key_value("normalize_advantages")

@@ -16,10 +16,15 @@ Protocol (docs/fact_rlhf.md, section 6, states it with the hypotheses, written b
 5. SFT, RL-facts and RL-plain answer the test images greedily; companion metrics (`companion`) with paired per-image
    bootstrap intervals; the mean reward and KL of each RL run from its log.
 
-    python -m rlhfv.experiments.fact_rl --config recipes/proof/prior/config_fact_rl.yaml --select-rl
-    python -m rlhfv.experiments.fact_rl --config recipes/proof/prior/config_fact_rl.yaml
+    python -m rlhfv.experiments.fact_rl --config recipes/proof/prior/config_fact_rl.yaml --ready outputs/proof --select-rl
+    python -m rlhfv.experiments.fact_rl --config recipes/proof/prior/config_fact_rl.yaml --ready outputs/proof
 
-Stages whose output exists are skipped, so an interrupted run resumes.
+Checks beside the chosen setting (their runs are named by their setting, next to the others):
+`--rl-learning-rate 1e-4 --rl-max-steps 80` (another setting), `--rl-seed-offset 100` (RL's own randomness),
+`--rl-set normalize_advantages=true` (any extra `rlhfv rl` field, for both arms).
+
+Writes `<out>/results_<setting>.{json,md}` and, per seed, the reward models, RL runs, answers and records. Stages
+whose output exists are skipped, so an interrupted run resumes.
 """
 
 from __future__ import annotations
