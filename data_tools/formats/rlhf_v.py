@@ -33,7 +33,8 @@ def detect(columns: set[str]) -> str | None:
 row_id = metadata_id
 
 
-def parse(record: dict) -> ParsedPair:
+def text_object(record: dict) -> dict:
+    """The row's `text` field: a JSON string holding an object (question, chosen, rejected)."""
     raw = text_field(record, "text")
     try:
         text = json.loads(raw)
@@ -41,6 +42,11 @@ def parse(record: dict) -> ParsedPair:
         raise RowError(MALFORMED_JSON, "text", f"is not valid JSON ({error.msg} at position {error.pos})") from None
     if not isinstance(text, dict):
         raise RowError(BAD_VALUE, "text", f"expected a JSON object, got {type(text).__name__}")
+    return text
+
+
+def parse(record: dict) -> ParsedPair:
+    text = text_object(record)
     return ParsedPair(
         id=metadata_id(record),
         prompt=prompt_messages(text_field(text, "question", "text.question"), "text.question"),

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from data_tools.errors import BAD_VALUE, DUPLICATE_ID, MALFORMED_JSON, MISSING_FIELD, ConversionError, RowError
-from data_tools.formats import FORMAT_NAMES, detect_format, llava_rlhf, rlaif_v
+from data_tools.formats import FORMAT_NAMES, detect_format, llava_rlhf, rlaif_v, rlhf_v
 from data_tools.formats._fields import image_fields, optional_id, prompt_messages, text_field
 
 
@@ -70,13 +70,7 @@ def _question_or_prompt(record: dict) -> str:
 
 
 def _rlhf_v(record: dict):
-    raw = text_field(record, "text")
-    try:
-        text = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise RowError(MALFORMED_JSON, "text", f"is not valid JSON ({error.msg} at position {error.pos})") from None
-    if not isinstance(text, dict):
-        raise RowError(BAD_VALUE, "text", f"expected a JSON object, got {type(text).__name__}")
+    text = rlhf_v.text_object(record)
     question = _last_user_turn(prompt_messages(text_field(text, "question", "text.question"), "text.question"))
     return rlaif_v.metadata_id(record), question, rlaif_v.metadata_images(record)
 
