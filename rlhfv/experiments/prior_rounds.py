@@ -321,6 +321,8 @@ def markdown_report(config: PriorRoundsConfig, results: list[dict], summary: dic
         lines.append("")
     metrics = ("companion_hallucination", "companion_recall", "chair_s", "chair_i", "recall", "length_words",
                "other_false_claims")  # fmt: skip
+    seeds = "/".join(str(r["seed"]) for r in results)
+    lines += [f"Metrics as mean ± std over seeds; pairs per round listed per seed ({seeds}).", ""]
     lines += ["| model | round | pairs | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 3) + "|"]
 
     def cell(key, metric):
