@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from rlhfv.experiments import prior_rounds
+from rlhfv.experiments.intervals import wilson
 
 
 def score_test_bounds(successes, n, z=1.96):
@@ -38,12 +39,12 @@ def score_test_bounds(successes, n, z=1.96):
 
 @pytest.mark.parametrize("successes,n", [(81, 263), (0, 20), (20, 20), (1, 3), (2756, 3282)])
 def test_wilson_interval_inverts_the_score_test(successes, n):
-    p, low, high = prior_rounds.wilson(successes, n)
+    p, low, high = wilson(successes, n)
     assert p == successes / n
     expected_low, expected_high = score_test_bounds(successes, n)
     assert low == pytest.approx(expected_low, abs=1e-9)
     assert high == pytest.approx(expected_high, abs=1e-9)
-    assert prior_rounds.wilson(0, 0) == [None, None, None]
+    assert wilson(0, 0) == (None, None, None)
 
 
 def test_label_agreement_counts_match_a_hand_count_on_statements_of_known_truth(tmp_path):

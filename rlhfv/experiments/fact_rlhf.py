@@ -23,19 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 
+from rlhfv.experiments.intervals import wilson as wilson_interval
 
-def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion."""
-    if total == 0:
-        return (float("nan"), float("nan"))
-    p = successes / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return (centre - half, centre + half)
+
+def wilson(successes: int, total: int) -> tuple[float | None, float | None]:
+    """Wilson score 95% interval (low, high) of a proportion; (None, None) when `total` is 0."""
+    return wilson_interval(successes, total)[1:]
 
 
 def paired_bootstrap(a: list[bool], b: list[bool], draws: int = 2000, seed: int = 0) -> tuple[float, float, float]:

@@ -28,13 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rlhfv.experiments.intervals import wilson
 from rlhfv.experiments.prior_proof import PriorProofConfig
 
 
@@ -92,15 +92,6 @@ def write_round_data(config: PriorRoundsConfig, seed: int, data: Path) -> None:
 
 
 # --- the self-labeler against the truth ------------------------------------------------------------------------------
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> list[float | None]:
-    if n == 0:
-        return [None, None, None]
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [p, centre - half, centre + half]
 
 
 def label_agreement(feedback_dir: Path, scenes_path: Path) -> dict:

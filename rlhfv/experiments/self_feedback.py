@@ -13,17 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float | None, float | None, float | None]:
-    if n == 0:
-        return None, None, None
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return p, centre - half, centre + half
+from rlhfv.experiments.intervals import wilson
 
 
 def compare(feedback_dir: Path, scenes: Path) -> dict:
