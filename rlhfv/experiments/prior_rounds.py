@@ -357,8 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the seeds")
     parser.add_argument("--out", default=None, help="override the output folder")
     parser.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
+    parser.add_argument("--labelers", nargs="+", default=None, choices=LABELERS, help="override the labelers")
     args = parser.parse_args(argv)
-    config = PriorRoundsConfig.from_yaml(args.config, {"seeds": args.seeds, "out": args.out, "rounds": args.rounds})
+    overrides = {"seeds": args.seeds, "out": args.out, "rounds": args.rounds, "labelers": args.labelers}
+    config = PriorRoundsConfig.from_yaml(args.config, overrides)
     from rlhfv.experiments.proof import prepare_run
 
     out = prepare_run(config)
