@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from rlhfv.experiments import prior_rounds
-from rlhfv.experiments.intervals import wilson
+from rlhfv.experiments.intervals import t_interval, wilson
 
 
 def score_test_bounds(successes, n, z=1.96):
@@ -175,3 +175,45 @@ def test_a_rerun_resumes_from_the_saved_stages(tiny_run):
     after = json.loads((out / "results.json").read_text())["seeds"][0]
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained or relabeled
     assert after["metrics"] == before["metrics"] and after["rounds"] == before["rounds"]
+
+
+def _seed_result(seed, dense_minus_plain, dense_minus_sft):
+    """A seed's results.json entry with the given paired differences (intervals +-0.05 around them)."""
+
+    def entry(diff):
+        return {"diff": diff, "low": diff - 0.05, "high": diff + 0.05}
+
+    metrics = ("companion_hallucination", "companion_recall", "recall")
+    dense_plain = {m: entry(dense_minus_plain if m == "companion_hallucination" else 0.0) for m in metrics}
+    return {
+        "seed": seed,
+        "paired": {
+            "truth_dense/round3 - truth_plain/round3": dense_plain,
+            "truth_dense/round3 - sft": {m: entry(dense_minus_sft) for m in metrics},
+            "truth_dense/round2 - sft": {m: entry(1.0) for m in metrics},  # another round: left out
+        },
+    }
+
+
+def test_combine_runs_on_different_seeds(tmp_path):
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"config": {"rounds": 3}, "seeds": [_seed_result(0, -0.10, -0.2),
+                                                                     _seed_result(1, -0.02, -0.1)]}))  # fmt: skip
+    second.write_text(json.dumps({"config": {"rounds": 3}, "seeds": [_seed_result(3, 0.0, -0.3),
+                                                                      _seed_result(4, -0.06, 0.1)]}))  # fmt: skip
+    combined = prior_rounds.combine([first, second], 3)
+    assert combined["seeds"] == [0, 1, 3, 4]
+    assert set(combined["contrasts"]) == {"truth_dense/round3 - truth_plain/round3", "truth_dense/round3 - sft"}
+    dense_plain = combined["contrasts"]["truth_dense/round3 - truth_plain/round3"]["companion_hallucination"]
+    mean, low, high = t_interval([-0.10, -0.02, 0.0, -0.06])
+    assert (dense_plain["mean"], dense_plain["low"], dense_plain["high"]) == pytest.approx((mean, low, high))
+    # seed 3's exact tie is left out of the sign test: 3 of 3 below 0
+    assert (dense_plain["below_zero"], dense_plain["nonzero"], dense_plain["sign_test_p"]) == (3, 3, 0.25)
+    assert dense_plain["per_seed"][4]["diff"] == -0.06
+    dense_sft = combined["contrasts"]["truth_dense/round3 - sft"]["recall"]
+    assert (dense_sft["below_zero"], dense_sft["nonzero"]) == (3, 4)
+    report = prior_rounds.combined_report(combined)
+    assert "| truth_dense/round3 - truth_plain/round3 | -10.0 [-15.0, -5.0] |" in report
+    assert "3 of 3 (p = 0.250)" in report
+    with pytest.raises(SystemExit, match="appears twice"):
+        prior_rounds.combine([first, first], 3)

@@ -349,6 +349,61 @@ def markdown_report(config: PriorRoundsConfig, results: list[dict], summary: dic
 # --- driver ----------------------------------------------------------------------------------------------------------
 
 
+COMBINED_METRICS = ("companion_hallucination", "companion_recall", "recall")
+
+
+def combine(result_files: list[Path], round_: int) -> dict:
+    """Every paired contrast of round `round_` present in all seeds of `result_files` (runs of this experiment on
+    different seeds), per seed and across seeds: the mean difference with a t interval over seeds, and how many seeds
+    have it below 0 with a two-sided sign test (seeds whose difference is exactly 0 are left out of the test)."""
+    from rlhfv.experiments.intervals import sign_test, t_interval
+
+    seeds = [seed for path in result_files for seed in json.loads(Path(path).read_text())["seeds"]]
+    numbers = [s["seed"] for s in seeds]
+    if len(set(numbers)) != len(numbers):
+        raise SystemExit(f"--combine: a seed appears twice across {[str(p) for p in result_files]}: {numbers}")
+    suffix = f"/round{round_}"
+    contrasts = [c for c in seeds[0]["paired"] if c.split(" - ")[0].endswith(suffix)]
+    contrasts = [c for c in contrasts if all(c in s["paired"] for s in seeds)]
+    out: dict = {"seeds": numbers, "round": round_, "contrasts": {}}
+    for contrast in contrasts:
+        out["contrasts"][contrast] = {}
+        for metric in COMBINED_METRICS:
+            per_seed = [s["paired"][contrast][metric] for s in seeds]
+            diffs = [e["diff"] for e in per_seed]
+            entry = {"per_seed": dict(zip(numbers, per_seed, strict=True))}
+            if None not in diffs and len(diffs) >= 2:
+                mean, low, high = t_interval(diffs)
+                nonzero = [d for d in diffs if d != 0]
+                below = sum(d < 0 for d in nonzero)
+                entry.update(mean=mean, low=low, high=high, below_zero=below, nonzero=len(nonzero),
+                             sign_test_p=sign_test(below, len(nonzero)) if nonzero else None)  # fmt: skip
+            out["contrasts"][contrast][metric] = entry
+    return out
+
+
+def combined_report(combined: dict) -> str:
+    numbers = combined["seeds"]
+    lines = [f"Round {combined['round']}, seeds {numbers}: paired differences (b - a, points) per seed with 95% "
+             "per-image bootstrap intervals; across seeds the mean with a 95% t interval over seeds, and the seeds "
+             "below 0 with a two-sided sign test.", ""]  # fmt: skip
+    for metric in COMBINED_METRICS:
+        lines += [f"**{metric}**", "", "| contrast | " + " | ".join(f"seed {n}" for n in numbers)
+                  + " | mean over seeds [95% t] | below 0 (sign test p) |", "|---" * (len(numbers) + 3) + "|"]  # fmt: skip
+        for contrast, metrics in combined["contrasts"].items():
+            entry = metrics[metric]
+            cells = [_diff(entry["per_seed"][n]) for n in numbers]
+            if "mean" in entry:
+                across = f"{100 * entry['mean']:+.1f} [{100 * entry['low']:+.1f}, {100 * entry['high']:+.1f}]"
+                p = "n/a" if entry["sign_test_p"] is None else f"{entry['sign_test_p']:.3f}"
+                sign = f"{entry['below_zero']} of {entry['nonzero']} (p = {p})"
+            else:
+                across = sign = "n/a"
+            lines.append(f"| {contrast} | " + " | ".join(cells) + f" | {across} | {sign} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rlhfv.experiments.prior_rounds", description=__doc__.split("\n")[0]
@@ -358,7 +413,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="override the output folder")
     parser.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
     parser.add_argument("--labelers", nargs="+", default=None, choices=LABELERS, help="override the labelers")
+    parser.add_argument("--combine", nargs="+", type=Path, default=None, metavar="RESULTS_JSON",
+                        help="instead of running: combine the results.json of runs on different seeds (per seed and "
+                        "across seeds, the round given by --rounds or the config's last); writes combined.md and "
+                        "combined.json to --out")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.combine:
+        if not args.out:
+            parser.error("--combine needs --out (the folder for combined.md and combined.json)")
+        round_ = args.rounds or json.loads(args.combine[0].read_text())["config"]["rounds"]
+        combined = combine(args.combine, round_)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "combined.json").write_text(json.dumps(combined, indent=2))
+        report = combined_report(combined)
+        (out / "combined.md").write_text(report)
+        print(report)
+        return 0
     overrides = {"seeds": args.seeds, "out": args.out, "rounds": args.rounds, "labelers": args.labelers}
     config = PriorRoundsConfig.from_yaml(args.config, overrides)
     from rlhfv.experiments.proof import prepare_run
