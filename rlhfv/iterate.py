@@ -206,12 +206,19 @@ class Iteration:
             return best[2], best[3], f"{word} {metric} of {len(scored)} checkpoint(s): {best[2].name}"
         return trained, scored[0][3], "final model (no evaluation)"
 
+    def table_metrics(self) -> tuple[str, ...]:
+        """The held-out metrics of the per-round table and plot: the evaluator's (a subclass that overrides
+        `evaluate` names its own here)."""
+        from rlhfv.iterate_evaluation import EVALUATORS
+
+        return EVALUATORS[self.config.evaluation["kind"]].metrics or TABLE_METRICS
+
     def run(self) -> list[dict]:
         from rlhfv.feedback.pipeline import run_feedback
-        from rlhfv.iterate_evaluation import EVALUATORS, check_files
+        from rlhfv.iterate_evaluation import check_files
 
         check_files(self.config.evaluation)  # the held-out files exist before anything trains
-        metrics_shown = EVALUATORS[self.config.evaluation["kind"]].metrics or TABLE_METRICS
+        metrics_shown = self.table_metrics()
         self.out.mkdir(parents=True, exist_ok=True)
         start = time.time()
         policy = self.setup()
@@ -325,14 +332,16 @@ def write_table(rows: list[dict], out: Path, metrics=TABLE_METRICS) -> None:
         return
     fig, ax = plt.subplots(figsize=(6, 3.5))
     rounds = [row["round"] for row in rows]
-    for metric in ("chair_s", "chair_i", "false_claim_rate", "feedback_false_claim_rate"):
+    for metric in (*metrics, "feedback_false_claim_rate"):
         values = [row.get(metric) for row in rows]
-        if any(v is not None for v in values):
+        # rates share one axis; counts and lengths (words, n) stay in the table
+        if any(v is not None for v in values) and all(v is None or 0 <= v <= 1 for v in values):
             ax.plot(rounds, [v if v is not None else float("nan") for v in values], marker="o", label=metric)
     ax.set_xlabel("round")
     ax.set_xticks(rounds)
     ax.set_title("Iterative feedback rounds")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out / "rounds.png", dpi=110)
     plt.close(fig)
@@ -355,9 +364,8 @@ def register(subparsers) -> None:
 def main(args: argparse.Namespace) -> int:
     config = IterateConfig.from_yaml(args.config, {"rounds": args.rounds, "out": args.out})
     start = time.time()
-    rows = Iteration(config).run()
-    from rlhfv.iterate_evaluation import EVALUATORS
-
-    print(markdown_table(rows, EVALUATORS[config.evaluation["kind"]].metrics or TABLE_METRICS))
+    iteration = Iteration(config)
+    rows = iteration.run()
+    print(markdown_table(rows, iteration.table_metrics()))
     print(f"{config.rounds} round(s) in {time.time() - start:.0f} s; table and plot in {config.out}")
     return 0

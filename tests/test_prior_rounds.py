@@ -158,6 +158,13 @@ def test_every_arm_runs_and_the_arms_differ_in_gamma_only(tiny_run):
     assert agreement["claims"] == agreement["true"] + agreement["false"]
     assert agreement["false"] == agreement["companion"] + agreement["other"]
     assert agreement["correct"] == agreement["true_kept"] + agreement["false_caught"]
+    # each arm's per-round table shows the prior world's metrics, not the glyph world's
+    from rlhfv.experiments.companion import METRICS
+
+    header, _, *rows = (seed / "truth_dense" / "rounds.md").read_text().splitlines()
+    assert header == "| " + " | ".join(["round", "pairs", "feedback_false_claim_rate", *METRICS, "seconds"]) + " |"
+    round_1 = dict(zip(header.strip("|").split(" | "), rows[1].strip("|").split(" | "), strict=True))
+    assert round_1["companion_hallucination"].strip() not in ("", "-")
     report = (out / "results.md").read_text()
     assert "| truth_dense | 1 | " in report and "self_dense/round1 - truth_dense/round1" in report
 

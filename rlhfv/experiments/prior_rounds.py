@@ -172,6 +172,11 @@ def make_iterator(config: PriorRoundsConfig, seed: int, seed_dir: Path, labeler:
     from rlhfv.iterate import IterateConfig, Iteration
 
     class PriorWorldIteration(Iteration):
+        def table_metrics(self) -> tuple[str, ...]:
+            from rlhfv.experiments.companion import METRICS
+
+            return tuple(METRICS)
+
         def evaluate(self, model: Path, answers: Path) -> dict:
             from rlhfv.experiments.companion import summarize
 
