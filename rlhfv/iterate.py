@@ -23,11 +23,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from data_tools.errors import CommandError
+from rlhfv.iterate_evaluation import SYNTHETIC_METRICS
 
 
 logger = logging.getLogger("rlhfv.iterate")
 
-TABLE_METRICS = ("chair_s", "chair_i", "false_claim_rate", "recall", "mean_length_words")
+# the columns of a run whose evaluation names no metrics (kind none): the synthetic world's
+TABLE_METRICS = SYNTHETIC_METRICS
 
 
 @dataclass

@@ -105,14 +105,14 @@ def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
+SYNTHETIC_METRICS = ("chair_s", "chair_i", "false_claim_rate", "recall", "mean_length_words")
 POPE_METRICS = ("f1", "accuracy", "precision", "recall", "yes_ratio")
 OBJECT_HALBENCH_METRICS = ("chair_s", "chair_i", "recall", "mean_length_words")
 
 EVALUATORS: dict[str, Evaluator] = {
     "none": Evaluator(None, (), None),
     "synthetic": Evaluator(
-        evaluate_synthetic, ("chair_s", "chair_i", "false_claim_rate", "recall", "mean_length_words"),
-        "false_claim_rate", "min", optional=("prompts_dir",),
+        evaluate_synthetic, SYNTHETIC_METRICS, "false_claim_rate", "min", optional=("prompts_dir",),
     ),
     "pope": Evaluator(
         evaluate_pope, POPE_METRICS, "f1", "max", required=("questions",), files=("questions", "images"),

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -458,19 +457,10 @@ def paired_contrasts(config: PriorProofConfig, records: dict, seed: int) -> dict
 
 def aggregate(results: list[dict]) -> dict:
     from rlhfv.experiments.companion import METRICS
+    from rlhfv.experiments.proof import summarize_over_seeds
 
-    summary = {}
     methods = [m for m in METHODS if all(m in r["metrics"] for r in results)]
-    for method in methods:
-        summary[method] = {}
-        for metric in (*METRICS, "reward_accuracy"):
-            values = [r["metrics"][method][metric] for r in results if r["metrics"][method][metric] is not None]
-            summary[method][metric] = {
-                "mean": statistics.fmean(values) if values else None,
-                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                "values": values,
-            }
-    return summary
+    return summarize_over_seeds(results, methods, (*METRICS, "reward_accuracy"))
 
 
 def _pct(value, scale=100.0, digits=1) -> str:

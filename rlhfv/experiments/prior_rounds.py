@@ -28,14 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rlhfv.experiments.intervals import wilson
-from rlhfv.experiments.prior_proof import PriorProofConfig
+from rlhfv.experiments.prior_proof import PriorProofConfig, _pct
 
 
 logger = logging.getLogger("rlhfv.prior_rounds")
@@ -99,38 +98,31 @@ def label_agreement(feedback_dir: Path, scenes_path: Path) -> dict:
     those naming the scene's absent companion (the prior's hallucination) and the others."""
     from data_tools.synthetic.prior import COMPANIONS, anchor_of, companion_case
     from data_tools.synthetic.writers import load_scenes
-    from rlhfv.feedback.labeling import LabelRequest, TruthLabeler
+    from rlhfv.experiments.self_feedback import judged_claims
+    from rlhfv.feedback.labeling import TruthLabeler
 
     scenes = load_scenes(scenes_path)
-    truth = TruthLabeler(scenes)
-    answers = {r["id"]: r for r in map(json.loads, (feedback_dir / "answers.jsonl").open())}
-    labels = {
-        (r["id"], r["answer_index"]): r["labels"] for r in map(json.loads, (feedback_dir / "labels.jsonl").open())
-    }
     counts = dict(claims=0, correct=0, answered=0, true=0, true_kept=0, false=0, false_caught=0,
                   companion=0, companion_caught=0, other=0, other_caught=0, unlabeled=0)  # fmt: skip
-    for record in map(json.loads, (feedback_dir / "claims.jsonl").open()):
-        image = answers[record["id"]]["image"]
+    for image, claim, verdict, s in judged_claims(feedback_dir, TruthLabeler(scenes)):
+        if verdict is None or s["verdict"] is None:
+            counts["unlabeled"] += 1
+            continue
+        counts["claims"] += 1
+        counts["correct"] += verdict == s["verdict"]
+        counts["answered"] += (s["p_yes"] + s["p_no"]) >= 0.5
+        if verdict:
+            counts["true"] += 1
+            counts["true_kept"] += s["verdict"] is True
+            continue
+        caught = s["verdict"] is False
+        counts["false"] += 1
+        counts["false_caught"] += caught
         scene = scenes[image]
         companion = COMPANIONS[anchor_of(scene)] if companion_case(scene) == "absent" else None
-        requests = [LabelRequest(c["question"], None, image, c["text"]) for c in record["claims"]]
-        for claim, t, s in zip(record["claims"], truth.label_many(requests), labels[(record["id"], record["answer_index"])], strict=True):  # fmt: skip
-            if t.verdict is None or s["verdict"] is None:
-                counts["unlabeled"] += 1
-                continue
-            counts["claims"] += 1
-            counts["correct"] += t.verdict == s["verdict"]
-            counts["answered"] += (s["p_yes"] + s["p_no"]) >= 0.5
-            if t.verdict:
-                counts["true"] += 1
-                counts["true_kept"] += s["verdict"] is True
-                continue
-            caught = s["verdict"] is False
-            counts["false"] += 1
-            counts["false_caught"] += caught
-            group = "companion" if companion and companion in claim["text"].lower() else "other"
-            counts[group] += 1
-            counts[f"{group}_caught"] += caught
+        group = "companion" if companion and companion in claim["text"].lower() else "other"
+        counts[group] += 1
+        counts[f"{group}_caught"] += caught
     n = counts["claims"]
     return {
         **counts,
@@ -228,7 +220,14 @@ def run_seed(config: PriorRoundsConfig, seed: int) -> dict:
     agreement = check_self_labeler(config, seed, seed_dir) if "self" in config.labelers else None
     timings["self_check_s"] = time.time() - start
 
-    records = {"sft": records_on_test_images(config, seed_dir, "sft", seed_dir / "sft")["records"]}
+    tested: dict[str, dict] = {}  # model folder -> its test records: a round without pairs keeps its model
+
+    def test_records(name: str, model: Path) -> dict:
+        if str(model) not in tested:
+            tested[str(model)] = records_on_test_images(config, seed_dir, name, model)["records"]
+        return tested[str(model)]
+
+    records = {"sft": test_records("sft", seed_dir / "sft")}
     rounds: dict = {}
     for labeler in config.labelers:
         for arm in config.gammas:
@@ -239,9 +238,7 @@ def run_seed(config: PriorRoundsConfig, seed: int) -> dict:
             rounds[name] = []
             for row in rows[1:]:
                 key = f"{name}/round{row['round']}"
-                records[key] = records_on_test_images(config, seed_dir, key.replace("/", "_"), Path(row["policy"]))[
-                    "records"
-                ]
+                records[key] = test_records(key.replace("/", "_"), Path(row["policy"]))
                 rounds[name].append({"round": row["round"], "pairs": row["pairs"], "selected": row.get("selected"),
                                      "feedback_false_claim_rate": row["feedback_false_claim_rate"],
                                      "policy": row["policy"]})  # fmt: skip
@@ -271,21 +268,10 @@ def run_seed(config: PriorRoundsConfig, seed: int) -> dict:
 
 def aggregate(results: list[dict]) -> dict:
     from rlhfv.experiments.companion import METRICS
+    from rlhfv.experiments.proof import summarize_over_seeds
 
     keys = [k for k in results[0]["metrics"] if all(k in r["metrics"] for r in results)]
-    summary = {}
-    for key in keys:
-        summary[key] = {}
-        for metric in METRICS:
-            values = [r["metrics"][key][metric] for r in results if r["metrics"][key][metric] is not None]
-            summary[key][metric] = {"mean": statistics.fmean(values) if values else None,
-                                    "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                                    "values": values}  # fmt: skip
-    return summary
-
-
-def _pct(value, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{100 * value:.{digits}f}"
+    return summarize_over_seeds(results, keys, METRICS)
 
 
 def _ci(triple) -> str:

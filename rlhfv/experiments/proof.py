@@ -367,18 +367,24 @@ def run_seed(config: ProofConfig, seed: int) -> dict:
     return result
 
 
-def aggregate(results: list[dict]) -> dict:
+def summarize_over_seeds(results: list[dict], keys, metrics) -> dict:
+    """{key: {metric: {mean, std, values}}} over the seeds' `result["metrics"][key][metric]` (None values left out;
+    std 0 for a single value)."""
     summary = {}
-    for method in METHODS:
-        summary[method] = {}
-        for metric in METRICS:
-            values = [r["metrics"][method][metric] for r in results if r["metrics"][method][metric] is not None]
-            summary[method][metric] = {
+    for key in keys:
+        summary[key] = {}
+        for metric in metrics:
+            values = [r["metrics"][key][metric] for r in results if r["metrics"][key][metric] is not None]
+            summary[key][metric] = {
                 "mean": statistics.fmean(values) if values else None,
                 "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                 "values": values,
             }
     return summary
+
+
+def aggregate(results: list[dict]) -> dict:
+    return summarize_over_seeds(results, METHODS, METRICS)
 
 
 def markdown_table(summary: dict, seeds: list[int]) -> str:

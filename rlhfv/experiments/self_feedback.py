@@ -18,28 +18,37 @@ from pathlib import Path
 from rlhfv.experiments.intervals import wilson
 
 
-def compare(feedback_dir: Path, scenes: Path) -> dict:
-    from rlhfv.feedback.labeling import LabelRequest, TruthLabeler
+def judged_claims(feedback_dir: Path, truth):
+    """(image, claim, truth's verdict, the run's own label) for every claim of a feedback run (`answers.jsonl`,
+    `claims.jsonl`, `labels.jsonl`), in file order; `truth` is a `TruthLabeler`. A verdict is None where a labeler
+    gave none."""
+    from rlhfv.feedback.labeling import LabelRequest
 
-    answers = {json.loads(line)["id"]: json.loads(line) for line in (feedback_dir / "answers.jsonl").open()}
-    claims = [json.loads(line) for line in (feedback_dir / "claims.jsonl").open()]
+    answers = {r["id"]: r for r in map(json.loads, (feedback_dir / "answers.jsonl").open())}
     labels = {
         (r["id"], r["answer_index"]): r["labels"] for r in map(json.loads, (feedback_dir / "labels.jsonl").open())
     }
-    truth = TruthLabeler.from_file(scenes)
-    counts = dict(claims=0, correct=0, truth_false=0, caught=0, answered=0, said_false=0)
-    for record in claims:
+    for record in map(json.loads, (feedback_dir / "claims.jsonl").open()):
         image = answers[record["id"]].get("image")
         truths = truth.label_many([LabelRequest(c["question"], None, image, c["text"]) for c in record["claims"]])
-        for t, s in zip(truths, labels[(record["id"], record["answer_index"])], strict=True):
-            if t.verdict is None or s["verdict"] is None:
-                continue
-            counts["claims"] += 1
-            counts["correct"] += t.verdict == s["verdict"]
-            counts["truth_false"] += t.verdict is False
-            counts["caught"] += t.verdict is False and s["verdict"] is False
-            counts["said_false"] += s["verdict"] is False
-            counts["answered"] += (s["p_yes"] + s["p_no"]) >= 0.5
+        own = labels[(record["id"], record["answer_index"])]
+        for claim, t, s in zip(record["claims"], truths, own, strict=True):
+            yield image, claim, t.verdict, s
+
+
+def compare(feedback_dir: Path, scenes: Path) -> dict:
+    from rlhfv.feedback.labeling import TruthLabeler
+
+    counts = dict(claims=0, correct=0, truth_false=0, caught=0, answered=0, said_false=0)
+    for _, _, verdict, s in judged_claims(feedback_dir, TruthLabeler.from_file(scenes)):
+        if verdict is None or s["verdict"] is None:
+            continue
+        counts["claims"] += 1
+        counts["correct"] += verdict == s["verdict"]
+        counts["truth_false"] += verdict is False
+        counts["caught"] += verdict is False and s["verdict"] is False
+        counts["said_false"] += s["verdict"] is False
+        counts["answered"] += (s["p_yes"] + s["p_no"]) >= 0.5
     n = counts["claims"]
     return {
         **counts,

@@ -63,21 +63,24 @@ def _last_user_turn(messages: list[dict]) -> str:
     return messages[-1]["content"]
 
 
+def _question(record: dict, label: str = "question") -> str:
+    """The last user turn of the record's `question` (a string or a message list); `label` names it in errors."""
+    return _last_user_turn(prompt_messages(text_field(record, "question", label), label))
+
+
 def _question_or_prompt(record: dict) -> str:
     if "question" not in record and "prompt" in record:
         return _last_user_turn(prompt_messages(record["prompt"], "prompt"))
-    return _last_user_turn(prompt_messages(text_field(record, "question"), "question"))
+    return _question(record)
 
 
 def _rlhf_v(record: dict):
-    text = rlhf_v.text_object(record)
-    question = _last_user_turn(prompt_messages(text_field(text, "question", "text.question"), "text.question"))
+    question = _question(rlhf_v.text_object(record), "text.question")
     return rlaif_v.metadata_id(record), question, rlaif_v.metadata_images(record)
 
 
 def _rlaif_v(record: dict):
-    question = _last_user_turn(prompt_messages(text_field(record, "question"), "question"))
-    return rlaif_v.metadata_id(record), question, rlaif_v.metadata_images(record)
+    return rlaif_v.metadata_id(record), _question(record), rlaif_v.metadata_images(record)
 
 
 def _llava_rlhf(record: dict):
