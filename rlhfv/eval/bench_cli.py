@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_tools.errors import CommandError
+from rlhfv.eval.language import add_language_arguments
 
 
 def register(commands) -> None:
@@ -283,15 +284,21 @@ def _register_amber(commands) -> None:
     _add_generation_arguments(p)
     p.set_defaults(func=_guard(_run_amber_generate))
 
-    p = sub.add_parser("score", help="AMBER's metrics")
+    p = sub.add_parser("score", help="AMBER's metrics, as its inference.py computes them")
     p.add_argument("--answers", required=True, help="answers JSONL, or AMBER's JSON list of {id, response}")
     p.add_argument("--queries", required=True, help="the query file that was answered (sets the expected items)")
     p.add_argument("--annotations", required=True, help="data/annotations.json")
     p.add_argument("--relation", required=True, help="data/relation.json")
     p.add_argument("--safe-words", required=True, help="data/safe_words.txt")
-    p.add_argument("--word-vectors", choices=["auto", "on", "off"], default="auto", help="spaCy word similarity "
-                   "as AMBER (auto: when spaCy and the model are installed; off: exact/singular match)")  # fmt: skip
-    p.add_argument("--spacy-model", default="en_core_web_lg", help="default en_core_web_lg (AMBER's)")
+    p.add_argument("--metrics", default=None, help="data/metrics.txt, the counters' starting values (default: "
+                   "metrics.txt beside --annotations)")  # fmt: skip
+    p.add_argument("--similarity-threshold", type=float, default=0.8, help="word-vector similarity above which "
+                   "two words match (default 0.8, AMBER's)")  # fmt: skip
+    p.add_argument("--spacy-model", default="en_core_web_lg", help="word vectors (default en_core_web_lg, AMBER's)")
+    p.add_argument("--yes-no", choices=["exact", "first-word"], default="exact", help="discriminative answers: "
+                   "exactly 'Yes'/'No' as AMBER's script (default), or the first word, case and punctuation "
+                   "ignored (a deviation the report names)")  # fmt: skip
+    add_language_arguments(p)
     _add_output_arguments(p)
     p.set_defaults(func=_guard(_run_amber_score))
 
@@ -306,23 +313,28 @@ def _run_amber_generate(args) -> int:
 def _run_amber_score(args) -> int:
     from rlhfv.eval import amber
     from rlhfv.eval.bench_generate import missing_report, read_answers
+    from rlhfv.eval.language import tools_from_args
 
     queries = amber.read_queries(args.queries, None)
     expected = [q["id"] for q in queries]
     answers = read_answers(args.answers, answer_fields=("answer", "response"))
     missing = missing_report(expected, answers, args.allow_missing, "queries")
     _unknown_answers(answers, set(expected), args.queries)
-    rep, details = amber.score(
-        amber.load_annotations(args.annotations),
-        answers,
-        amber.load_association(args.relation),
-        amber.load_safe_words(args.safe_words),
-        amber.WordMatcher(args.word_vectors, args.spacy_model),
-        expected,
-        missing,
-    )
+    metrics = args.metrics or Path(args.annotations).with_name("metrics.txt")
+    assets = {
+        "association": amber.load_association(args.relation),
+        "safe_words": amber.load_safe_words(args.safe_words),
+        "metrics": amber.load_metrics(metrics),
+        "threshold": args.similarity_threshold,
+    }
+    annotations = amber.load_annotations(args.annotations)
+    needs = ("split_sentences", "tag", "lemmatize", "similarity")
+    tools, resources = tools_from_args(args, needs, {"similarity": args.spacy_model})
+    rep, details = amber.score(annotations, answers, assets, tools, args.yes_no, missing)
+    rep["language_resources"] = resources
     rep["answers"] = str(args.answers)
     print(amber.format_report(rep))
+    print(f"language resources: {resources}")
     _write(args, rep, details)
     return 0
 

@@ -1,0 +1,119 @@
+"""rlhfv's benchmark scorers against the numbers the official scoring scripts print on the same fixture files.
+
+The expected numbers (tests/fixtures/*/expected_official.json) come from running each benchmark's own code, unchanged,
+on these fixtures, with tests/language_standins.py in place of NLTK's data and spaCy's models; each file names the
+repository, file and commit. rlhfv gets the same stand-ins here (`--language-tools language_standins:tools`).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlhfv.cli import main as rlhfv_main
+
+
+TESTS = Path(__file__).parent
+FIXTURES = TESTS / "fixtures"
+AMBER = FIXTURES / "amber"
+sys.path.insert(0, str(TESTS))  # language_standins, for --language-tools
+STANDINS = ["--language-tools", "language_standins:tools"]
+
+
+def run(argv) -> int:
+    return rlhfv_main([str(a) for a in argv])
+
+
+def expected(folder: Path) -> dict:
+    return json.loads((folder / "expected_official.json").read_text())["cases"]
+
+
+# ---- AMBER ----------------------------------------------------------------------------------------------------------
+def amber_args(answers, out, queries="query_all.json", *extra):
+    return ["eval", "amber", "score", "--answers", AMBER / answers, "--queries", AMBER / queries,
+            "--annotations", AMBER / "annotations.json", "--relation", AMBER / "relation.json",
+            "--safe-words", AMBER / "safe_words.txt", "--out", out, *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, queries", [("all", "query_all.json"), ("generative_only", "query_generative.json")])
+def test_amber_equals_inference_py(tmp_path, capsys, case, queries):
+    want = expected(AMBER)[case]
+    out = tmp_path / "amber.json"
+    assert run(amber_args(want["answers"], out, queries, *STANDINS)) == 0
+    rep = json.loads(out.read_text())
+    got = {"generative": {k: rep["generative"][k] for k in ("chair", "cover", "hal", "cog")}}
+    for part in want["printed"]:
+        if part != "generative":
+            got[part] = {k: rep["discriminative"][part][k] for k in ("accuracy", "precision", "recall", "f1")}
+    assert got == want["printed"]  # every number inference.py printed, exactly
+    assert rep["mode"] == "official (AMBER inference.py)" and not rep["approximate"]
+    assert "language_standins:tools" in capsys.readouterr().out
+
+
+def test_amber_cases_of_the_official_protocol():
+    """The cases behind the numbers: nouns only (not the modal 'can' or the verb 'watch'), the vocabulary's case
+    ('TV'), exact-plus-first-similar for Cog, safe words in the denominator, exact 'Yes'/'No'."""
+    import language_standins
+
+    from rlhfv.eval import amber
+
+    association = amber.load_association(AMBER / "relation.json")
+    vocabulary = set(association) | {w for words in association.values() for w in words}
+    safe = amber.load_safe_words(AMBER / "safe_words.txt")
+    tools = language_standins.tools()
+    annotations = amber.load_annotations(AMBER / "annotations.json")
+
+    def counts(item, answer=None):
+        answer = answer if answer is not None else json.loads((AMBER / "answers.json").read_text())[item - 1]["response"]
+        return amber.score_generative(annotations[str(item)], answer, association, safe, vocabulary, tools)
+
+    second = counts(2)  # "... A dog can be seen.": "can" is a modal, not the vocabulary's "can"
+    assert "can" not in second["object_words"] and second["hallucinated_words"] == ["tree", "dog"]
+    fourth = counts(4)  # "watches" is a verb; "TV" keeps its case and covers the television; the monitor is near TV
+    assert "watch" not in fourth["object_words"] and (fourth["covered"], fourth["truth"]) == (2, 2)
+    fifth = counts(5)  # "plants": exact match with the 2nd likely hallucination and similar to the 1st: both count
+    assert (fifth["produced"], fifth["hallu"]) == (2, 2) and fifth["hallucinated_words"] == ["plant"]
+    sixth = counts(6)  # the safe word "sky" counts in CHAIR's denominator, never as a hallucination
+    assert sixth["object_words"] == ["boy", "bench", "sky", "sky"] and sixth["hallucinated_words"] == []
+    assert amber.read_yes_no("Yes, there is.") == "Yes, there is." and amber.read_yes_no("yes", "first-word") == "Yes"
+
+
+def test_amber_first_word_is_a_named_deviation(tmp_path, capsys):
+    out = tmp_path / "amber.json"
+    assert run(amber_args("answers.json", out, "query_all.json", *STANDINS, "--yes-no", "first-word")) == 0
+    rep = json.loads(out.read_text())
+    assert rep["mode"] == "deviating: see deviations" and "first-word" in rep["deviations"][0]
+    # "No.", "yes", "Yes, it is." and " No" now count as answers (official: 6 of 14 right): accuracy 10 of 14
+    assert rep["discriminative"]["overall"]["accuracy"] == 71.4
+    assert "deviation: --yes-no first-word" in capsys.readouterr().out
+
+
+def test_amber_missing_language_resources(tmp_path, capsys, monkeypatch):
+    """Without NLTK's data: one line naming the install command; with --allow-approximate every number is marked."""
+    from rlhfv.eval import language
+
+    def lookup(_model):
+        raise LookupError("Resource punkt_tab not found.")
+
+    monkeypatch.setitem(language._LOADERS, "split_sentences", lookup)
+    assert run(amber_args("answers.json", tmp_path / "a.json")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "python -m nltk.downloader punkt_tab" in err[0] and "--allow-approximate" in err[0]
+    assert run(amber_args("answers.json", tmp_path / "a.json", "query_all.json", "--allow-approximate")) == 0
+    rep = json.loads((tmp_path / "a.json").read_text())
+    assert rep["approximate"] and rep["deviations"][0].startswith("APPROXIMATE: NLTK's punkt sentence splitter")
+    assert "NOT the official script" in rep["comparable_with_papers"]
+
+
+def test_amber_unknown_type_names_the_row(tmp_path, capsys):
+    rows = json.loads((AMBER / "annotations.json").read_text())
+    rows[9]["type"] = "discriminative-existence"
+    bad = tmp_path / "annotations.json"
+    bad.write_text(json.dumps(rows))
+    for name in ("relation.json", "safe_words.txt", "metrics.txt"):
+        (tmp_path / name).write_text((AMBER / name).read_text())
+    argv = amber_args("answers.json", tmp_path / "a.json", "query_all.json", *STANDINS)
+    argv[argv.index(AMBER / "annotations.json")] = bad
+    assert run(argv) == 1
+    assert "annotations.json:row 9: field 'type' is 'discriminative-existence'" in capsys.readouterr().err
