@@ -117,12 +117,14 @@ class Reply:
 class ChatRequest:
     messages: list[dict]
     temperature: float = 0.0
-    max_tokens: int = 512
+    max_tokens: int | None = 512  # None: the request sets no limit (MMHal-Bench's judge request sets none)
     logprobs: bool = False
     top_logprobs: int | None = None
 
     def params(self) -> dict:
-        params = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        params = {"temperature": self.temperature}
+        if self.max_tokens is not None:
+            params["max_tokens"] = self.max_tokens
         if self.logprobs:
             params["logprobs"] = True
             if self.top_logprobs is not None:

@@ -117,3 +117,54 @@ def test_amber_unknown_type_names_the_row(tmp_path, capsys):
     argv[argv.index(AMBER / "annotations.json")] = bad
     assert run(argv) == 1
     assert "annotations.json:row 9: field 'type' is 'discriminative-existence'" in capsys.readouterr().err
+
+
+# ---- MMHal-Bench ----------------------------------------------------------------------------------------------------
+MMHAL = FIXTURES / "mmhal"
+
+
+def mmhal_judge(tmp_path, *extra):
+    """Judge response_filled_96.json with the recorded replies (judge_replies.json) served per item."""
+    from fixtures.openai_server import Server
+
+    replies = json.loads((MMHAL / "judge_replies.json").read_text())
+    scripted = {f"[mmhal-item-{i:03d}]": r["choices"][0]["message"]["content"] for i, r in enumerate(replies)}
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("Image contents: {}\nQuestion: {}\nStandard answer: {}\nResponse: {}\nRate it.")
+    out = tmp_path / "mmhal.json"
+    with Server(scripted) as server:
+        argv = ["eval", "mmhal", "judge", "--responses", MMHAL / "response_filled_96.json", "--base-url", server.url,
+                "--model", "judge", "--cache-dir", tmp_path / "cache", "--prompt-file", prompt, "--out", out,
+                "--quiet", *extra]  # fmt: skip
+        code = run(argv)
+        requests = list(server.requests)
+    return code, (json.loads(out.read_text()) if code == 0 else None), requests
+
+
+def test_mmhal_equals_summarize_gpt_mmhal(tmp_path, capsys):
+    want = expected(MMHAL)["judge_replies"]["printed"]
+    code, rep, requests = mmhal_judge(tmp_path)
+    assert code == 0 and rep["printed"] == want  # the three lines, as printed
+    assert rep["mode"] == "official (LLaVA-RLHF summarize_gpt_mmhal.py)" and rep["judge_model"] == "judge"
+    # sent as eval_gpt_mmhal.py sends it: one user message, the template filled in order, temperature 0, no limit
+    first = requests[0]
+    assert [m["role"] for m in first["messages"]] == ["user"] and "max_tokens" not in first
+    assert first["temperature"] == 0.0
+    assert first["messages"][0]["content"].startswith("Image contents: ")
+    out = capsys.readouterr().out
+    assert "Average score: 2.26" in out and "judge judge" in out
+
+
+def test_mmhal_lenient_ratings_are_a_named_option(tmp_path, capsys):
+    code, _, _ = mmhal_judge(tmp_path, "--ratings", "lenient")
+    # "Rating = 3"-style forms are read, but replies with no or several ratings stop the run, naming the item
+    assert code == 1 and "malformed judge reply" in capsys.readouterr().err
+
+
+def test_mmhal_official_rating_reading():
+    from rlhfv.eval.judge import official_rating, parse_rating
+
+    assert official_rating("Rating: 10") == 1  # the substring test finds "rating: 1"
+    assert official_rating("**Rating:** 5") == 0 and parse_rating("**Rating:** 5") == 5
+    assert official_rating("Rating = 3") == 0 and parse_rating("Rating = 3") == 3
+    assert official_rating("rating: 2 ... Rating: 4") == 0 and official_rating("Rating: 4\nRating: 4") == 4

@@ -92,7 +92,7 @@ def test_malformed_reply_names_the_item_and_shows_it(tmp_path, server, capsys):
     items = normalize_items(read_rows(path))
     client = JudgeClient(url, "m", cache_dir=tmp_path / "cache", concurrency=1)
     with pytest.raises(JudgeError, match=r"(?s)item 1 .*malformed judge reply.*I would give it a good grade"):
-        judge_items(client, items, progress=False)
+        judge_items(client, items, progress=False, ratings="lenient")
     # malformed replies are not cached: the fixed judge gets asked again
     assert not any("good grade" in p.read_text() for p in (tmp_path / "cache").glob("*.json"))
     argv = ["eval", "judge", "--answers", str(path), "--base-url", url, "--model", "m",

@@ -146,6 +146,11 @@ def _register_mmhal(commands) -> None:
                    "file in the response_template.json layout)")  # fmt: skip
     p.add_argument("--prompt-file", default=None, help="the judge prompt, e.g. MMHal-Bench's published one, with "
                    "placeholders {image_content} {question} {reference} {answer} (default: rlhfv's rubric)")  # fmt: skip
+    p.add_argument("--ratings", choices=["official", "lenient"], default="official", help="official (default): "
+                   "a reply without exactly one 'rating: N' is rated 0, as summarize_gpt_mmhal.py; lenient: more "
+                   "forms accepted, a malformed reply stops the run")  # fmt: skip
+    p.add_argument("--max-tokens", type=int, default=None, help="judge reply limit (default: none, as "
+                   "eval_gpt_mmhal.py)")  # fmt: skip
     add_endpoint_arguments(p)
     _add_output_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -175,11 +180,11 @@ def _run_mmhal_judge(args) -> int:
     items, missing = mmhal.judge_inputs(args.responses, args.allow_missing)
     template = load_prompt(args.prompt_file) if args.prompt_file else None
     client = client_from_args(args)
-    results = judge_items(client, items, progress=not args.quiet, prompt_template=template)
+    results = judge_items(client, items, not args.quiet, template, args.max_tokens, args.ratings)
     prompt = "rlhfv rubric"
     if template is not None:
         prompt = f"{args.prompt_file} (sha256 {hashlib.sha256(template.encode()).hexdigest()[:16]})"
-    rep = mmhal.report(results, client.model, prompt, missing)
+    rep = mmhal.report(results, client.model, prompt, missing, args.ratings)
     rep["responses"] = str(args.responses)
     print(mmhal.format_report(rep))
     cached = sum(r["cached"] for r in results)

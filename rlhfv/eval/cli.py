@@ -182,7 +182,7 @@ def _run_judge(args) -> int:
         client = client_from_args(args)
         template = load_prompt(args.prompt_file) if args.prompt_file else None
         items = normalize_items(read_rows(args.answers))
-        results = judge_items(client, items, progress=not args.quiet, prompt_template=template)
+        results = judge_items(client, items, not args.quiet, template, max_tokens=512, ratings="lenient")
     except (EvalInputError, JudgeError, EndpointError) as error:
         raise CommandError(str(error)) from None
     summary = summarize(results)

@@ -115,44 +115,66 @@ def judge_inputs(path: str | Path, allow_missing: bool = False) -> tuple[list[di
     return normalize_items(answered), missing
 
 
-def report(results: list[dict], judge_model: str, prompt: str, missing: list[str] = ()) -> dict:
-    """The benchmark's numbers from per-item ratings; an item's type is its id (its template index) mod 8."""
+def report(
+    results: list[dict], judge_model: str, prompt: str, missing: list[str] = (), ratings: str = "official"
+) -> dict:
+    """The benchmark's numbers from per-item ratings; an item's type is its id (its template index) mod 8.
+
+    `printed` holds the three lines of summarize_gpt_mmhal.py as it prints them (average with 2 decimals, the
+    hallucination rate as a fraction with 2 decimals, the per-type averages rounded to 2).
+    """
     n = len(results)
     per_type = {}
     for t, name in enumerate(QUESTION_TYPES):
-        ratings = [r["rating"] for r in results if int(r["id"]) % 8 == t]
-        per_type[name] = sum(ratings) / len(ratings) if ratings else None
+        ratings_t = [r["rating"] for r in results if int(r["id"]) % 8 == t]
+        per_type[name] = sum(ratings_t) / len(ratings_t) if ratings_t else None
+    average = sum(r["rating"] for r in results) / n if n else None
+    rate = sum(r["rating"] < 3 for r in results) / n if n else None
+    official_prompt = prompt != "rlhfv rubric"
+    deviations = []
+    if ratings == "lenient":
+        deviations.append("--ratings lenient: ratings read in more forms, a malformed reply stops the run; "
+                          "summarize_gpt_mmhal.py rates a reply without exactly one 'rating: N' as 0")  # fmt: skip
+    if not official_prompt:
+        deviations.append("rlhfv's own rubric, not the published prompt (--prompt-file)")
     return {
         "benchmark": "mmhal",
+        "mode": "official (LLaVA-RLHF summarize_gpt_mmhal.py)" if not deviations else "deviating: see deviations",
+        "ratings": ratings,
         "items": n,
         "missing_answers": list(missing),
-        "average_score": sum(r["rating"] for r in results) / n if n else None,
-        "hallucination_rate": 100 * sum(r["rating"] < 3 for r in results) / n if n else None,
+        "average_score": average,
+        "hallucination_rate": 100 * rate if n else None,
         "per_type_score": per_type,
+        "printed": {
+            "average_score": None if average is None else f"{average:.2f}",
+            "hallucination_rate": None if rate is None else f"{rate:.2f}",
+            "per_type": [None if per_type[t] is None else str(round(per_type[t], 2)) for t in QUESTION_TYPES],
+        },
+        "replies_without_one_rating": [r["id"] for r in results if not r.get("rating_found", True)],
         "judge_model": judge_model,
         "judge_prompt": prompt,
-        "units": "score 0-6; hallucination_rate in percent",
+        "deviations": deviations,
+        "units": "score 0-6; hallucination_rate in percent (printed: as a fraction, as the official script)",
         "comparable_with_papers": (
-            "Comparable with a paper's MMHal-Bench table only when judged with the same judge model and the "
-            "published prompt (--prompt-file): papers used different GPT-4 versions, so compare within one paper. "
-            + (
-                "This run used the published-prompt file."
-                if prompt != "rlhfv rubric"
-                else "This run used rlhfv's own rubric, not the published prompt: compare only with other rlhfv runs."
-            )
+            "Comparable with a paper's MMHal-Bench table only when judged with the same judge model (the official "
+            "script names gpt-4-0314) and the published prompt (--prompt-file): papers used different GPT-4 "
+            "versions, so compare within one paper. "
+            + ("This run used the published-prompt file." if official_prompt else
+               "This run used rlhfv's own rubric, not the published prompt: compare only with other rlhfv runs.")
         ),  # fmt: skip
-        "headline": {
-            "MMHal score": sum(r["rating"] for r in results) / n if n else None,
-            "MMHal hallucination %": 100 * sum(r["rating"] < 3 for r in results) / n if n else None,
-        },
+        "headline": {"MMHal score": average, "MMHal hallucination %": 100 * rate if n else None},
     }
 
 
 def format_report(rep: dict) -> str:
-    lines = [f"MMHal-Bench: {rep['items']} items, judge {rep['judge_model']}"]
-    lines.append(f"average score        {rep['average_score']:.2f}")
-    lines.append(f"hallucination rate   {rep['hallucination_rate']:.1f}%")
-    lines.append("per type             " + ", ".join(
-        f"{name} {'n/a' if s is None else f'{s:.2f}'}" for name, s in rep["per_type_score"].items()
-    ))  # fmt: skip
+    p = rep["printed"]
+    lines = [f"MMHal-Bench: {rep['items']} items, judge {rep['judge_model']}, mode: {rep['mode']}"]
+    lines.append(f"Average score: {p['average_score']}")
+    lines.append(f"Hallucination rate: {p['hallucination_rate']}")
+    lines.append("Average score for each question type: " + ",".join(str(v) for v in p["per_type"]))
+    if rep["replies_without_one_rating"]:
+        lines.append(f"{len(rep['replies_without_one_rating'])} replies without exactly one 'rating: N' were "
+                     "rated 0, as the official script does (items listed in the report)")  # fmt: skip
+    lines += [f"deviation: {d}" for d in rep["deviations"]]
     return "\n".join(lines)
