@@ -168,3 +168,70 @@ def test_mmhal_official_rating_reading():
     assert official_rating("**Rating:** 5") == 0 and parse_rating("**Rating:** 5") == 5
     assert official_rating("Rating = 3") == 0 and parse_rating("Rating = 3") == 3
     assert official_rating("rating: 2 ... Rating: 4") == 0 and official_rating("Rating: 4\nRating: 4") == 4
+
+
+# ---- Object HalBench ------------------------------------------------------------------------------------------------
+OHB = FIXTURES / "object_halbench"
+# The extraction prompt as a text file in the layout of the official one ({question} and {answer} filled in, sent as
+# the system message); with RLHF-V's own eval/eval_gpt_obj_halbench.py as --prompt-file the messages sent were
+# checked byte for byte against the ones the official script sent.
+PROMPT = "Extract the objects.\n\n[Question]\n<image> {question}\n\n[Answer]\n\n{answer}\n\nReply with a JSON list."
+
+
+def ohb_score(tmp_path, *extra):
+    return ["eval", "object-halbench", "score", "--questions", OHB / "obj_halbench_questions.jsonl",
+            "--answers", OHB / "answers.jsonl", "--instances", OHB / "instances_val2014.json",
+            "--captions", OHB / "captions_val2014.json", "--synonyms", OHB / "synonyms_refine.txt",
+            *STANDINS, "--out", tmp_path / "ohb.json", "--details", tmp_path / "d.jsonl", *extra]  # fmt: skip
+
+
+def test_object_halbench_rule_equals_official(tmp_path, capsys):
+    want = expected(OHB)["rule"]
+    assert run(ohb_score(tmp_path)) == 0
+    rep = json.loads((tmp_path / "ohb.json").read_text())
+    assert rep["printed"] == want["summary_printed"] and rep["printed_eval"] == want["eval_printed"]
+    assert rep["mode"] == "official (eval_gpt_obj_halbench.py without --use_gpt)"
+    details = {d["id"]: d for d in map(json.loads, (tmp_path / "d.jsonl").read_text().splitlines())}
+    # two-word names: "train track" is no train, "toilet seat" is a toilet, "passenger train" a train
+    assert details["6"]["names"] == [["toilet", "toilet"], ["toilet", "toilet"], ["train", "train"]]
+    # the benchmark's table: desk -> dining table and mother -> person; a mug is nothing
+    assert details["7"]["names"] == [["mother", "person"], ["desk", "dining table"], ["laptop", "laptop"]]
+
+
+def test_object_halbench_llm_equals_official(tmp_path, capsys):
+    from fixtures.openai_server import Server
+
+    want = expected(OHB)["llm"]
+    rows = [json.loads(line) for line in (OHB / "answers.jsonl").read_text().splitlines()]
+    replies = json.loads((OHB / "extractor_replies.json").read_text())
+    texts = {row["id"]: row["answer"].replace("Assistant:", "").strip() for row in rows}
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(PROMPT)
+    with Server({f"\n\n{texts[key]}\n\n": reply for key, reply in replies.items()}) as server:
+        assert run(ohb_score(tmp_path, "--extract", "llm", "--prompt-file", prompt, "--base-url", server.url,
+                             "--quiet", "--cache-dir", tmp_path / "cache")) == 0  # fmt: skip
+        requests = list(server.requests)
+    rep = json.loads((tmp_path / "ohb.json").read_text())
+    assert rep["printed"] == want["summary_printed"] and rep["printed_eval"] == want["eval_printed"]
+    # the official extractor is the default model; answers of <= 3 words are not sent; system message, T 0.2
+    assert rep["extractor_model"] == "gpt-3.5-turbo-0613" and len(requests) == want["requests_sent"] == 9
+    assert {r["model"] for r in requests} == {"gpt-3.5-turbo-0613"}
+    assert all([m["role"] for m in r["messages"]] == ["system"] for r in requests)
+    assert all(r["temperature"] == 0.2 and r["max_tokens"] == 512 for r in requests)
+    assert any("<image> Describe this image in detail.\n\n[Answer]\n\nA mother sits" in r["messages"][0]["content"]
+               for r in requests)  # fmt: skip
+    details = {d["id"]: d for d in map(json.loads, (tmp_path / "d.jsonl").read_text().splitlines())}
+    # baby/adult + animal is the animal; the repeated dog counts once; "coffee mug" (not in the table) is dropped
+    assert details["5"]["names"] == [["elephant", "elephant"], ["dog", "dog"], ["frisbee", "frisbee"],
+                                     ["person", "person"]]  # fmt: skip
+    assert details["7"]["names"] == [["mother", "person"], ["desk", "dining table"], ["laptop", "laptop"]]
+    assert details["3"]["extracted"] == ["cars", "field"]  # a reply with text before its JSON list: the last line
+
+
+def test_object_halbench_without_the_benchmark_files_is_marked(tmp_path, capsys):
+    argv = ohb_score(tmp_path)
+    del argv[argv.index("--synonyms") : argv.index("--synonyms") + 2]
+    assert run(argv) == 0
+    rep = json.loads((tmp_path / "ohb.json").read_text())
+    assert rep["mode"] == "deviating: see deviations" and rep["synonyms"] == "rlhfv"
+    assert rep["comparable_with_papers"].startswith("NOT comparable with papers: rlhfv's own synonym table")

@@ -196,6 +196,7 @@ def _run_mmhal_judge(args) -> int:
 # ---- Object HalBench ------------------------------------------------------------------------------------------------
 def _register_object_halbench(commands) -> None:
     from rlhfv.endpoint import add_endpoint_arguments
+    from rlhfv.eval.object_halbench import OFFICIAL_EXTRACTOR
 
     sub = _subcommands(
         commands,
@@ -212,16 +213,25 @@ def _register_object_halbench(commands) -> None:
     _add_generation_arguments(p)
     p.set_defaults(func=_guard(_run_objhal_generate))
 
-    p = sub.add_parser("score", help="CHAIR_s, CHAIR_i and recall")
+    p = sub.add_parser("score", help="CHAIR_s, CHAIR_i and recall, as the official script computes them")
     p.add_argument("--questions", required=True, help="the question file")
-    p.add_argument("--answers", required=True, help="answers JSONL (id or question_id, answer)")
+    p.add_argument("--answers", required=True, help="answers JSONL (id or question_id, answer or text)")
     p.add_argument("--instances", required=True, action="append", help="COCO instances_val2014.json (repeat to "
-                   "add instances_train2014.json, as CHAIR's code does)")  # fmt: skip
+                   "add instances_train2014.json, as the official code does)")  # fmt: skip
     p.add_argument("--captions", required=True, action="append", help="COCO captions_val2014.json (repeatable)")
-    p.add_argument("--extract", choices=["rule", "llm"], default="rule", help="object extraction: the synonym "
-                   "matcher (default), or an LLM through the endpoint (comparable with the papers)")  # fmt: skip
-    p.add_argument("--prompt-file", default=None, help="LLM extraction prompt with an {answer} placeholder")
-    add_endpoint_arguments(p, model_env="RLHFV_EXTRACTOR_MODEL", what="extractor")
+    p.add_argument("--synonyms", default=None, help="the benchmark's eval/data/synonyms_refine.txt (RLHF-V "
+                   "repository); without it rlhfv's own table, not comparable with papers")  # fmt: skip
+    p.add_argument("--extract", choices=["rule", "llm"], default="rule", help="rule (default): the answer's own "
+                   "words, the official script without --use_gpt; llm: an extractor model lists the objects, the "
+                   "papers' protocol (--use_gpt)")  # fmt: skip
+    p.add_argument("--prompt-file", default=None, help="the extraction prompt: RLHF-V's eval/eval_gpt_obj_halbench.py "
+                   "(its prompt_template is read) or a text file with {question} and {answer}; without it rlhfv's "
+                   "own prompt, not comparable with papers")  # fmt: skip
+    p.add_argument("--spacy-model", default="en_core_web_trf", help="spaCy model for the extracted names "
+                   "(default en_core_web_trf, the official script's)")  # fmt: skip
+    add_endpoint_arguments(p, model_env="RLHFV_EXTRACTOR_MODEL", what=f"extractor (default {OFFICIAL_EXTRACTOR}, "
+                           "the official script's; retired: name a substitute)")  # fmt: skip
+    add_language_arguments(p)
     _add_output_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_guard(_run_objhal_score))
@@ -235,30 +245,39 @@ def _run_objhal_generate(args) -> int:
 
 
 def _run_objhal_score(args) -> int:
+    import os
+
     from rlhfv.eval import object_halbench as ohb
     from rlhfv.eval.bench_generate import missing_report, read_answers
-    from rlhfv.eval.chair import ObjectExtractor
+    from rlhfv.eval.judge import read_prompt_text
+    from rlhfv.eval.language import tools_from_args
+    from rlhfv.eval.objhal_chair import load_synonym_file, rlhfv_table
 
     questions = ohb.read_questions_for_scoring(args.questions)
     answers = read_answers(args.answers, id_fields=("id", "question_id"), answer_fields=("answer", "text"))
     missing = missing_report([q["id"] for q in questions], answers, args.allow_missing, "questions")
     _unknown_answers(answers, {q["id"] for q in questions}, args.questions)
-    extractor = ObjectExtractor()
-    truth = ohb.coco_truth(args.instances, args.captions, extractor, {q["image_id"] for q in questions})
-    client, template = None, ohb.EXTRACTION_PROMPT
+    table = load_synonym_file(args.synonyms) if args.synonyms else rlhfv_table()
+    needs = ("split_sentences", "lemmatize") + (("analyze_phrase",) if args.extract == "llm" else ())
+    tools, resources = tools_from_args(args, needs, {"analyze_phrase": args.spacy_model})
+    truth = ohb.coco_truth(args.instances, args.captions, table, tools, {q["image_id"] for q in questions})
+    setup = {"table": table, "tools": tools, "mode": args.extract, "missing": missing, "progress": not args.quiet}
     if args.extract == "llm":
         from rlhfv.endpoint import client_from_args
 
-        client = client_from_args(args)
+        if not args.model and not os.environ.get(args.endpoint_model_env):
+            args.model = ohb.OFFICIAL_EXTRACTOR
+        setup["client"] = client_from_args(args)
+        setup["template"], setup["prompt_source"] = ohb.EXTRACTION_PROMPT, "rlhfv"
         if args.prompt_file:
-            template = Path(args.prompt_file).read_text(encoding="utf-8")
-            if "{answer}" not in template:
+            setup["template"], setup["prompt_source"] = read_prompt_text(args.prompt_file, "prompt_template"), str(args.prompt_file)
+            if "{answer}" not in setup["template"]:
                 raise CommandError(f"{args.prompt_file}: the extraction prompt needs an {{answer}} placeholder")
-    rep, details = ohb.score(
-        questions, answers, truth, extractor, args.extract, client, template, missing, progress=not args.quiet
-    )
+    rep, details = ohb.score(questions, answers, truth, setup)
+    rep["language_resources"] = resources
     rep["answers"] = str(args.answers)
     print(ohb.format_report(rep))
+    print(f"language resources: {resources}")
     _write(args, rep, details)
     return 0
 

@@ -79,19 +79,39 @@ class JudgeError(RuntimeError):
 PLACEHOLDERS = ("{image_content}", "{question}", "{reference}", "{answer}")
 
 
-def load_prompt(path: str | Path) -> str:
-    """A user prompt template from a file, e.g. MMHal-Bench's published GPT-4 prompt.
+def read_prompt_text(path: str | Path, variable: str) -> str:
+    """A prompt file's text; from a Python file (the benchmark's own script), the string literal assigned to
+    `variable` at its top level, read without running the file."""
+    import ast
 
-    Either the four named placeholders {image_content}, {question}, {reference} and {answer} (replaced literally,
-    other braces left alone), or exactly four `{}` filled in that order with str.format, as eval_gpt_mmhal.py fills
-    its `template`. With a prompt file, the judge gets that single user message and no system prompt, as in
-    MMHal-Bench's own evaluation script.
-    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise EvalInputError(f"{path}: cannot read the prompt file ({error.strerror})") from None
+    if path.suffix != ".py":
+        return text
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as error:
+        raise EvalInputError(f"{path}: not valid Python ({error.msg})") from None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == variable for t in node.targets):
+            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                return node.value.value
+    raise EvalInputError(f"{path}: no top-level string {variable!r} (the benchmark's script holds its prompt there)")
+
+
+def load_prompt(path: str | Path) -> str:
+    """A user prompt template from a file, e.g. MMHal-Bench's published GPT-4 prompt.
+
+    A text file, or MMHal-Bench's own Eval/eval_gpt_mmhal.py (its `template` is read). Either the four named
+    placeholders {image_content}, {question}, {reference} and {answer} (replaced literally,
+    other braces left alone), or exactly four `{}` filled in that order with str.format, as eval_gpt_mmhal.py fills
+    its `template`. With a prompt file, the judge gets that single user message and no system prompt, as in
+    MMHal-Bench's own evaluation script.
+    """
+    text = read_prompt_text(path, "template")  # eval_gpt_mmhal.py keeps its prompt in `template`
     missing = [p for p in PLACEHOLDERS if p not in text]
     if missing and text.count("{}") == 4:
         return text

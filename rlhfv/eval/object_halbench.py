@@ -5,14 +5,15 @@ Question file: JSONL, one prompt per line, with `image_id` (the COCO id, or a CO
 as a path (`image_path`, or `image` when it names a file) or embedded base64 (`image`, as in the RLHF-V release);
 without either, `--images DIR` holds COCO_val2014_<12-digit id>.jpg.
 
-Ground truth per image, as in CHAIR (Rohrbach et al.): the classes of the COCO instance annotations, together with
-the COCO objects that the image's reference captions mention (found with the synonym matcher).
-
-Objects in an answer are found in one of two ways:
-- `rule`: the synonym matcher of `rlhfv.eval.chair` (whole words, longest form first; every mention counts);
-- `llm`: an LLM behind the endpoint lists the objects the answer says are in the image, and each listed name is
-  mapped to a COCO class with the same synonym table (names it does not know are reported, not scored). This is
-  what the RLHF-V and RLAIF-V papers do (they used GPT-4); its numbers are the ones to put next to theirs.
+Scoring follows RLHF-V's eval/eval_gpt_obj_halbench.py and eval/summarize_gpt_obj_halbench_review.py (commit
+8daac8a; the steps are in rlhfv.eval.objhal_chair). Ground truth per image: the classes of the COCO instance
+annotations plus the COCO objects its reference captions name. Objects in an answer are found in one of two ways:
+- `llm` (the papers' protocol, `--use_gpt` in the official script): the extractor model gets the official prompt as
+  its system message with the question and answer filled in (temperature 0.2, max_tokens 512), replies with a JSON
+  list of names, which are mapped to COCO classes; answers of three words or fewer are not sent (no objects);
+- `rule` (the official script without `--use_gpt`): the answer's own words, as for the captions.
+The synonym file and the prompt come from the user's copy of the RLHF-V repository (`--synonyms`, `--prompt-file`);
+without them rlhfv's own table and prompt are used and the report says the numbers are not comparable with papers.
 """
 
 from __future__ import annotations
@@ -22,27 +23,25 @@ import binascii
 import json
 from pathlib import Path
 
-from rlhfv.eval.chair import ObjectExtractor
 from rlhfv.eval.io import EvalInputError, read_rows
-
-
-EXTRACTION_PROMPT = """Below is a description of an image. List every physical object that the description says is \
-in the image, one per line, as a singular noun (for example "dog", "dining table", "person"). Leave out objects \
-the description says are absent, abstract things (colours, the scene, the weather, emotions) and parts of objects. \
-If the description names no object, answer with the single line "None". Answer with the list only.
-
-Description:
-{answer}"""
-
-COMPARABLE_RULE = (
-    "Rule-based extraction (synonym matcher): comparable with other rlhfv runs and with rule-based CHAIR numbers, "
-    "NOT with the Object HalBench tables of RLHF-V / RLAIF-V, which extract objects with GPT-4."
+from rlhfv.eval.language import LanguageTools, approximate_note
+from rlhfv.eval.objhal_chair import (
+    SynonymTable,
+    compute_chair,
+    extracted_names,
+    printed_eval,
+    printed_summary,
+    text_names,
 )
-COMPARABLE_LLM = (
-    "LLM extraction mapped to COCO classes, truth = COCO instances + captions: the protocol of the RLHF-V / RLAIF-V "
-    "Object HalBench tables (e.g. LLaVA-1.5-7B CHAIR_s/CHAIR_i about 53.6/25.2). Comparable when the same 300 "
-    "questions, the same decoding and a GPT-4-class extractor are used; another extractor model moves the numbers."
-)
+
+
+OFFICIAL_EXTRACTOR = "gpt-3.5-turbo-0613"  # eval_gpt_obj_halbench.py's Chat(model=...); retired by OpenAI
+# rlhfv's own extraction prompt, used only without --prompt-file (the report then says: not comparable with papers)
+EXTRACTION_PROMPT = """List every physical object that the answer below says is in the image, as a JSON list of \
+names without attributes, for example ["dog", "dining table"]; answer [] if there is none.
+
+Question: {question}
+Answer: {answer}"""
 
 
 def coco_file_name(image_id: int) -> str:
@@ -120,13 +119,17 @@ def _image_source(row: dict, base: Path, images: str | Path | None, image_name: 
 
 
 def coco_truth(
-    instances: list[str | Path], captions: list[str | Path], extractor: ObjectExtractor, image_ids: set[int]
+    instances: list[str | Path],
+    captions: list[str | Path],
+    table: SynonymTable,
+    tools: LanguageTools,
+    image_ids: set[int],
 ) -> dict[int, set[str]]:
-    """COCO classes per image: instance annotations, plus objects the reference captions mention.
+    """COCO classes per image: instance annotations, plus the objects its reference captions name.
 
-    Several instance and caption files may be given (CHAIR's own code reads both train2014 and val2014).
+    Several instance and caption files may be given (the official code reads both train2014 and val2014).
     """
-    truth: dict[int, set[str]] = {}
+    truth: dict[int, set[str]] = {image_id: set() for image_id in image_ids}
     known: set[int] = set()
     for path in instances:
         data = _load_json(path, "instances")
@@ -135,13 +138,11 @@ def coco_truth(
         known |= {image["id"] for image in data["images"]}
         categories = {c["id"]: c["name"] for c in data["categories"]}
         for annotation in data["annotations"]:
-            if annotation["image_id"] not in image_ids:
-                continue
-            name = categories[annotation["category_id"]]
-            cls = extractor.to_class(name)
-            if cls is None:
-                raise EvalInputError(f"{path}: category {name!r} is not a class of the synonym table")
-            truth.setdefault(annotation["image_id"], set()).add(cls)
+            if annotation["image_id"] in image_ids:
+                name = categories[annotation["category_id"]]
+                if name not in table.to_class:
+                    raise EvalInputError(f"{path}: category {name!r} is not in the synonym table ({table.source})")
+                truth[annotation["image_id"]].add(table.to_class[name])
     for path in captions:
         data = _load_json(path, "captions")
         if not isinstance(data, dict) or "annotations" not in data:
@@ -149,8 +150,7 @@ def coco_truth(
         known |= {image["id"] for image in data.get("images", [])}
         for annotation in data["annotations"]:
             if annotation["image_id"] in image_ids:
-                found = {m.cls for m in extractor.mentions(annotation["caption"])}
-                truth.setdefault(annotation["image_id"], set()).update(found)
+                truth[annotation["image_id"]].update(cls for _, cls in text_names(annotation["caption"], table, tools))
     unknown = sorted(image_ids - known)
     if unknown:
         names = ", ".join(str(p) for p in [*instances, *captions])
@@ -158,149 +158,145 @@ def coco_truth(
             f"no COCO annotations for image id(s) {unknown[:10]} in {names}: Object HalBench uses COCO 2014; pass "
             "instances_val2014.json and captions_val2014.json (and the train2014 files if some images are there)"
         )
-    return {image_id: truth.get(image_id, set()) for image_id in image_ids}
+    return truth
 
 
 def _load_json(path, what):
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise EvalInputError(f"{path}: cannot read the COCO {what} file ({error})") from None
 
 
-def parse_object_list(reply: str) -> list[str]:
-    """Object names from an extraction reply: one per line; bullets, numbering and "None" are handled."""
-    names = []
-    for line in reply.splitlines():
-        name = line.strip().lstrip("-*•0123456789.) ").strip().strip(".,;\"'").lower()
-        if not name or name in {"none", "none."}:
-            continue
-        names.append(name)
-    return names
+def parse_object_list(reply: str) -> list:
+    """The official parse_object_list: the reply as JSON, else its last line when the reply holds '["'."""
+    try:
+        parsed = json.loads(reply)
+    except json.JSONDecodeError:
+        if '["' not in reply:
+            raise ValueError("the reply is not a JSON list") from None
+        try:
+            parsed = json.loads(reply.strip().split("\n")[-1])
+        except json.JSONDecodeError:
+            raise ValueError("the reply is not a JSON list") from None
+    if not isinstance(parsed, (list, str, dict)):  # the official code iterates over whatever JSON it got
+        raise ValueError(f"the reply is JSON but not a list ({type(parsed).__name__})")
+    return list(parsed)
 
 
-def classes_from_names(names: list[str], extractor: ObjectExtractor) -> tuple[list[str], list[str]]:
-    """COCO classes of the listed names (each name counts once) and the names the table does not know."""
-    classes, unknown = [], []
-    for name in names:
-        cls = extractor.to_class(name)
-        if cls is None:
-            found = extractor.mentions(name)
-            cls = found[0].cls if found else None
-        if cls is None:
-            unknown.append(name)
-        else:
-            classes.append(cls)
-    return classes, unknown
+def fill_prompt(template: str, question: str, answer: str) -> str:
+    """The official get_gpt_resp: {question} first, then {answer}, replaced literally."""
+    return template.replace("{question}", question).replace("{answer}", answer)
 
 
-def chair_metrics(responses: list[dict]) -> dict:
-    """CHAIR from per-response `mentions` (COCO classes, repeats count), `truth` (set) and `words`.
+def extract_with_llm(client, items: list[dict], template: str, progress: bool = True) -> list[list]:
+    """The extractor's list for each item ({question, answer}); [] without a request for answers of <= 3 words."""
+    from rlhfv.endpoint import ChatRequest, EndpointReplyError
 
-    CHAIR_s = responses with a hallucinated object / responses mentioning any COCO object; CHAIR_i = hallucinated
-    mentions / all mentions; recall = ground-truth objects mentioned / ground-truth objects. In percent.
+    sent = [i for i, item in enumerate(items) if len(item["answer"].strip().split()) > 3]
+    requests = [
+        ChatRequest([{"role": "system", "content": fill_prompt(template, items[i]["question"], items[i]["answer"])}],
+                    temperature=0.2, max_tokens=512)  # fmt: skip
+        for i in sent
+    ]
+    try:
+        replies = client.chat_many(requests, validate=parse_object_list, progress=progress, desc="extract objects")
+    except EndpointReplyError as error:
+        where = items[sent[error.index]]["_where"]
+        raise EvalInputError(f"{where}: the extractor's reply is not a JSON list ({error.reason}): {error.reply!r}")
+    lists = [[] for _ in items]
+    for i, reply in zip(sent, replies, strict=True):
+        lists[i] = parse_object_list(reply.text)
+    return lists
+
+
+def score(questions: list[dict], answers: dict[str, dict], truth: dict[int, set[str]], setup: dict) -> tuple:
+    """The report and one detail row per scored answer.
+
+    `setup`: table (SynonymTable), tools (LanguageTools), mode ("rule"/"llm"), client and template (llm),
+    prompt_source, missing, progress.
     """
-    mentioning = [r for r in responses if r["mentions"]]
-    hallucinating = [r for r in mentioning if any(c not in r["truth"] for c in r["mentions"])]
-    mentions = sum(len(r["mentions"]) for r in responses)
-    hallucinated = sum(sum(c not in r["truth"] for c in r["mentions"]) for r in responses)
-    truth_total = sum(len(r["truth"]) for r in responses)
-    recalled = sum(len(set(r["mentions"]) & r["truth"]) for r in responses)
-
-    def pct(a, b):
-        return 100 * a / b if b else None
-
-    return {
-        "responses": len(responses),
-        "responses_mentioning_objects": len(mentioning),
-        "responses_with_hallucination": len(hallucinating),
-        "mentions": mentions,
-        "hallucinated_mentions": hallucinated,
-        "chair_s": pct(len(hallucinating), len(mentioning)),
-        "chair_i": pct(hallucinated, mentions),
-        "recall": pct(recalled, truth_total),
-        "mean_length_words": sum(r["words"] for r in responses) / len(responses) if responses else None,
-    }
-
-
-def score(
-    questions: list[dict],
-    answers: dict[str, dict],
-    truth: dict[int, set[str]],
-    extractor: ObjectExtractor,
-    mode: str = "rule",
-    client=None,
-    prompt_template: str = EXTRACTION_PROMPT,
-    missing: list[str] = (),
-    progress: bool = True,
-) -> tuple[dict, list[dict]]:
-    """The report and one detail row per scored answer."""
+    table, tools, mode = setup["table"], setup["tools"], setup["mode"]
     answered = [q for q in questions if q["id"] in answers]
-    texts = [answers[q["id"]]["answer"] for q in answered]
-    unknown_names: dict[str, int] = {}
-    if mode == "rule":
-        per_answer = [[m.cls for m in extractor.mentions(text)] for text in texts]
-    elif mode == "llm":
-        from rlhfv.endpoint import ChatRequest
-
-        requests = [
-            ChatRequest([{"role": "user", "content": prompt_template.replace("{answer}", text)}], max_tokens=512)
-            for text in texts
-        ]
-        replies = client.chat_many(requests, progress=progress, desc="extract objects")
-        per_answer = []
-        for reply in replies:
-            classes, unknown = classes_from_names(parse_object_list(reply.text), extractor)
-            per_answer.append(classes)
-            for name in unknown:
-                unknown_names[name] = unknown_names.get(name, 0) + 1
+    items = [
+        {"question": q["question"], "answer": answers[q["id"]]["answer"].replace("Assistant:", "").strip(),
+         "_where": answers[q["id"]]["_where"]}  # fmt: skip
+        for q in answered
+    ]
+    if mode == "llm":
+        lists = extract_with_llm(setup["client"], items, setup["template"], setup.get("progress", True))
+        found = [extracted_names(names, table, tools) for names in lists]
+    elif mode == "rule":
+        lists = [None] * len(items)
+        found = [text_names(item["answer"], table, tools) for item in items]
     else:
         raise ValueError(f"unknown extraction mode {mode!r}: use 'rule' or 'llm'")
     responses, details = [], []
-    for question, text, mentions in zip(answered, texts, per_answer, strict=True):
+    for question, item, names, listed in zip(answered, items, found, lists, strict=True):
         gt = truth[question["image_id"]]
-        responses.append({"mentions": mentions, "truth": gt, "words": len(text.split())})
-        details.append(
-            {
-                "id": question["id"],
-                "image_id": question["image_id"],
-                "mentions": mentions,
-                "hallucinated": sorted({c for c in mentions if c not in gt}),
-                "ground_truth": sorted(gt),
-            }
-        )
-    metrics = chair_metrics(responses)
-    rep = {
+        responses.append({"names": names, "truth": gt, "answer": item["answer"]})
+        details.append({"id": question["id"], "image_id": question["image_id"], "extracted": listed,
+                        "names": [list(n) for n in names], "ground_truth": sorted(gt),
+                        "hallucinated": [n for n, cls in names if cls not in gt]})  # fmt: skip
+    return _report(compute_chair(responses), setup), details
+
+
+def _report(chair: dict, setup: dict) -> dict:
+    metrics, mode = chair["overall_metrics"], setup["mode"]
+    deviations = []
+    if setup["table"].source == "rlhfv":
+        deviations.append("rlhfv's own synonym table, not the benchmark's synonyms_refine.txt (--synonyms)")
+    if mode == "llm" and setup.get("prompt_source") == "rlhfv":
+        deviations.append("rlhfv's own extraction prompt, not the official one (--prompt-file)")
+    if approximate_note(setup["tools"]):
+        deviations.append(approximate_note(setup["tools"]))
+    official = "eval_gpt_obj_halbench.py " + ("--use_gpt" if mode == "llm" else "without --use_gpt")
+    if deviations:
+        comparable = "NOT comparable with papers: " + "; ".join(deviations)
+    elif mode == "llm":
+        comparable = (f"The official protocol; comparable with the RLHF-V / RLAIF-V tables when the extractor is "
+                      f"theirs ({OFFICIAL_EXTRACTOR}, retired: a substitute moves the numbers)")  # fmt: skip
+    else:
+        comparable = "The official script's rule-based path: NOT comparable with the papers' tables (LLM extraction)"
+
+    def pct(value):
+        return None if value is None else 100 * value
+
+    return {
         "benchmark": "object-halbench",
         "extraction": mode,
-        **metrics,
-        "missing_answers": list(missing),
-        "units": "percent",
-        "comparable_with_papers": COMPARABLE_LLM if mode == "llm" else COMPARABLE_RULE,
+        "mode": f"official ({official})" if not deviations else "deviating: see deviations",
+        "extractor_model": setup["client"].model if mode == "llm" else None,
+        "synonyms": setup["table"].source,
+        "prompt": setup.get("prompt_source") if mode == "llm" else None,
+        "overall_metrics": metrics,
+        "printed": printed_summary(metrics),
+        "printed_eval": printed_eval(metrics),
+        "totals": chair["totals"],
+        "chair_s": pct(metrics["CHAIRs_refine"]),
+        "chair_i": pct(metrics["CHAIRi"]),
+        "recall": pct(metrics["obj_rec"]),
+        "mean_length_words": metrics["avg_word_len"],
+        "missing_answers": list(setup.get("missing", [])),
+        "deviations": deviations,
+        "approximate": bool(setup["tools"].approximate),
+        "units": "percent (printed: as the official summary prints them)",
+        "comparable_with_papers": comparable,
         # the extraction mode is part of the column name: rule and LLM numbers must never share a column
         "headline": {
-            f"ObjHal CHAIR_s ({mode})": metrics["chair_s"],
-            f"ObjHal CHAIR_i ({mode})": metrics["chair_i"],
-            f"ObjHal recall ({mode})": metrics["recall"],
+            f"ObjHal CHAIR_s ({mode})": pct(metrics["CHAIRs_refine"]),
+            f"ObjHal CHAIR_i ({mode})": pct(metrics["CHAIRi"]),
+            f"ObjHal recall ({mode})": pct(metrics["obj_rec"]),
         },
     }
-    if mode == "llm":
-        rep["extractor_model"] = client.model
-        rep["names_not_coco"] = dict(sorted(unknown_names.items(), key=lambda kv: -kv[1]))
-    return rep, details
 
 
 def format_report(rep: dict) -> str:
-    def pct(v):
-        return "n/a" if v is None else f"{v:.1f}"
-
-    lines = [
-        f"Object HalBench ({rep['extraction']} extraction): {rep['responses']} responses, "
-        f"{rep['responses_mentioning_objects']} mention COCO objects",
-        f"CHAIR_s  {pct(rep['chair_s'])}  ({rep['responses_with_hallucination']}/{rep['responses_mentioning_objects']})",
-        f"CHAIR_i  {pct(rep['chair_i'])}  ({rep['hallucinated_mentions']}/{rep['mentions']})",
-        f"recall   {pct(rep['recall'])}",
-    ]
+    model = f", extractor {rep['extractor_model']}" if rep["extractor_model"] else ""
+    lines = [f"Object HalBench ({rep['extraction']} extraction{model}), mode: {rep['mode']}"]
+    lines += [f"{name:<16}: {value}" for name, value in rep["printed"].items()]
+    lines.append("eval line       : " + "  ".join(f"{k} {v}" for k, v in rep["printed_eval"].items()))
+    lines += [f"deviation: {d}" for d in rep["deviations"]]
     if rep["missing_answers"]:
         lines.append(f"missing  {len(rep['missing_answers'])} questions had no answer (listed in the report)")
     lines.append(rep["comparable_with_papers"])
