@@ -65,7 +65,9 @@ def test_amber_cases_of_the_official_protocol():
     annotations = amber.load_annotations(AMBER / "annotations.json")
 
     def counts(item, answer=None):
-        answer = answer if answer is not None else json.loads((AMBER / "answers.json").read_text())[item - 1]["response"]
+        answer = (
+            answer if answer is not None else json.loads((AMBER / "answers.json").read_text())[item - 1]["response"]
+        )
         return amber.score_generative(annotations[str(item)], answer, association, safe, vocabulary, tools)
 
     second = counts(2)  # "... A dog can be seen.": "can" is a modal, not the vocabulary's "can"

@@ -12,8 +12,8 @@
     rlhfv eval report          --result sft=mmhal.json --result dpo=mmhal.json ... --out report.md --plot report.png
 
 Generation is batched and resumable; its decoding settings are written next to the answers. Heavy imports happen
-inside the commands. (Over 350 lines on purpose: only argument parsing and dispatch, one block per benchmark; each
-benchmark's logic is in its own module.)
+inside the commands. The scoring steps (`mmhal judge`, `object-halbench score`, `amber score`) are in
+rlhfv.eval.bench_score_cli; each benchmark's logic is in its own module.
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_tools.errors import CommandError
-from rlhfv.eval.language import add_language_arguments
+from rlhfv.eval.bench_args import add_output_arguments as _add_output_arguments
+from rlhfv.eval.bench_args import guard as _guard
+from rlhfv.eval.bench_args import refuse_unknown_answers as _unknown_answers
+from rlhfv.eval.bench_args import write_outputs as _write
+from rlhfv.eval.bench_score_cli import add_amber_score, add_mmhal_judge, add_objhal_score
 
 
 def register(commands) -> None:
@@ -82,38 +86,6 @@ def _generate(benchmark, args, rows, out) -> dict:
     return counts
 
 
-def _write(args, rep, details=None) -> None:
-    from rlhfv.eval.io import write_json, write_jsonl
-
-    if args.out:
-        write_json(args.out, rep)
-    if getattr(args, "details", None) and details is not None:
-        write_jsonl(args.details, details)
-
-
-def _add_output_arguments(p) -> None:
-    p.add_argument("--out", default=None, help="write the report (JSON) here; `rlhfv eval report` reads it")
-    p.add_argument("--details", default=None, help="write per-item results (JSONL) here")
-    p.add_argument("--allow-missing", action="store_true", help="score the answered items and list the missing "
-                   "ones in the report (default: a missing answer is an error)")  # fmt: skip
-
-
-def _guard(function):
-    """Run a command body, turning input and endpoint errors into one-line failures."""
-
-    def run(args) -> int:
-        from rlhfv.endpoint import EndpointError
-        from rlhfv.eval.io import EvalInputError
-        from rlhfv.eval.judge import JudgeError
-
-        try:
-            return function(args)
-        except (EvalInputError, EndpointError, JudgeError) as error:
-            raise CommandError(str(error)) from None
-
-    return run
-
-
 def _subcommands(commands, name, help_text, description):
     parser = commands.add_parser(name, help=help_text, description=description)
     sub = parser.add_subparsers(dest=f"{name}_command", metavar="STEP")
@@ -123,8 +95,6 @@ def _subcommands(commands, name, help_text, description):
 
 # ---- MMHal-Bench ----------------------------------------------------------------------------------------------------
 def _register_mmhal(commands) -> None:
-    from rlhfv.endpoint import add_endpoint_arguments
-
     sub = _subcommands(
         commands,
         "mmhal",
@@ -140,21 +110,7 @@ def _register_mmhal(commands) -> None:
                    "Answers accumulate in <out stem>.answers.jsonl, so a rerun resumes")  # fmt: skip
     _add_generation_arguments(p)
     p.set_defaults(func=_guard(_run_mmhal_generate))
-
-    p = sub.add_parser("judge", help="rate the filled response file 0-6 with a judge model")
-    p.add_argument("--responses", required=True, help="the filled response file (from `mmhal generate`, or any "
-                   "file in the response_template.json layout)")  # fmt: skip
-    p.add_argument("--prompt-file", default=None, help="the judge prompt, e.g. MMHal-Bench's published one, with "
-                   "placeholders {image_content} {question} {reference} {answer} (default: rlhfv's rubric)")  # fmt: skip
-    p.add_argument("--ratings", choices=["official", "lenient"], default="official", help="official (default): "
-                   "a reply without exactly one 'rating: N' is rated 0, as summarize_gpt_mmhal.py; lenient: more "
-                   "forms accepted, a malformed reply stops the run")  # fmt: skip
-    p.add_argument("--max-tokens", type=int, default=None, help="judge reply limit (default: none, as "
-                   "eval_gpt_mmhal.py)")  # fmt: skip
-    add_endpoint_arguments(p)
-    _add_output_arguments(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_guard(_run_mmhal_judge))
+    add_mmhal_judge(sub)
 
 
 def _run_mmhal_generate(args) -> int:
@@ -170,34 +126,8 @@ def _run_mmhal_generate(args) -> int:
     return 0
 
 
-def _run_mmhal_judge(args) -> int:
-    import hashlib
-
-    from rlhfv.endpoint import client_from_args
-    from rlhfv.eval import mmhal
-    from rlhfv.eval.judge import judge_items, load_prompt
-
-    items, missing = mmhal.judge_inputs(args.responses, args.allow_missing)
-    template = load_prompt(args.prompt_file) if args.prompt_file else None
-    client = client_from_args(args)
-    results = judge_items(client, items, not args.quiet, template, args.max_tokens, args.ratings)
-    prompt = "rlhfv rubric"
-    if template is not None:
-        prompt = f"{args.prompt_file} (sha256 {hashlib.sha256(template.encode()).hexdigest()[:16]})"
-    rep = mmhal.report(results, client.model, prompt, missing, args.ratings)
-    rep["responses"] = str(args.responses)
-    print(mmhal.format_report(rep))
-    cached = sum(r["cached"] for r in results)
-    print(f"{len(results)} answers rated: {cached} from the cache, {client.calls_made} requests made")
-    _write(args, rep, results)
-    return 0
-
-
 # ---- Object HalBench ------------------------------------------------------------------------------------------------
 def _register_object_halbench(commands) -> None:
-    from rlhfv.endpoint import add_endpoint_arguments
-    from rlhfv.eval.object_halbench import OFFICIAL_EXTRACTOR
-
     sub = _subcommands(
         commands,
         "object-halbench",
@@ -212,29 +142,7 @@ def _register_object_halbench(commands) -> None:
     p.add_argument("--out", required=True, help="answers JSONL (a rerun resumes)")
     _add_generation_arguments(p)
     p.set_defaults(func=_guard(_run_objhal_generate))
-
-    p = sub.add_parser("score", help="CHAIR_s, CHAIR_i and recall, as the official script computes them")
-    p.add_argument("--questions", required=True, help="the question file")
-    p.add_argument("--answers", required=True, help="answers JSONL (id or question_id, answer or text)")
-    p.add_argument("--instances", required=True, action="append", help="COCO instances_val2014.json (repeat to "
-                   "add instances_train2014.json, as the official code does)")  # fmt: skip
-    p.add_argument("--captions", required=True, action="append", help="COCO captions_val2014.json (repeatable)")
-    p.add_argument("--synonyms", default=None, help="the benchmark's eval/data/synonyms_refine.txt (RLHF-V "
-                   "repository); without it rlhfv's own table, not comparable with papers")  # fmt: skip
-    p.add_argument("--extract", choices=["rule", "llm"], default="rule", help="rule (default): the answer's own "
-                   "words, the official script without --use_gpt; llm: an extractor model lists the objects, the "
-                   "papers' protocol (--use_gpt)")  # fmt: skip
-    p.add_argument("--prompt-file", default=None, help="the extraction prompt: RLHF-V's eval/eval_gpt_obj_halbench.py "
-                   "(its prompt_template is read) or a text file with {question} and {answer}; without it rlhfv's "
-                   "own prompt, not comparable with papers")  # fmt: skip
-    p.add_argument("--spacy-model", default="en_core_web_trf", help="spaCy model for the extracted names "
-                   "(default en_core_web_trf, the official script's)")  # fmt: skip
-    add_endpoint_arguments(p, model_env="RLHFV_EXTRACTOR_MODEL", what=f"extractor (default {OFFICIAL_EXTRACTOR}, "
-                           "the official script's; retired: name a substitute)")  # fmt: skip
-    add_language_arguments(p)
-    _add_output_arguments(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_guard(_run_objhal_score))
+    add_objhal_score(sub)
 
 
 def _run_objhal_generate(args) -> int:
@@ -242,54 +150,6 @@ def _run_objhal_generate(args) -> int:
 
     _generate("object-halbench", args, object_halbench.read_questions(args.questions, args.images), args.out)
     return 0
-
-
-def _run_objhal_score(args) -> int:
-    import os
-
-    from rlhfv.eval import object_halbench as ohb
-    from rlhfv.eval.bench_generate import missing_report, read_answers
-    from rlhfv.eval.judge import read_prompt_text
-    from rlhfv.eval.language import tools_from_args
-    from rlhfv.eval.objhal_chair import load_synonym_file, rlhfv_table
-
-    questions = ohb.read_questions_for_scoring(args.questions)
-    answers = read_answers(args.answers, id_fields=("id", "question_id"), answer_fields=("answer", "text"))
-    missing = missing_report([q["id"] for q in questions], answers, args.allow_missing, "questions")
-    _unknown_answers(answers, {q["id"] for q in questions}, args.questions)
-    table = load_synonym_file(args.synonyms) if args.synonyms else rlhfv_table()
-    needs = ("split_sentences", "lemmatize") + (("analyze_phrase",) if args.extract == "llm" else ())
-    tools, resources = tools_from_args(args, needs, {"analyze_phrase": args.spacy_model})
-    truth = ohb.coco_truth(args.instances, args.captions, table, tools, {q["image_id"] for q in questions})
-    setup = {"table": table, "tools": tools, "mode": args.extract, "missing": missing, "progress": not args.quiet}
-    if args.extract == "llm":
-        from rlhfv.endpoint import client_from_args
-
-        if not args.model and not os.environ.get(args.endpoint_model_env):
-            args.model = ohb.OFFICIAL_EXTRACTOR
-        setup["client"] = client_from_args(args)
-        setup["template"], setup["prompt_source"] = ohb.EXTRACTION_PROMPT, "rlhfv"
-        if args.prompt_file:
-            setup["template"], setup["prompt_source"] = read_prompt_text(args.prompt_file, "prompt_template"), str(args.prompt_file)
-            if "{answer}" not in setup["template"]:
-                raise CommandError(f"{args.prompt_file}: the extraction prompt needs an {{answer}} placeholder")
-    rep, details = ohb.score(questions, answers, truth, setup)
-    rep["language_resources"] = resources
-    rep["answers"] = str(args.answers)
-    print(ohb.format_report(rep))
-    print(f"language resources: {resources}")
-    _write(args, rep, details)
-    return 0
-
-
-def _unknown_answers(answers: dict, expected: set[str], questions_path) -> None:
-    """An answer for an id the benchmark does not have means the wrong files were paired: refuse, naming it."""
-    extra = [key for key in answers if key not in expected]
-    if extra:
-        first = answers[extra[0]]["_where"]
-        raise CommandError(
-            f"{first}: id {extra[0]!r} is not in {questions_path} ({len(extra)} such answers): wrong answer file?"
-        )
 
 
 # ---- AMBER ----------------------------------------------------------------------------------------------------------
@@ -307,59 +167,13 @@ def _register_amber(commands) -> None:
     p.add_argument("--out", required=True, help="answers JSONL (a rerun resumes)")
     _add_generation_arguments(p)
     p.set_defaults(func=_guard(_run_amber_generate))
-
-    p = sub.add_parser("score", help="AMBER's metrics, as its inference.py computes them")
-    p.add_argument("--answers", required=True, help="answers JSONL, or AMBER's JSON list of {id, response}")
-    p.add_argument("--queries", required=True, help="the query file that was answered (sets the expected items)")
-    p.add_argument("--annotations", required=True, help="data/annotations.json")
-    p.add_argument("--relation", required=True, help="data/relation.json")
-    p.add_argument("--safe-words", required=True, help="data/safe_words.txt")
-    p.add_argument("--metrics", default=None, help="data/metrics.txt, the counters' starting values (default: "
-                   "metrics.txt beside --annotations)")  # fmt: skip
-    p.add_argument("--similarity-threshold", type=float, default=0.8, help="word-vector similarity above which "
-                   "two words match (default 0.8, AMBER's)")  # fmt: skip
-    p.add_argument("--spacy-model", default="en_core_web_lg", help="word vectors (default en_core_web_lg, AMBER's)")
-    p.add_argument("--yes-no", choices=["exact", "first-word"], default="exact", help="discriminative answers: "
-                   "exactly 'Yes'/'No' as AMBER's script (default), or the first word, case and punctuation "
-                   "ignored (a deviation the report names)")  # fmt: skip
-    add_language_arguments(p)
-    _add_output_arguments(p)
-    p.set_defaults(func=_guard(_run_amber_score))
+    add_amber_score(sub)
 
 
 def _run_amber_generate(args) -> int:
     from rlhfv.eval import amber
 
     _generate("amber", args, amber.read_queries(args.queries, args.images), args.out)
-    return 0
-
-
-def _run_amber_score(args) -> int:
-    from rlhfv.eval import amber
-    from rlhfv.eval.bench_generate import missing_report, read_answers
-    from rlhfv.eval.language import tools_from_args
-
-    queries = amber.read_queries(args.queries, None)
-    expected = [q["id"] for q in queries]
-    answers = read_answers(args.answers, answer_fields=("answer", "response"))
-    missing = missing_report(expected, answers, args.allow_missing, "queries")
-    _unknown_answers(answers, set(expected), args.queries)
-    metrics = args.metrics or Path(args.annotations).with_name("metrics.txt")
-    assets = {
-        "association": amber.load_association(args.relation),
-        "safe_words": amber.load_safe_words(args.safe_words),
-        "metrics": amber.load_metrics(metrics),
-        "threshold": args.similarity_threshold,
-    }
-    annotations = amber.load_annotations(args.annotations)
-    needs = ("split_sentences", "tag", "lemmatize", "similarity")
-    tools, resources = tools_from_args(args, needs, {"similarity": args.spacy_model})
-    rep, details = amber.score(annotations, answers, assets, tools, args.yes_no, missing)
-    rep["language_resources"] = resources
-    rep["answers"] = str(args.answers)
-    print(amber.format_report(rep))
-    print(f"language resources: {resources}")
-    _write(args, rep, details)
     return 0
 
 

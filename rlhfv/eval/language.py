@@ -263,4 +263,6 @@ def tools_from_args(args, needs: tuple[str, ...], spacy_models: dict[str, str]) 
         "similarity": f"spaCy {spacy_models.get('similarity')} vectors",
         "analyze_phrase": f"spaCy {spacy_models.get('analyze_phrase')}",
     }
-    return tools, ", ".join(used[need] for need in needs) + (f"; {approximate_note(tools)}" if tools.approximate else "")
+    return tools, ", ".join(used[need] for need in needs) + (
+        f"; {approximate_note(tools)}" if tools.approximate else ""
+    )

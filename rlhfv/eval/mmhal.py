@@ -160,8 +160,11 @@ def report(
             "Comparable with a paper's MMHal-Bench table only when judged with the same judge model (the official "
             "script names gpt-4-0314) and the published prompt (--prompt-file): papers used different GPT-4 "
             "versions, so compare within one paper. "
-            + ("This run used the published-prompt file." if official_prompt else
-               "This run used rlhfv's own rubric, not the published prompt: compare only with other rlhfv runs.")
+            + (
+                "This run used the published-prompt file."
+                if official_prompt
+                else "This run used rlhfv's own rubric, not the published prompt: compare only with other rlhfv runs."
+            )
         ),  # fmt: skip
         "headline": {"MMHal score": average, "MMHal hallucination %": 100 * rate if n else None},
     }

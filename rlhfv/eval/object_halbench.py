@@ -195,15 +195,20 @@ def extract_with_llm(client, items: list[dict], template: str, progress: bool = 
 
     sent = [i for i, item in enumerate(items) if len(item["answer"].strip().split()) > 3]
     requests = [
-        ChatRequest([{"role": "system", "content": fill_prompt(template, items[i]["question"], items[i]["answer"])}],
-                    temperature=0.2, max_tokens=512)  # fmt: skip
+        ChatRequest(
+            [{"role": "system", "content": fill_prompt(template, items[i]["question"], items[i]["answer"])}],
+            temperature=0.2,
+            max_tokens=512,
+        )  # fmt: skip
         for i in sent
     ]
     try:
         replies = client.chat_many(requests, validate=parse_object_list, progress=progress, desc="extract objects")
     except EndpointReplyError as error:
         where = items[sent[error.index]]["_where"]
-        raise EvalInputError(f"{where}: the extractor's reply is not a JSON list ({error.reason}): {error.reply!r}")
+        raise EvalInputError(
+            f"{where}: the extractor's reply is not a JSON list ({error.reason}): {error.reply!r}"
+        ) from None
     lists = [[] for _ in items]
     for i, reply in zip(sent, replies, strict=True):
         lists[i] = parse_object_list(reply.text)
@@ -219,8 +224,11 @@ def score(questions: list[dict], answers: dict[str, dict], truth: dict[int, set[
     table, tools, mode = setup["table"], setup["tools"], setup["mode"]
     answered = [q for q in questions if q["id"] in answers]
     items = [
-        {"question": q["question"], "answer": answers[q["id"]]["answer"].replace("Assistant:", "").strip(),
-         "_where": answers[q["id"]]["_where"]}  # fmt: skip
+        {
+            "question": q["question"],
+            "answer": answers[q["id"]]["answer"].replace("Assistant:", "").strip(),
+            "_where": answers[q["id"]]["_where"],
+        }  # fmt: skip
         for q in answered
     ]
     if mode == "llm":

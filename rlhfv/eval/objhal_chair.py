@@ -163,15 +163,15 @@ def compute_chair(responses: list[dict]) -> dict:
 def printed_eval(metrics: dict) -> dict[str, str | None]:
     """The line eval_gpt_obj_halbench.py prints (print_metrics), as it prints it."""
 
-    def one(value, scale=100):
-        return None if value is None else "%0.001f" % (value * scale)
+    def one(value, scale=100):  # the script's "%0.001f": one decimal
+        return None if value is None else f"{value * scale:.1f}"
 
     return {
         "CHAIRs": one(metrics["CHAIRs"]),
         "CHAIRsr": one(metrics["CHAIRs_refine"]),
         "CHAIRi": one(metrics["CHAIRi"]),
-        "sent_num": "%d" % metrics["sentence_num"],
-        "coco_num": "%d" % metrics["coco_sentence_num"],
+        "sent_num": f"{int(metrics['sentence_num'])}",
+        "coco_num": f"{int(metrics['coco_sentence_num'])}",
         "avg_len": one(metrics["avg_word_len"], 1),
     }
 
