@@ -7,11 +7,13 @@ and its direction. Adding a kind is one entry in the dict.
     none             no evaluation: each round keeps its final model
     synthetic        the synthetic world's test images: CHAIR_s, CHAIR_i, recall, the annotator's false-claim rate
     pope             a POPE question file (yes/no object probing): F1, accuracy, precision, recall, yes-ratio
-    object_halbench  Object HalBench questions, CHAIR with the offline synonym list: CHAIR_s, CHAIR_i, recall
+    object_halbench  Object HalBench questions, CHAIR with rlhfv's offline synonym list: CHAIR_s, CHAIR_i, recall
 
 The benchmark kinds answer through `rlhfv eval`'s own generation (`generate_for_benchmark`: greedy, batched,
 resumable, settings recorded beside the answers) and score with `rlhfv eval`'s own scoring, so a round's number is
-the one `rlhfv eval pope score` / `rlhfv eval object-halbench score` would print for the same answers.
+the one `rlhfv eval pope score` would print for the same answers; object_halbench counts as the official Object
+HalBench script does but finds objects with rlhfv's offline matcher (no NLTK data, no extractor model), so its
+numbers rank a run's checkpoints and are not the official ones (`rlhfv eval object-halbench score` gives those).
 
 Recipe keys (`evaluation:`): kind, select_metric, select_mode (min | max), max_new_tokens, batch_size, device, and
 per kind: pope: questions (a POPE question file), images (its image folder), prompt_suffix, unclear_as;
@@ -88,17 +90,32 @@ def evaluate_pope(iteration, model: Path, answers: Path) -> dict:
 
 
 def evaluate_object_halbench(iteration, model: Path, answers: Path) -> dict:
+    """rlhfv's offline rule-based CHAIR (rlhfv.eval.chair's matcher and synonym list; no NLTK data or extractor
+    needed), counted as the official Object HalBench script counts: not the official numbers, a round-to-round
+    measure."""
     from rlhfv.eval import object_halbench as ohb
     from rlhfv.eval.chair import ObjectExtractor
+    from rlhfv.eval.objhal_chair import compute_chair, rlhfv_table
 
     settings = iteration.config.evaluation
     rows = ohb.read_questions(settings["questions"], settings.get("images"))
     got = _generate("object-halbench", settings, model, rows, answers, settings.get("prompt_suffix", ""))
     extractor = ObjectExtractor()
-    truth = ohb.coco_truth(_as_list(settings["instances"]), _as_list(settings["captions"]), extractor,
-                           {row["image_id"] for row in rows})  # fmt: skip
-    report, _ = ohb.score(rows, got, truth, extractor, "rule", progress=False)
-    return {m: report[m] for m in OBJECT_HALBENCH_METRICS}
+    truth = ohb.coco_truth(_as_list(settings["instances"]), _as_list(settings["captions"]), rlhfv_table(), None,
+                           {row["image_id"] for row in rows},
+                           lambda caption: {m.cls for m in extractor.mentions(caption)})  # fmt: skip
+    responses = []
+    for row in rows:
+        text = got[row["id"]]["answer"]
+        names = [(m.text, m.cls) for m in extractor.mentions(text)]
+        responses.append({"names": names, "truth": truth[row["image_id"]], "answer": text})
+    metrics = compute_chair(responses)["overall_metrics"]
+    return {
+        "chair_s": None if metrics["CHAIRs_refine"] is None else 100 * metrics["CHAIRs_refine"],
+        "chair_i": None if metrics["CHAIRi"] is None else 100 * metrics["CHAIRi"],
+        "recall": None if metrics["obj_rec"] is None else 100 * metrics["obj_rec"],
+        "mean_length_words": sum(len(r["answer"].split()) for r in responses) / len(responses) if responses else None,
+    }
 
 
 def _as_list(value) -> list:

@@ -122,13 +122,17 @@ def coco_truth(
     instances: list[str | Path],
     captions: list[str | Path],
     table: SynonymTable,
-    tools: LanguageTools,
+    tools: LanguageTools | None,
     image_ids: set[int],
+    caption_classes=None,
 ) -> dict[int, set[str]]:
     """COCO classes per image: instance annotations, plus the objects its reference captions name.
 
     Several instance and caption files may be given (the official code reads both train2014 and val2014).
+    `caption_classes(caption) -> classes` replaces the official caption reading (rlhfv iterate's offline matcher).
     """
+    if caption_classes is None:
+        caption_classes = lambda caption: {cls for _, cls in text_names(caption, table, tools)}  # noqa: E731
     truth: dict[int, set[str]] = {image_id: set() for image_id in image_ids}
     known: set[int] = set()
     for path in instances:
@@ -150,7 +154,7 @@ def coco_truth(
         known |= {image["id"] for image in data.get("images", [])}
         for annotation in data["annotations"]:
             if annotation["image_id"] in image_ids:
-                truth[annotation["image_id"]].update(cls for _, cls in text_names(annotation["caption"], table, tools))
+                truth[annotation["image_id"]].update(caption_classes(annotation["caption"]))
     unknown = sorted(image_ids - known)
     if unknown:
         names = ", ".join(str(p) for p in [*instances, *captions])
