@@ -59,7 +59,7 @@ else
 		--num_processes $(NUM_PROCESSES) -m $(COMMAND_MODULE) --config $(RECIPE) $(ARGS)
 endif
 
-bench: install ## run the benchmarks (BENCH=all|loss_head|train_step|ref_precompute|converter)
+bench: install ## run the benchmarks (BENCH=all|loss_head|train_step|ref_precompute|converter|feedback)
 	$(BIN)/python -m bench.run --only $(BENCH) $(ARGS)
 
 proof: install ## the synthetic proof: SFT learns a language prior, then SFT-on-corrections vs DPO vs Dense DPO (CPU)

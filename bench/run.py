@@ -15,7 +15,7 @@ import sys
 import time
 
 
-BENCHMARKS = ("loss_head", "train_step", "ref_precompute", "converter", "gpu")
+BENCHMARKS = ("loss_head", "train_step", "ref_precompute", "converter", "gpu", "feedback")
 # Diagnostics, run only when named: where TRL's head spends its CPU time, and the CPU tile shape of rlhfv's head
 EXTRAS = ("trl_head_profile", "tile_shapes")
 # 100k pairs of ~100 words: the size the converter target is stated for; smaller runs are dominated by start-up
@@ -133,7 +133,7 @@ def _summary(name: str, payload: dict) -> list[str]:
         return [f"skipped: {payload['skipped']}"]
     rows = payload.get("rows", [])
     lines = []
-    if name in EXTRAS:
+    if name in EXTRAS or name == "feedback":
         import importlib
 
         return importlib.import_module(f"bench.{name}").summary(payload)

@@ -27,6 +27,7 @@ COMMANDS = {
     "train": "rlhfv.train",
     "eval": "rlhfv.eval.cli",
     "feedback": "rlhfv.feedback.cli",
+    "feedback-pairs": "rlhfv.feedback.pairs_cli",
     "iterate": "rlhfv.iterate",
     "reward": "rlhfv.reward.cli",
     "reward-pairs": "rlhfv.reward.pairs_cli",

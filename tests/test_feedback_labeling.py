@@ -28,6 +28,8 @@ def test_the_rule_sums_both_spellings_and_refuses_a_labeler_that_says_neither():
     assert decide(0.3, 0.3, 0.5).verdict is False  # a tie is not "yes"
     refused = decide(0.1, 0.1, 0.5)
     assert (refused.verdict, refused.reason) == (None, NOT_YES_NO)
+    # the guard off (0, the default: RLAIF-V's code): yes > no whatever the total
+    assert decide(0.001, 0.0001, 0.0).verdict is True and decide(0.0, 0.0, 0.0).verdict is False
 
 
 @pytest.fixture
@@ -64,7 +66,8 @@ def test_endpoint_labeler_reads_yes_and_no_from_the_top_logprobs(tmp_path, image
     assert labels[1].p_no == pytest.approx(math.exp(-0.1) + math.exp(-3.0))
     assert labels[1].p_yes == pytest.approx(math.exp(-2.5))
     assert labels[1].verdict is False
-    assert (labels[2].p_yes, labels[2].p_no, labels[2].verdict, labels[2].reason) == (0.0, 0.0, None, NOT_YES_NO)
+    # neither word among the alternatives: RLAIF-V's rule (no guard by default) judges it false, yes > no failing
+    assert (labels[2].p_yes, labels[2].p_no, labels[2].verdict, labels[2].reason) == (0.0, 0.0, False, None)
     assert (labels[3].verdict, labels[3].reason) == (None, IMAGE_UNREADABLE)
     # what was asked: one token, with log-probs, the image inline as a data URL
     assert len(bodies) == 3
@@ -163,8 +166,10 @@ def test_transformers_labeler_matches_an_independent_computation_from_the_logits
         assert label.p_yes == pytest.approx(p_yes, rel=1e-4)
         assert label.p_no == pytest.approx(p_no, rel=1e-4)
         assert label.verdict == (p_yes > p_no)
-    # a random tiny model puts almost no mass on yes/no: under the default guard it is "not answering yes/no"
-    guarded = TransformersLabeler(tiny_llava, batch_size=4).label_many(requests[:1], progress=False)[0]
+    # a random tiny model puts almost no mass on yes/no: with the guard on it is "not answering yes/no"
+    guarded = TransformersLabeler(tiny_llava, batch_size=4, min_answer_probability=0.5).label_many(
+        requests[:1], progress=False
+    )[0]
     assert (guarded.verdict, guarded.reason) == (None, NOT_YES_NO)
 
 

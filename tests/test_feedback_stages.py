@@ -8,7 +8,7 @@ from rlhfv.feedback.claims import parse_claim_lines, place_claims, split_claims
 from rlhfv.feedback.pairing import Candidate, Pair, balance_lengths, candidate_pairs, cap_pairs, length_gap
 from rlhfv.feedback.prompts import load_prompt
 from rlhfv.feedback.questions import finish_question, rule_question
-from rlhfv.feedback.scoring import NO_CLAIMS, UNLABELED_CLAIMS, score_answer
+from rlhfv.feedback.scoring import NO_CLAIMS, REPEATED_CLAIMS, UNLABELED_CLAIMS, score_answer
 from rlhfv.feedback.spans import chosen_side_spans, false_claim_spans, merge_spans
 
 
@@ -83,20 +83,26 @@ def test_score_is_minus_the_false_claims_and_unscorable_answers_say_why():
     assert score_answer([True]) == (0, None)
     assert score_answer([]) == (None, NO_CLAIMS)
     assert score_answer([True, None]) == (None, UNLABELED_CLAIMS)
+    # RLAIF-V keys judgements by question text: a repeated question leaves fewer judgements than claims
+    assert score_answer([True, False, True], ["q1", "q2", "q1"]) == (None, REPEATED_CLAIMS)
+    assert score_answer([True, False, True], ["q1", "q2", "q1"], keep_repeated_claims=True) == (-1, None)
+    assert score_answer([True, False], ["q1", "q2"]) == (-1, None)
 
 
 def cands(*items):
     return [Candidate(i, text, score) for i, (text, score) in enumerate(items)]
 
 
-def test_pairs_need_a_score_gap_the_higher_score_is_chosen_and_identical_texts_are_dropped():
+def test_pairs_need_a_score_gap_the_higher_score_is_chosen_and_identical_texts_are_dropped_on_request():
     candidates = cands(("a b", 0), ("c d", -1), ("a b ", -2), ("e f", 0), ("g h", -1))
-    pairs, identical = candidate_pairs("q", candidates, min_score_gap=1)
+    kept_all, none = candidate_pairs("q", candidates, min_score_gap=1)  # RLAIF-V: identical texts go after the cap
+    assert none == 0 and len(kept_all) == 8 and [p.identical for p in kept_all].count(True) == 1
+    pairs, identical = candidate_pairs("q", candidates, min_score_gap=1, drop_identical=True)
     # gaps >= 1: (0,1) (0,2)* (0,4) (1,2) (1,3) (2,3) (2,4) (3,4); (0,2) is "a b" vs "a b " -> identical
     assert identical == 1
     assert [(p.chosen, p.rejected) for p in pairs] == [(0, 1), (0, 4), (1, 2), (3, 1), (3, 2), (4, 2), (3, 4)]
     pairs2, _ = candidate_pairs("q", candidates, min_score_gap=2)
-    assert [(p.chosen, p.rejected) for p in pairs2] == [(3, 2)]
+    assert [(p.chosen, p.rejected) for p in pairs2] == [(0, 2), (3, 2)]  # identical kept by default
 
 
 def test_the_cap_picks_at_random_with_the_seed_and_keeps_order():
@@ -120,13 +126,14 @@ def test_length_balancing_picks_the_ratio_by_hand():
     # (chosen, rejected) words and excess (r - c) / r:  A (10, 40) 0.75,  B (10, 10) 0,  C (20, 10) -1,  D (10, 20) 0.5
     a, b, c, d = (pair_of_lengths(10, 40, "A"), pair_of_lengths(10, 10, "B"), pair_of_lengths(20, 10, "C"),
                   pair_of_lengths(10, 20, "D"))  # fmt: skip
-    # r < 0.5 keeps B, C: means 15 vs 10, gap 1/3;  0.5 <= r < 0.75 keeps B, C, D: 40/3 vs 40/3, gap 0;
-    # r >= 0.75 keeps all: 12.5 vs 20, gap 0.6.  Smallest gap 0, largest such r on the 0.02 grid: 0.74.
-    assert length_gap([b, c]) == pytest.approx(1 / 3)
-    assert length_gap([a, b, c, d]) == pytest.approx(0.6)
+    # gap = |mean chosen - mean rejected| / mean rejected (RLAIF-V's get_pairs_filter_shorten.py), first minimum:
+    # r < 0.5 keeps B, C: means 15 vs 10, gap 0.5;  0.5 <= r < 0.75 keeps B, C, D: 40/3 vs 40/3, gap 0;
+    # r >= 0.75 keeps all: 12.5 vs 20, gap 0.375.  Smallest gap 0, first at r = 0.5 (D's excess 0.5 is not > 0.5).
+    assert length_gap([b, c]) == pytest.approx(0.5)
+    assert length_gap([a, b, c, d]) == pytest.approx(0.375)
     kept, ratio, gap = balance_lengths([a, b, c, d])
     assert [p.instruction_id for p in kept] == ["B", "C", "D"]
-    assert ratio == pytest.approx(0.74)
+    assert ratio == 0.5
     assert gap == pytest.approx(0.0)
     assert balance_lengths([]) == ([], None, float("inf"))
 

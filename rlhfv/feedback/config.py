@@ -61,8 +61,10 @@ class FeedbackConfig:
         default=None, metadata={"help": "scenes.json of a synthetic world (labeler: truth)."}
     )
     label_batch_size: int = field(default=16, metadata={"help": "Questions per labeler forward pass."})
-    min_answer_probability: float = field(default=0.5, metadata={"help": "Least P(yes)+P(Yes)+P(no)+P(No) for a "
-                                          "verdict; below it the labeler is not answering yes/no."})  # fmt: skip
+    min_answer_probability: float = field(default=0.0, metadata={"help": "Least P(yes)+P(Yes)+P(no)+P(No) for a "
+                                          "verdict; below it the claim has none and its answer is unscored (a guard "
+                                          "against a labeler that is not answering yes/no; 0 = off, as RLAIF-V's "
+                                          "code, which judges yes > no whatever the total)."})  # fmt: skip
     top_logprobs: int = field(default=20, metadata={"help": "Top alternatives asked of the endpoint labeler."})
     # endpoint (claims, questions or labels); the key comes from api_key_env, never from the recipe
     base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible endpoint, e.g. "
@@ -79,6 +81,12 @@ class FeedbackConfig:
     min_score_gap: int = field(default=1, metadata={"help": "Least score difference of a pair."})
     max_pairs_per_instruction: int = field(default=2, metadata={"help": "Pairs kept per instruction, picked at "
                                            "random (<= 0 keeps all)."})  # fmt: skip
+    drop_identical_before_cap: bool = field(default=False, metadata={"help": "Drop pairs of identical texts "
+                                            "before the per-instruction cap, so the cap picks among distinct texts "
+                                            "(RLAIF-V's code drops them after the cap)."})  # fmt: skip
+    keep_repeated_claims: bool = field(default=False, metadata={"help": "Score answers two of whose claims ask the "
+                                       "same question (RLAIF-V's code keys judgements by question text and drops "
+                                       "them)."})  # fmt: skip
     length_balance: bool = field(default=True, metadata={"help": "Drop pairs whose rejected answer is much longer, "
                                  "with the ratio that balances mean lengths."})  # fmt: skip
     chosen_spans: str = field(default="none", metadata={"help": f"What the chosen answer gets as spans: one of "

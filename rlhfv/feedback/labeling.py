@@ -11,8 +11,9 @@ A claim is judged true when P(yes) + P(Yes) > P(no) + P(No) for the first answer
 - `TruthLabeler`: the synthetic world's ground truth (the annotator of `data_tools.synthetic`), for the CPU recipe
   and for measuring how often a model labeler agrees with the truth.
 
-A question the labeler does not answer with yes or no (P(yes)+P(Yes)+P(no)+P(No) below `min_answer_probability`),
-an endpoint that fails, or an image that cannot be read leaves the claim without a verdict, with its reason.
+An endpoint that fails or an image that cannot be read leaves the claim without a verdict, with its reason; so does
+a question the labeler does not answer with yes or no (P(yes)+P(Yes)+P(no)+P(No) below `min_answer_probability`)
+when that guard is on. It is off by default (0), as in RLAIF-V's code, which judges yes > no whatever the total.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class Label:
 
 
 def decide(p_yes: float, p_no: float, min_answer_probability: float) -> Label:
-    """RLAIF-V's rule, with a guard against a labeler that is not answering yes/no at all."""
+    """RLAIF-V's rule, with an optional guard (`min_answer_probability` > 0) against a labeler that is not answering
+    yes/no at all."""
     if p_yes + p_no < min_answer_probability:
         return Label(
             p_yes, p_no, None, NOT_YES_NO,
@@ -85,7 +87,7 @@ def multi_token_words(tokenizer, words: tuple[str, ...], single_ids: list[int]) 
 class TransformersLabeler:
     """A local model (an `rlhfv.eval.generate.LoadedModel`) answering yes/no questions in one forward pass."""
 
-    def __init__(self, loaded, batch_size: int = 16, min_answer_probability: float = 0.5):
+    def __init__(self, loaded, batch_size: int = 16, min_answer_probability: float = 0.0):
         self.loaded = loaded
         self.batch_size = batch_size
         self.min_answer_probability = min_answer_probability
@@ -176,7 +178,7 @@ def image_data_url(path: str | Path) -> str:
 class EndpointLabeler:
     """An OpenAI-compatible endpoint answering with one token and its top log-probabilities."""
 
-    def __init__(self, client, top_logprobs: int = 20, min_answer_probability: float = 0.5, batch_size: int = 64):
+    def __init__(self, client, top_logprobs: int = 20, min_answer_probability: float = 0.0, batch_size: int = 64):
         self.client = client
         self.top_logprobs = top_logprobs
         self.min_answer_probability = min_answer_probability

@@ -1,7 +1,6 @@
 """`run_feedback(config)`: the stages of RLAIF-V's loop, each saved to its own file in `config.out`, and resumable.
 
-(Over 350 lines on purpose: the stages share one run's files, stage markers, process group and error policy, and
-the per-stage logic is the pure modules beside it; splitting the driver would pass that state around.)
+The score and pairs stages are in pair_stage.py, the summary in summary.py.
 
 Files (docs/feedback.md):
     answers.jsonl   {id, question, image?, image_path?, answers: [...]}  or  {id, question, reject}
@@ -26,12 +25,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections import Counter
 from pathlib import Path
 
 from data_tools.errors import CommandError
 from rlhfv.feedback.config import STAGES, FeedbackConfig
-from rlhfv.feedback.scoring import NO_CLAIMS, score_answer
+from rlhfv.feedback.scoring import NO_CLAIMS
+from rlhfv.feedback.summary import format_summary  # noqa: F401  (re-exported: `rlhfv feedback` prints it)
 
 
 # stages every process runs on its share; the others run on process 0 alone
@@ -336,62 +335,14 @@ class FeedbackRun:
             self.write_jsonl("labels.jsonl", [by_key[k] for k in keys if k in by_key])
 
     def stage_score(self) -> None:
-        labels = {(r["id"], r["answer_index"]): r["labels"] for r in self.read_jsonl("labels.jsonl")}
-        records = []
-        for record in self.read_jsonl("claims.jsonl"):
-            verdicts = [label["verdict"] for label in labels[(record["id"], record["answer_index"])]]
-            score, reason = score_answer(verdicts)
-            records.append({
-                "id": record["id"], "answer_index": record["answer_index"], "score": score, "reason": reason,
-                "claims": len(verdicts), "false": sum(v is False for v in verdicts),
-                "unlabeled": sum(v is None for v in verdicts),
-            })  # fmt: skip
-        self.write_jsonl("scores.jsonl", records)
+        from rlhfv.feedback.pair_stage import write_scores
+
+        write_scores(self)
 
     def stage_pairs(self) -> None:
-        from rlhfv.feedback.pairing import Candidate, balance_lengths, candidate_pairs, cap_pairs
-        from rlhfv.feedback.spans import chosen_side_spans, false_claim_spans
+        from rlhfv.feedback.pair_stage import write_pairs
 
-        c = self.config
-        claims = {(r["id"], r["answer_index"]): r for r in self.read_jsonl("claims.jsonl")}
-        labels = {(r["id"], r["answer_index"]): r["labels"] for r in self.read_jsonl("labels.jsonl")}
-        scored: dict[str, list] = {}
-        for s in self.read_jsonl("scores.jsonl"):
-            if s["score"] is not None:
-                text = claims[(s["id"], s["answer_index"])]["answer"]
-                scored.setdefault(s["id"], []).append(Candidate(s["answer_index"], text, s["score"]))
-        stats = Counter()
-        pairs = []
-        for row_id, candidates in scored.items():
-            found, identical = candidate_pairs(row_id, candidates, c.min_score_gap)
-            kept = cap_pairs(row_id, found, c.max_pairs_per_instruction, c.seed)
-            stats["candidate_pairs"] += len(found) + identical
-            stats["identical_dropped"] += identical
-            stats["over_cap_dropped"] += len(found) - len(kept)
-            pairs += kept
-        ratio = None
-        if c.length_balance:
-            balanced, ratio, _ = balance_lengths(pairs)
-            stats["length_dropped"] = len(pairs) - len(balanced)
-            pairs = balanced
-        rows = {r["id"]: r for r in self.answered()}
-        records = []
-        for p in pairs:
-            chosen_key, rejected_key = (p.instruction_id, p.chosen), (p.instruction_id, p.rejected)
-            verdicts = {key: [label["verdict"] for label in labels[key]] for key in (chosen_key, rejected_key)}
-            rejected_claims = claims[rejected_key]["claims"]
-            records.append({
-                "pair_id": f"{p.instruction_id}-{p.chosen}-{p.rejected}", "id": p.instruction_id,
-                "question": rows[p.instruction_id]["question"], "image_path": rows[p.instruction_id].get("image_path"),
-                "chosen": p.chosen_text, "rejected": p.rejected_text, "chosen_index": p.chosen,
-                "rejected_index": p.rejected, "chosen_score": p.chosen_score, "rejected_score": p.rejected_score,
-                "chosen_spans": chosen_side_spans(p.chosen_text, claims[chosen_key]["claims"], verdicts[chosen_key],
-                                                  rejected_claims, c.chosen_spans),
-                "rejected_spans": false_claim_spans(p.rejected_text, rejected_claims, verdicts[rejected_key]),
-            })  # fmt: skip
-        stats["pairs"] = len(records)
-        self.write_jsonl("pairs.jsonl", records)
-        (self.path("pairs_stats.json")).write_text(json.dumps({**stats, "length_ratio": ratio}, indent=2) + "\n")
+        write_pairs(self)
 
     def stage_dataset(self) -> None:
         from rlhfv.feedback.dataset import write_dataset
@@ -400,56 +351,9 @@ class FeedbackRun:
 
     # ---- summary -----------------------------------------------------------------------------------------------
     def summarize(self) -> dict:
-        rejects = [{"stage": "prompts", **r} for r in self.read_jsonl("instruction_rejects.jsonl")]
-        for r in self.read_jsonl("answers.jsonl"):
-            if "reject" in r:
-                rejects.append({"stage": "sample", "id": r["id"], **r["reject"]})
-        answers = sum(len(r["answers"]) for r in self.answered())
-        claims = self.read_jsonl("claims.jsonl")
-        for r in claims:
-            if not r["claims"]:
-                rejects.append({"stage": "claims", "id": r["id"], "answer_index": r["answer_index"],
-                                "reason": NO_CLAIMS, "detail": f"no claims in {r['answer'][:80]!r}"})  # fmt: skip
-        verdicts = Counter()
-        for r in self.read_jsonl("labels.jsonl"):
-            for n, label in enumerate(r["labels"]):
-                verdicts[label["verdict"]] += 1
-                if label["reason"]:
-                    rejects.append({"stage": "label", "id": r["id"], "answer_index": r["answer_index"], "claim": n,
-                                    "reason": label["reason"], "detail": label["detail"]})  # fmt: skip
-        scores = self.read_jsonl("scores.jsonl")
-        labeled = verdicts[True] + verdicts[False]
-        pair_stats = (
-            json.loads(self.path("pairs_stats.json").read_text()) if self.path("pairs_stats.json").is_file() else {}
-        )
-        read = json.loads(self.path("instructions_read.json").read_text())
-        summary = {
-            "stages_done": [s for s in STAGES if self.stage_done(s)],
-            "prompt_rows": read.get("rows"),
-            "prompt_formats": read.get("formats"),
-            "prompt_rows_merged": read.get("rows_merged"),
-            "instructions_with_merged_rows": read.get("instructions_with_merged_rows"),
-            "instructions": len(self.rows),
-            "instructions_answered": len(self.answered()),
-            "answers": answers,
-            "claims": sum(len(r["claims"]) for r in claims),
-            "claims_labeled": labeled,
-            "claims_false": verdicts[False],
-            "false_claim_rate": verdicts[False] / labeled if labeled else None,
-            "answers_scored": sum(s["score"] is not None for s in scores),
-            "answers_unscored": dict(Counter(s["reason"] for s in scores if s["reason"])),
-            "mean_score": (
-                sum(s["score"] for s in scores if s["score"] is not None)
-                / max(1, sum(s["score"] is not None for s in scores))
-            )
-            if scores
-            else None,  # fmt: skip
-            **{f"pairs_{k}" if k != "pairs" else k: v for k, v in pair_stats.items()},
-            "rejects": dict(Counter(r["reason"] for r in rejects)),
-        }
-        self.write_jsonl("rejects.jsonl", rejects)
-        self.path("summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        return summary
+        from rlhfv.feedback.summary import summarize
+
+        return summarize(self)
 
 
 def truncate_cut_line(path: Path) -> None:
@@ -461,25 +365,3 @@ def truncate_cut_line(path: Path) -> None:
 
 def run_feedback(config: FeedbackConfig, loaded_policy=None) -> dict:
     return FeedbackRun(config, loaded_policy).run()
-
-
-def format_summary(summary: dict) -> str:
-    rate = summary.get("false_claim_rate")
-    lines = [
-        f"prompt rows {summary['prompt_rows']} ({', '.join(sorted(set(summary['prompt_formats'].values())))}): "
-        f"{summary['prompt_rows_merged']} merged into {summary['instructions_with_merged_rows']} instruction(s) with "
-        "the same image and question (instruction_merges.jsonl)",
-        f"instructions {summary['instructions']} (answered {summary['instructions_answered']}), "
-        f"answers {summary['answers']}, claims {summary['claims']}",
-        f"claims labeled {summary['claims_labeled']}, judged false {summary['claims_false']}"
-        + (f" (false-claim rate {rate:.3f})" if rate is not None else ""),
-        f"answers scored {summary['answers_scored']}, unscored {summary['answers_unscored'] or 0}",
-    ]
-    if "pairs" in summary:
-        lines.append(
-            f"pairs {summary['pairs']} (candidates {summary.get('pairs_candidate_pairs', 0)}, identical dropped "
-            f"{summary.get('pairs_identical_dropped', 0)}, over the cap {summary.get('pairs_over_cap_dropped', 0)}, "
-            f"length-balanced away {summary.get('pairs_length_dropped', 0)} at ratio {summary.get('pairs_length_ratio')})"
-        )
-    lines.append(f"rejects {summary['rejects'] or 0}")
-    return "\n".join(lines)

@@ -1,0 +1,167 @@
+"""`rlhfv feedback-pairs`: preference pairs from scored answers in RLAIF-V's layout, by RLAIF-V's pair rules.
+
+    rlhfv feedback-pairs --answers divided.jsonl --judgements autocheck.jsonl --out pairs/
+    rlhfv feedback-pairs --answers divided.jsonl --judgements autocheck.jsonl --picks picks.jsonl --out pairs/
+
+The inputs are the two files RLAIF-V's `utils/get_preference_pairs.py` reads (rlhfv/feedback/rlaifv_layout.py).
+The output is what its three pair scripts together give (pairs, cap of two per ds_question_id, identical texts
+dropped, length balancing): --out/pairs.jsonl in RLAIF-V's pair layout {image_path, ds_question_id, question,
+chosen, rejected, org_infos} plus the two answers' question ids, and --out/pairs_stats.json. RLAIF-V's cap picks with
+an unseeded generator; --picks replays one run's picks exactly, otherwise the pick is seeded by --seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from data_tools.errors import CommandError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "feedback-pairs",
+        help="pairs from scored answers in RLAIF-V's layout (answers + judgements files), by RLAIF-V's pair rules",
+        description=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--answers",
+        required=True,
+        help="divided answers (get_preference_pairs.py's "
+        "--gpt_divide_gq_path): {question_id, ds_question_id, raw_question, answer, facts, metainfos}",
+    )
+    parser.add_argument(
+        "--judgements",
+        required=True,
+        help="labeler output (its --autocheck_path): one row per "
+        "claim question {question_id, raw_question, scores: {yes, Yes, no, No}, metainfos}",
+    )
+    parser.add_argument(
+        "--picks",
+        default=None,
+        help="JSONL {ds_question_id, pairs: [[chosen, rejected] question "
+        "ids]}: the cap's picks to replay (every ds_question_id with more pairs than the cap)",
+    )
+    parser.add_argument("--out", required=True, help="output folder (pairs.jsonl, pairs_stats.json)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the cap's pick without --picks (default 0)")
+    parser.add_argument("--min-score-gap", type=int, default=1, help="least score difference of a pair (default 1)")
+    parser.add_argument(
+        "--max-pairs-per-instruction",
+        type=int,
+        default=2,
+        help="pairs kept per ds_question_id (RLAIF-V's --sample_num; default 2; <= 0 keeps all)",
+    )
+    parser.add_argument(
+        "--drop-identical-before-cap",
+        action="store_true",
+        help="drop identical-text pairs "
+        "before the cap, so the cap picks among distinct texts (RLAIF-V drops them after it)",
+    )
+    parser.add_argument(
+        "--keep-repeated-claims",
+        action="store_true",
+        help="keep answers whose judgements are "
+        "fewer than their claims only because a claim question repeats (RLAIF-V drops them)",
+    )
+    parser.add_argument(
+        "--min-answer-probability",
+        type=float,
+        default=0.0,
+        help="leave answers with a judgement "
+        "whose P(yes)+P(Yes)+P(no)+P(No) is below this unscored (default 0: off, as RLAIF-V)",
+    )
+    parser.add_argument(
+        "--no-length-balance",
+        dest="length_balance",
+        action="store_false",
+        help="skip RLAIF-V's length balancing (get_pairs_filter_shorten.py)",
+    )
+    parser.set_defaults(func=main)
+
+
+def pair_records(scored, pairs, cap_group_of) -> list[dict]:
+    """RLAIF-V's pair rows (get_preference_pairs.py's layout) with the two answers' question ids."""
+    records = []
+    for p in pairs:
+        chosen, rejected = scored.answers[str(p.chosen)], scored.answers[str(p.rejected)]
+        group = cap_group_of(p.instruction_id)
+        for side, row in (("chosen", chosen), ("rejected", rejected)):
+            if str(row["ds_question_id"]) != group:
+                raise CommandError(
+                    f"answer {row['question_id']} ({side}): field 'ds_question_id' "
+                    f"{row['ds_question_id']!r} differs from its judgements' {group!r}"
+                )
+        question = chosen.get("question", chosen["raw_question"])
+        if question != rejected.get("question", rejected["raw_question"]):
+            raise CommandError(f"answers {p.chosen} and {p.rejected}: field 'question' differs within one pair")
+        image_path = chosen["metainfos"]["image_path"]
+        if image_path != rejected["metainfos"]["image_path"]:
+            raise CommandError(f"answers {p.chosen} and {p.rejected}: field 'metainfos.image_path' differs")
+        records.append(
+            {
+                "image_id": str(image_path).split("/")[-1],
+                "image_path": image_path,
+                "ds_question_id": group,
+                "question": question,
+                "chosen": p.chosen_text,
+                "rejected": p.rejected_text,
+                "chosen_question_id": chosen["question_id"],
+                "rejected_question_id": rejected["question_id"],
+                "org_infos": {
+                    "ds_question_id": group,
+                    "scores": {
+                        "chosen": {"judge": scored.judgements[str(p.chosen)], "score": str(p.chosen_score)},
+                        "rejected": {"judge": scored.judgements[str(p.rejected)], "score": str(p.rejected_score)},
+                    },
+                },
+            }
+        )
+    return records
+
+
+def main(args) -> int:
+    from rlhfv.feedback.pairing import PairRules, build_pairs
+    from rlhfv.feedback.rlaifv_layout import cap_group_of, read_picks, read_scored
+
+    scored = read_scored(args.answers, args.judgements, args.keep_repeated_claims, args.min_answer_probability)
+    picks = read_picks(args.picks) if args.picks else None
+    rules = PairRules(
+        args.min_score_gap,
+        args.max_pairs_per_instruction,
+        args.seed,
+        args.drop_identical_before_cap,
+        args.length_balance,
+    )
+    try:
+        pairs, stats, ratio = build_pairs(scored.groups, rules, picks, cap_group_of)
+    except KeyError as error:
+        raise CommandError(
+            f"{args.picks}: no picks for ds_question_id {error.args[0]}, which has more pairs than "
+            f"the cap ({args.max_pairs_per_instruction})"
+        ) from None
+    except ValueError as error:
+        raise CommandError(f"{args.picks}: {error}") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = pair_records(scored, pairs, cap_group_of)
+    with (out / "pairs.jsonl").open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    report = {
+        **scored.counts,
+        **stats,
+        "length_ratio": ratio,
+        "picks": args.picks,
+        "seed": None if args.picks else args.seed,
+    }
+    (out / "pairs_stats.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"pairs {len(records)} (candidates {stats['candidate_pairs']}, over the cap {stats['over_cap_dropped']}, "
+        f"identical dropped {stats['identical_dropped']}, length-balanced away {stats['length_dropped']} at "
+        f"ratio {ratio}); answers {scored.counts['answers']}, claim-count mismatches "
+        f"{scored.counts['answers_claim_count_mismatch']}"
+    )
+    print(f"wrote {out / 'pairs.jsonl'}, {out / 'pairs_stats.json'}")
+    return 0
