@@ -215,12 +215,21 @@ class Iteration:
 
         return EVALUATORS[self.config.evaluation["kind"]].metrics or TABLE_METRICS
 
+    def check_out(self) -> None:
+        """The run folder holds no input the user gave (the synthetic mode writes its own prompts into it)."""
+        from data_tools.outputs import check_training_output
+
+        given = [self.config.initial_policy, self.config.feedback.get("prompts")]
+        given += [value for key, value in self.config.evaluation.items() if key != "kind" and isinstance(value, str)]
+        check_training_output(str(self.out), given, label="out")
+
     def run(self) -> list[dict]:
         from rlhfv.feedback.pipeline import run_feedback
         from rlhfv.iterate_evaluation import check_files
 
         check_files(self.config.evaluation)  # the held-out files exist before anything trains
         metrics_shown = self.table_metrics()
+        self.check_out()
         self.out.mkdir(parents=True, exist_ok=True)
         start = time.time()
         policy = self.setup()

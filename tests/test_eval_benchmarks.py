@@ -190,7 +190,7 @@ def test_amber_missing_and_unknown_items(tmp_path, capsys):
     assert (g["chair"], g["cover"], g["hal"], g["cog"]) == pytest.approx((25.0, 200 / 3, 50.0, 100 / 3))
     extra = tmp_path / "extra.json"
     extra.write_text(json.dumps([*rows, {"id": 99, "response": "A cat."}]))
-    assert run(amber_args(extra, tmp_path / "a.json")) == 1
+    assert run(amber_args(extra, tmp_path / "a2.json")) == 1
     assert "id '99' is not in" in capsys.readouterr().err
 
 
@@ -221,7 +221,7 @@ def test_pope(tmp_path):
     assert splits["adversarial"]["accuracy"] == 100
     assert list(splits) == ["random", "popular", "adversarial"]
 
-    assert run(pope_args(POPE / "answers", out, "--unclear-as", "wrong")) == 0
+    assert run(pope_args(POPE / "answers", out, "--unclear-as", "wrong", "--overwrite")) == 0
     rep = json.loads(out.read_text())
     r = rep["splits"]["random"]
     assert (r["accuracy"], r["precision"], r["recall"]) == pytest.approx((100 / 3, 50.0, 25.0))

@@ -71,8 +71,13 @@ def _options(args):
 def _generate(benchmark, args, rows, out) -> dict:
     from rlhfv.eval.bench_generate import generate_for_benchmark, settings_path
 
+    from rlhfv.eval.io import input_paths
+
+    options = _options(args)
+    inputs = tuple(input_paths(args))
     counts = generate_for_benchmark(
-        benchmark, args.model, rows, out, _options(args), args.prompt_suffix, args.device, args.dtype, not args.quiet
+        benchmark, args.model, rows, out, options, args.prompt_suffix, args.device, args.dtype, not args.quiet,
+        inputs=inputs,
     )
     print(
         f"{counts['generated']} answers written to {out} ({counts['skipped']} of {counts['prompts']} were already "
@@ -95,6 +100,7 @@ def _add_output_arguments(p) -> None:
     p.add_argument("--details", default=None, help="write per-item results (JSONL) here")
     p.add_argument("--allow-missing", action="store_true", help="score the answered items and list the missing "
                    "ones in the report (default: a missing answer is an error)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out/--details files")
 
 
 def _guard(function):
@@ -106,6 +112,10 @@ def _guard(function):
         from rlhfv.eval.judge import JudgeError
 
         try:
+            if hasattr(args, "overwrite"):  # the commands that write reports (not the resumable answer files)
+                from rlhfv.eval.io import check_report_outputs
+
+                check_report_outputs(args)
             return function(args)
         except (EvalInputError, EndpointError, JudgeError) as error:
             raise CommandError(str(error)) from None
@@ -401,6 +411,7 @@ def _register_report(commands) -> None:
                    "repeat for each model and benchmark")  # fmt: skip
     p.add_argument("--out", default=None, help="write the Markdown table here (default: print it)")
     p.add_argument("--plot", default=None, help="write the PNG plot here (needs matplotlib)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out/--plot files")
     p.set_defaults(func=_guard(_run_report))
 
 
@@ -411,8 +422,9 @@ def _run_report(args) -> int:
     text = report.markdown(models, columns, table)
     print(text, end="")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+        from data_tools.outputs import write_text
+
+        write_text(args.out, text)
     if args.plot:
         report.plot(models, columns, table, args.plot)
         print(f"plot written to {args.plot}")

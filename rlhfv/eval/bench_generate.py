@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rlhfv.eval.generate import GenerationOptions, decode, done_ids, generate_batch, load_model
-from rlhfv.eval.io import EvalInputError
+from rlhfv.eval.io import EvalInputError, check_answers_output
 
 
 def settings_path(answers: str | Path) -> Path:
@@ -69,8 +69,10 @@ def generate_for_benchmark(
     dtype: str = "auto",
     progress: bool = True,
     loaded=None,
+    inputs: tuple = (),
 ) -> dict:
-    """Answer every row not yet in `out_path`; returns counts {prompts, skipped, generated}.
+    """Answer every row not yet in `out_path`; returns counts {prompts, skipped, generated}. `inputs`: the files
+    the rows came from (the answers never replace them).
 
     `rows`: dicts with `id` (str), `question`, `_image` (a Path or the image bytes), `_where` (for errors) and
     optionally `image` (the name written to the answers).
@@ -79,6 +81,7 @@ def generate_for_benchmark(
     from tqdm.auto import tqdm
 
     out = Path(out_path)
+    check_answers_output(out, [model_path, *inputs])
     seen: set[str] = set()
     for row in rows:
         if row["id"] in seen:

@@ -129,13 +129,15 @@ def _register_chair(commands) -> None:
                    "(default: the built-in table for the 80 COCO classes)")  # fmt: skip
     p.add_argument("--out", default=None, help="write the report (JSON) here")
     p.add_argument("--details", default=None, help="write per-answer mentions (JSONL) here")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out/--details files")
     p.set_defaults(func=_run_chair)
 
 
 def _run_chair(args) -> int:
     from rlhfv.eval.chair import ObjectExtractor, format_report, load_ground_truth, load_synonyms, score_answers
-    from rlhfv.eval.io import EvalInputError, read_rows, write_json, write_jsonl
+    from rlhfv.eval.io import EvalInputError, check_report_outputs, read_rows, write_json, write_jsonl
 
+    check_report_outputs(args)
     try:
         extractor = ObjectExtractor(load_synonyms(args.synonyms) if args.synonyms else None)
         truth = load_ground_truth(args.objects, extractor)
@@ -169,19 +171,24 @@ def _register_judge(commands) -> None:
     add_endpoint_arguments(p)
     p.add_argument("--out", default=None, help="write the summary (JSON) here")
     p.add_argument("--details", default=None, help="write per-answer ratings and replies (JSONL) here")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out/--details files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_judge)
 
 
 def _run_judge(args) -> int:
     from rlhfv.endpoint import EndpointError, client_from_args
-    from rlhfv.eval.io import EvalInputError, read_rows, write_json, write_jsonl
+    from rlhfv.eval.io import EvalInputError, check_report_outputs, read_rows, write_json, write_jsonl
     from rlhfv.eval.judge import JudgeError, format_summary, judge_items, load_prompt, normalize_items, summarize
 
+    check_report_outputs(args)
     try:
         client = client_from_args(args)
         template = load_prompt(args.prompt_file) if args.prompt_file else None
-        items = normalize_items(read_rows(args.answers))
+        rows = read_rows(args.answers)
+        if not rows:
+            raise EvalInputError(f"{args.answers}: no answers to rate (the file holds no rows)")
+        items = normalize_items(rows)
         results = judge_items(client, items, progress=not args.quiet, prompt_template=template)
     except (EvalInputError, JudgeError, EndpointError) as error:
         raise CommandError(str(error)) from None

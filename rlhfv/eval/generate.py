@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlhfv.eval.io import EvalInputError, check_unique_ids, read_rows, require, row_id
+from rlhfv.eval.io import EvalInputError, check_answers_output, check_unique_ids, read_rows, require, row_id
 
 
 logger = logging.getLogger(__name__)
@@ -123,8 +123,14 @@ def done_ids(out: Path) -> set[str]:
         if not line.strip():
             continue
         try:
-            ids.add(str(json.loads(line)["id"]))
-        except (json.JSONDecodeError, KeyError, TypeError):
+            record = json.loads(line)
+            # resume counts a row only when it holds an answer: a prompts file as --out is no answers file
+            if not isinstance(record.get("answer"), str):
+                raise EvalInputError(
+                    f"{out}:line {number}: no 'answer' field: {out} is not an answers file; name another --out"
+                )
+            ids.add(str(record["id"]))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             if number == len(lines) and not line.endswith("\n"):
                 logger.warning("%s: dropping an incomplete last line (an interrupted run); it will be redone", out)
                 out.write_text("".join(lines[:-1]), encoding="utf-8")
@@ -240,7 +246,7 @@ def generate_answers(
 
     rows = read_prompts(prompts_path)
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_answers_output(out, [prompts_path, model_path, reference_path])
     skip = done_ids(out)
     todo = [row for row in rows if row_id(row) not in skip]
     counts = {"prompts": len(rows), "skipped": len(rows) - len(todo), "generated": 0}

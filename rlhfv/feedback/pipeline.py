@@ -147,6 +147,9 @@ class FeedbackRun:
 
     # ---- stages ------------------------------------------------------------------------------------------------
     def run(self) -> dict:
+        from rlhfv.feedback.outputs import check_feedback_out
+
+        check_feedback_out(self.config)
         self.start_processes()
         self.out.mkdir(parents=True, exist_ok=True)
         self.rows = self.read_prompts()
