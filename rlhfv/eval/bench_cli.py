@@ -70,13 +70,20 @@ def _options(args):
 
 def _generate(benchmark, args, rows, out) -> dict:
     from rlhfv.eval.bench_generate import generate_for_benchmark, settings_path
-
     from rlhfv.eval.io import input_paths
 
     options = _options(args)
     inputs = tuple(input_paths(args))
     counts = generate_for_benchmark(
-        benchmark, args.model, rows, out, options, args.prompt_suffix, args.device, args.dtype, not args.quiet,
+        benchmark,
+        args.model,
+        rows,
+        out,
+        options,
+        args.prompt_suffix,
+        args.device,
+        args.dtype,
+        not args.quiet,
         inputs=inputs,
     )
     print(

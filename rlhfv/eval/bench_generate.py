@@ -91,7 +91,7 @@ def generate_for_benchmark(
             raise EvalInputError(f"{row['_where']}: image not found: {row['_image']}")
     settings = decoding_settings(benchmark, model_path, options, prompt_suffix)
     check_settings(settings_path(out), settings, out, options.batch_size)
-    skip = done_ids(out)
+    skip = done_ids(out, answer_field="answer")
     todo = [row for row in rows if row["id"] not in skip]
     counts = {"prompts": len(rows), "skipped": len(rows) - len(todo), "generated": 0}
     if not todo:

@@ -112,8 +112,9 @@ def read_prompts(path: str | Path) -> list[dict]:
     return rows
 
 
-def done_ids(out: Path) -> set[str]:
-    """Ids already answered in `out`. A last line cut short by an interruption is removed (it is redone)."""
+def done_ids(out: Path, answer_field: str | None = None) -> set[str]:
+    """Ids already done in `out`. A last line cut short by an interruption is removed (it is redone). With
+    `answer_field`, a row counts only when it holds that text field (a prompts file is no answers file)."""
     if not out.is_file():
         return set()
     text = out.read_text(encoding="utf-8")
@@ -125,9 +126,10 @@ def done_ids(out: Path) -> set[str]:
         try:
             record = json.loads(line)
             # resume counts a row only when it holds an answer: a prompts file as --out is no answers file
-            if not isinstance(record.get("answer"), str):
+            if answer_field is not None and not isinstance(record.get(answer_field), str):
                 raise EvalInputError(
-                    f"{out}:line {number}: no 'answer' field: {out} is not an answers file; name another --out"
+                    f"{out}:line {number}: no {answer_field!r} field: {out} is not an answers file; name another "
+                    "--out"
                 )
             ids.add(str(record["id"]))
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
@@ -247,7 +249,7 @@ def generate_answers(
     rows = read_prompts(prompts_path)
     out = Path(out_path)
     check_answers_output(out, [prompts_path, model_path, reference_path])
-    skip = done_ids(out)
+    skip = done_ids(out, answer_field="answer")
     todo = [row for row in rows if row_id(row) not in skip]
     counts = {"prompts": len(rows), "skipped": len(rows) - len(todo), "generated": 0}
     if not todo:

@@ -107,8 +107,22 @@ def write_jsonl(path: str | Path, rows) -> None:
 
 # Arguments of the eval commands that name files (or folders) they read; a report must not replace any of them
 INPUT_ARGUMENTS = (
-    "answers", "objects", "synonyms", "prompt_file", "responses", "questions", "instances", "captions", "queries",
-    "annotations", "relation", "safe_words", "pope_dir", "template", "prompts", "result",
+    "answers",
+    "objects",
+    "synonyms",
+    "prompt_file",
+    "responses",
+    "questions",
+    "instances",
+    "captions",
+    "queries",
+    "annotations",
+    "relation",
+    "safe_words",
+    "pope_dir",
+    "template",
+    "prompts",
+    "result",
 )
 
 

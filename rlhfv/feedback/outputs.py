@@ -10,9 +10,22 @@ from data_tools.outputs import check_run_folder
 
 # what a run writes in its folder (pipeline.py's module docstring lists them)
 RUN_FILES = {
-    "answers.jsonl", "claims.jsonl", "labels.jsonl", "scores.jsonl", "pairs.jsonl", "pairs_stats.json", "dataset",
-    "rejects.jsonl", "summary.json", "instructions.jsonl", "instruction_merges.jsonl", "instruction_rejects.jsonl",
-    "instructions_read.json", "images", "stages", "endpoint_cache",
+    "answers.jsonl",
+    "claims.jsonl",
+    "labels.jsonl",
+    "scores.jsonl",
+    "pairs.jsonl",
+    "pairs_stats.json",
+    "dataset",
+    "rejects.jsonl",
+    "summary.json",
+    "instructions.jsonl",
+    "instruction_merges.jsonl",
+    "instruction_rejects.jsonl",
+    "instructions_read.json",
+    "images",
+    "stages",
+    "endpoint_cache",
 }
 _PART = re.compile(r"(answers|labels)\.part\d+\.jsonl|.*\.tmp")
 # present once a run has read its prompts: the folder is a run to resume

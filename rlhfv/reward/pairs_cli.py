@@ -41,8 +41,11 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="reward-model batch size (default 8)")
     parser.add_argument("--image-root", help="folder for relative image paths (default: the prompts file's folder)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out dataset (swapped in "
-                        "only when the new one is complete)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out dataset (swapped in only when the new one is complete)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -67,12 +70,11 @@ def run(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
+    from data_tools.outputs import check_output, staged
     from rlhfv.reward.inputs import score_answers
     from rlhfv.reward.loading import load_reward_model_and_processor, load_vlm
     from rlhfv.reward.pairs import PairReport, build_pair, pairs_dataset, sample_answers
     from rlhfv.rl.data import load_rl_prompts
-
-    from data_tools.outputs import check_output, staged
 
     if args.n < 2:
         raise CommandError("--n must be at least 2 (a pair needs two answers)")
