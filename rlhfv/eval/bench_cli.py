@@ -49,6 +49,11 @@ def _add_generation_arguments(p, prompt_suffix: str = "") -> None:
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda if available)")
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (default auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--strict-paths",
+        action="store_true",
+        help="refuse images outside --images and the benchmark file's folder (as `rlhfv convert --strict-paths`)",
+    )
 
 
 def _options(args):
@@ -70,10 +75,13 @@ def _options(args):
 
 def _generate(benchmark, args, rows, out) -> dict:
     from rlhfv.eval.bench_generate import generate_for_benchmark, settings_path
-    from rlhfv.eval.io import input_paths
+    from rlhfv.eval.io import input_paths, rows_outside
 
     options = _options(args)
     inputs = tuple(input_paths(args))
+    if args.strict_paths:  # images may lie in --images or beside the benchmark's own files
+        roots = [args.images] if getattr(args, "images", None) else []
+        rows_outside(rows, roots + [str(Path(p) if Path(p).is_dir() else Path(p).parent) for p in inputs])
     counts = generate_for_benchmark(
         benchmark,
         args.model,

@@ -75,6 +75,11 @@ def _register_generate(commands, name: str, best_of_n: bool) -> None:
     p.add_argument("--reference", default=None, help="best-of-N reference model folder (default: for a PEFT "
                    "adapter, its base model with the adapter disabled)")  # fmt: skip
     p.add_argument("--beta", type=float, default=0.1, help="best-of-N reward scale (default 0.1, RLAIF-V's DPO beta)")
+    p.add_argument(
+        "--strict-paths",
+        action="store_true",
+        help="refuse image paths that lead outside the prompts file's folder (as `rlhfv convert --strict-paths`)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_generate, force_sampling=best_of_n)
 
@@ -101,7 +106,15 @@ def _run_generate(args) -> int:
     )
     try:
         counts = generate_answers(
-            args.model, args.prompts, args.out, options, args.reference, args.device, args.dtype, not args.quiet
+            args.model,
+            args.prompts,
+            args.out,
+            options,
+            args.reference,
+            args.device,
+            args.dtype,
+            not args.quiet,
+            strict_paths=args.strict_paths,
         )
     except EvalInputError as error:
         raise CommandError(str(error)) from None

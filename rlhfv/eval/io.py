@@ -168,3 +168,14 @@ def check_answers_output(out: str | Path, inputs) -> None:
     check_not_inputs({"--out": str(out)}, existing(inputs), inside_inputs=False)
     check_file_target("--out", str(out))
     check_writable_folder("--out", str(out))
+
+
+def rows_outside(rows: list[dict], roots: list[str]) -> None:
+    """--strict-paths for benchmark rows: an image file (`_image`, a Path) outside every root is refused."""
+    from rlhfv.eval.generate import is_inside
+
+    for row in rows:
+        image = row.get("_image")
+        if isinstance(image, Path) and not is_inside(image, roots):
+            shown = ", ".join(sorted({os.path.realpath(root) for root in roots}))
+            raise EvalInputError(f"{row['_where']}: image {image} leads outside {shown} (--strict-paths)")
