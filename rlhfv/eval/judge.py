@@ -177,7 +177,7 @@ def judge_items(
     except EndpointReplyError as error:
         item = items[error.index]
         raise JudgeError(
-            f"item {item['id']} ({item['_where']}): malformed judge reply ({error.reason}); expected a line 'Rating: N' with N in 0-6. Reply was:\n{error.reply}"
+            f"item {item['id']} ({item['_where']}): malformed judge reply ({error.reason}); expected a line 'Rating: N' with N in 0-6. Reply was: {error.reply}"
         ) from None
     except EndpointError as error:
         raise JudgeError(str(error)) from None

@@ -327,6 +327,8 @@ def image_path(value, label: str, root: str, strict_paths: bool) -> str:
     from data_tools.errors import IMAGE_OUTSIDE_ROOT
     from data_tools.images import image_file
 
+    if isinstance(value, str):
+        text_field({label: value}, label)  # a path with bytes that are not UTF-8 names no file
     if isinstance(value, str) and re.match(r"(?i)^(https?|ftp)://", value):
         value = Path(urlparse(value).path).name
         if not value:
