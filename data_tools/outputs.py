@@ -1,6 +1,8 @@
 """Outputs that never destroy data: staged beside their target, swapped in only when everything succeeded.
 
-The rules every writer of `rlhfv convert` follows:
+The one output module of every `rlhfv` command (convert, eval, feedback, iterate, reward, reward-pairs, rl): reports
+go through `check_output` + `staged`/`write_text`, resumable run folders through `check_run_folder`, trainers'
+output folders through `check_training_output`. The rules every writer of `rlhfv convert` follows:
 
 - an output path may never be an input, lie inside a folder input, or hold an input (a referenced image included);
 - an existing output is replaced only with `--overwrite`, and only when it is what the converter writes (a saved

@@ -147,3 +147,31 @@ def test_redactor_patterns():
         assert secret not in out
     assert "x=1" in out and out.count("[redacted]") == 6
     assert redact.url("https://user:pw@host/v1?key=abc") == "https://host/v1?key=[redacted]"
+
+
+@pytest.mark.slow
+def test_feedback_labels_and_rejects_files_hold_no_secret(tmp_path, monkeypatch, capsys):
+    """`rlhfv feedback --labeler endpoint --on-error skip` against a server whose errors repeat every header."""
+    from data_tools.synthetic import write_prompts
+    from rlhfv.cli import main as rlhfv_main
+    from rlhfv.tiny_models import build_llava, build_tokenizer
+
+    model, processor = build_llava(build_tokenizer(), seed=3)
+    model.save_pretrained(tmp_path / "policy")
+    processor.save_pretrained(tmp_path / "policy")
+    prompts = write_prompts(tmp_path / "prompts", n=2, seed=0)
+    monkeypatch.setenv("RLHFV_TEST_KEY", SECRET)
+    out = tmp_path / "fb"
+    with Server() as server:
+        argv = ["feedback", "--prompts", prompts, "--policy", tmp_path / "policy", "--out", out, "--num-samples", "2",
+                "--max-new-tokens", "8", "--device", "cpu", "--labeler", "endpoint", "--endpoint-model", "m",
+                "--base-url", f"{server.url}?api-key={QUERY_SECRET}", "--api-key-env", "RLHFV_TEST_KEY",
+                "--question-template", "ECHOAUTH Is it true that {claim}?", "--endpoint-max-retries", "0",
+                "--on-error", "skip", "--no-progress"]  # fmt: skip
+        assert rlhfv_main([str(a) for a in argv]) == 0
+        assert server.httpd.authorizations and server.httpd.authorizations[-1] == f"Bearer {SECRET}"
+    rejects = (out / "rejects.jsonl").read_text()
+    assert "endpoint_failed" in rejects and "[redacted]" in rejects
+    written = "".join(path.read_text(errors="replace") for path in out.rglob("*") if path.is_file())
+    assert_clean(written)
+    assert_clean(capsys.readouterr().err)
