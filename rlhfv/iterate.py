@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from data_tools.errors import CommandError
+from data_tools.outputs import write_text
 from rlhfv.iterate_evaluation import SYNTHETIC_METRICS
 
 
@@ -184,7 +185,7 @@ class Iteration:
         answers.parent.mkdir(parents=True, exist_ok=True)
         metrics = evaluator.evaluate(self, model, answers)
         free_memory()  # the evaluated model goes before the next one loads
-        cache.write_text(json.dumps(metrics, indent=2) + "\n")
+        write_text(cache, json.dumps(metrics, indent=2) + "\n")  # staged: a resume never reads half a file
         return metrics
 
     def select(self, k: int, policy: Path, trained: Path | None) -> tuple[Path, dict, str]:
@@ -260,7 +261,7 @@ class Iteration:
                    "feedback_false_claim_rate": summary.get("false_claim_rate"),
                    **{m: metrics.get(m) for m in metrics_shown}, "selected": why,
                    "seconds": round(time.time() - round_start, 1)}  # fmt: skip
-            selected_file.write_text(json.dumps(row, indent=2) + "\n")
+            write_text(selected_file, json.dumps(row, indent=2) + "\n")
             rows.append(row)
             write_table(rows, self.out, metrics_shown)
         rows_path.write_text(json.dumps(rows, indent=2) + "\n")

@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from data_tools.outputs import write_text
 from rlhfv.eval.generate import GenerationOptions, decode, done_ids, generate_batch, load_model
 from rlhfv.eval.io import EvalInputError, check_answers_output
 
@@ -44,8 +45,13 @@ def check_settings(path: Path, settings: dict, answers: Path, batch_size: int) -
     used, run after run) next to the answers."""
     batch_sizes = []
     if path.is_file() and answers.is_file() and answers.stat().st_size > 0:
-        before = json.loads(path.read_text())
-        batch_sizes = before.pop("batch_sizes", [])
+        try:
+            before = json.loads(path.read_text(encoding="utf-8"))
+            batch_sizes = before.pop("batch_sizes", [])
+        except (ValueError, AttributeError):
+            raise EvalInputError(
+                f"{path}: unreadable decoding settings of {answers}; delete both files to start again"
+            ) from None
         if before != settings:
             changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
             raise EvalInputError(
@@ -54,8 +60,7 @@ def check_settings(path: Path, settings: dict, answers: Path, batch_size: int) -
             )
     if not batch_sizes or batch_sizes[-1] != batch_size:
         batch_sizes.append(batch_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**settings, "batch_sizes": batch_sizes}, indent=2) + "\n")
+    write_text(path, json.dumps({**settings, "batch_sizes": batch_sizes}, indent=2) + "\n")  # whole or not at all
 
 
 def generate_for_benchmark(
