@@ -91,8 +91,24 @@ def test_pope_split_with_a_non_text_image_is_one_line(tmp_path, capsys):
     rows = [json.loads(line) for line in split.read_text().splitlines()]
     rows[1]["image"] = 7
     write_jsonl(split, rows)
-    assert run(["eval", "pope", "generate", "--pope-dir", pope, "--images", tmp_path, "--model", tmp_path / "m",
-                "--out", tmp_path / "out"]) == 1  # fmt: skip
+    assert (
+        run(
+            [
+                "eval",
+                "pope",
+                "generate",
+                "--pope-dir",
+                pope,
+                "--images",
+                tmp_path,
+                "--model",
+                tmp_path / "m",
+                "--out",
+                tmp_path / "out",
+            ]
+        )
+        == 1
+    )
     one_line_error(capsys, "coco_pope_random.json:line 2", "'image'")
 
 
@@ -129,8 +145,10 @@ def test_rlaif_v_prompt_file_keeps_images_and_ids(tmp_path):
     ]
     result = read_instructions(write_jsonl(tmp_path / "rlaifv_prompts.jsonl", rows), tmp_path / "images")
     got = [(i.id, i.image, i.image_path) for i in result.instructions]
-    assert got == [("q-1", "img/a.png", str(tmp_path / "img" / "a.png")),
-                   ("q-2", "img/b.png", str(tmp_path / "img" / "b.png"))]  # fmt: skip
+    assert got == [
+        ("q-1", "img/a.png", str(tmp_path / "img" / "a.png")),
+        ("q-2", "img/b.png", str(tmp_path / "img" / "b.png")),
+    ]
     # the same image and question: merged, and reported (not rows about different images)
     assert result.instructions[0].merged == [{"id": "q-3", "where": f"{tmp_path / 'rlaifv_prompts.jsonl'}:line 3"}]
 
@@ -150,8 +168,13 @@ def test_mmhal_template_images_come_from_image_src(tmp_path):
 def test_an_image_column_no_rule_places_is_refused_by_name(tmp_path):
     path = write_jsonl(tmp_path / "p.jsonl", [{"id": "a", "question": "Q?", "picture_file": "x.png"}])
     with pytest.raises(CommandError, match="field 'picture_file'"):
-        read_instructions(path, tmp_path / "images", fail=lambda reject: (_ for _ in ()).throw(CommandError(
-            f"{reject['where']}, field '{reject['field']}': {reject['detail']}")))  # fmt: skip
+        read_instructions(
+            path,
+            tmp_path / "images",
+            fail=lambda reject: (_ for _ in ()).throw(
+                CommandError(f"{reject['where']}, field '{reject['field']}': {reject['detail']}")
+            ),
+        )
     result = read_instructions(path, tmp_path / "images")
     assert result.instructions == [] and result.rejects[0]["field"] == "picture_file"
     # columns about an image that are not one are fine (MMHal's image_id and image_content)
@@ -222,8 +245,20 @@ def test_benchmark_generate_strict_paths(tmp_path, capsys):
     split = [{"question_id": 1, "image": "../secret.jpg", "text": "Is there a dog?", "label": "yes"}]
     write_jsonl(pope / "coco_pope_random.json", split)
     (tmp_path / "images").mkdir()
-    argv = ["eval", "pope", "generate", "--pope-dir", pope, "--images", tmp_path / "images", "--model", tmp_path / "m",
-            "--out", tmp_path / "answers", "--strict-paths"]  # fmt: skip
+    argv = [
+        "eval",
+        "pope",
+        "generate",
+        "--pope-dir",
+        pope,
+        "--images",
+        tmp_path / "images",
+        "--model",
+        tmp_path / "m",
+        "--out",
+        tmp_path / "answers",
+        "--strict-paths",
+    ]
     assert run(argv) == 1
     one_line_error(capsys, "coco_pope_random.json:line 1", "leads outside")
 
@@ -235,3 +270,78 @@ def test_eval_prompts_image_under_another_name(tmp_path):
     path = write_jsonl(tmp_path / "p.jsonl", [{"id": "a", "question": "Q?", "image_path": "a.png"}])
     row = read_prompts(path)[0]
     assert row["_image_path"] == tmp_path / "a.png" and row["image"] == "a.png"
+
+
+AMBER, OHB = FIXTURES / "amber", FIXTURES / "object_halbench"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [
+            "eval",
+            "amber",
+            "score",
+            "--answers",
+            AMBER / "answers.json",
+            "--queries",
+            AMBER / "query_all.json",
+            "--annotations",
+            AMBER / "annotations.json",
+            "--relation",
+            "BAD",
+            "--safe-words",
+            AMBER / "safe_words.txt",
+            "--word-vectors",
+            "off",
+        ],
+        [
+            "eval",
+            "amber",
+            "score",
+            "--answers",
+            AMBER / "answers.json",
+            "--queries",
+            AMBER / "query_all.json",
+            "--annotations",
+            AMBER / "annotations.json",
+            "--relation",
+            AMBER / "relation.json",
+            "--safe-words",
+            "BAD",
+            "--word-vectors",
+            "off",
+        ],
+        [
+            "eval",
+            "object-halbench",
+            "score",
+            "--questions",
+            OHB / "obj_halbench_questions.jsonl",
+            "--answers",
+            OHB / "answers.jsonl",
+            "--instances",
+            "BAD",
+            "--captions",
+            OHB / "captions_val2014.json",
+        ],
+        ["eval", "chair", "--answers", OHB / "answers.jsonl", "--objects", "BAD"],
+        [
+            "eval",
+            "chair",
+            "--answers",
+            OHB / "answers.jsonl",
+            "--objects",
+            OHB / "instances_val2014.json",
+            "--synonyms",
+            "BAD",
+        ],
+        ["eval", "judge", "--answers", OHB / "answers.jsonl", "--prompt-file", "BAD", "--model", "m"],
+        ["eval", "report", "--result", "a=BAD"],
+    ],
+)
+def test_every_non_utf8_input_is_one_line(tmp_path, capsys, argv):
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b'{"a": "caf\xe9"}\n')
+    assert run([str(bad) if a == "BAD" else str(a).replace("=BAD", f"={bad}") for a in argv]) == 1
+    one_line_error(capsys, "bad.json:line 1", "not UTF-8")

@@ -38,8 +38,9 @@ def write_jsonl(path, rows):
 
 # ---- item 1: feedback ------------------------------------------------------------------------------------------
 def feedback(prompts, out, policy):
-    return run(["feedback", "--prompts", prompts, "--policy", policy, "--out", out, "--labeler", "self",
-                "--no-progress"])  # fmt: skip
+    return run(
+        ["feedback", "--prompts", prompts, "--policy", policy, "--out", out, "--labeler", "self", "--no-progress"]
+    )
 
 
 def test_feedback_out_holding_the_prompts_is_refused(tmp_path, capsys):
@@ -116,15 +117,33 @@ def test_report_out_onto_a_result_is_refused(tmp_path, capsys):
 # ---- item 5: a folder as a report file ------------------------------------------------------------------------
 def test_pope_score_out_a_folder_is_one_line(tmp_path, capsys):
     (tmp_path / "folder").mkdir()
-    assert run(["eval", "pope", "score", "--pope-dir", POPE, "--answers", POPE / "answers", "--out",
-                tmp_path / "folder"]) == 1  # fmt: skip
+    assert (
+        run(["eval", "pope", "score", "--pope-dir", POPE, "--answers", POPE / "answers", "--out", tmp_path / "folder"])
+        == 1
+    )
     one_line_error(capsys, "is a folder; name a file")
 
 
 def test_same_file_for_two_outputs_is_refused(tmp_path, capsys):
     out = tmp_path / "same.json"
-    assert run(["eval", "pope", "score", "--pope-dir", POPE, "--answers", POPE / "answers", "--out", out,
-                "--details", out]) == 1  # fmt: skip
+    assert (
+        run(
+            [
+                "eval",
+                "pope",
+                "score",
+                "--pope-dir",
+                POPE,
+                "--answers",
+                POPE / "answers",
+                "--out",
+                out,
+                "--details",
+                out,
+            ]
+        )
+        == 1
+    )
     one_line_error(capsys, "--details", "is also --out")
 
 

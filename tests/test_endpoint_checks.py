@@ -163,11 +163,36 @@ def test_feedback_labels_and_rejects_files_hold_no_secret(tmp_path, monkeypatch,
     monkeypatch.setenv("RLHFV_TEST_KEY", SECRET)
     out = tmp_path / "fb"
     with Server() as server:
-        argv = ["feedback", "--prompts", prompts, "--policy", tmp_path / "policy", "--out", out, "--num-samples", "2",
-                "--max-new-tokens", "8", "--device", "cpu", "--labeler", "endpoint", "--endpoint-model", "m",
-                "--base-url", f"{server.url}?api-key={QUERY_SECRET}", "--api-key-env", "RLHFV_TEST_KEY",
-                "--question-template", "ECHOAUTH Is it true that {claim}?", "--endpoint-max-retries", "0",
-                "--on-error", "skip", "--no-progress"]  # fmt: skip
+        argv = [
+            "feedback",
+            "--prompts",
+            prompts,
+            "--policy",
+            tmp_path / "policy",
+            "--out",
+            out,
+            "--num-samples",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--device",
+            "cpu",
+            "--labeler",
+            "endpoint",
+            "--endpoint-model",
+            "m",
+            "--base-url",
+            f"{server.url}?api-key={QUERY_SECRET}",
+            "--api-key-env",
+            "RLHFV_TEST_KEY",
+            "--question-template",
+            "ECHOAUTH Is it true that {claim}?",
+            "--endpoint-max-retries",
+            "0",
+            "--on-error",
+            "skip",
+            "--no-progress",
+        ]
         assert rlhfv_main([str(a) for a in argv]) == 0
         assert server.httpd.authorizations and server.httpd.authorizations[-1] == f"Bearer {SECRET}"
     rejects = (out / "rejects.jsonl").read_text()

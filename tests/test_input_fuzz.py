@@ -157,23 +157,67 @@ def test_fuzzed_pope_files(tmp_path, seed, capsys):
     for answers_file in sorted((POPE / "answers").glob("*.jsonl")):
         write_jsonl(pope / "answers" / answers_file.name, fuzz_rows(jsonl_rows(answers_file), rng, 0.2), rng)
     out = tmp_path / "pope.json"
-    rc = run_command(["eval", "pope", "score", "--pope-dir", pope, "--answers", pope / "answers", "--out", out,
-                      *(["--allow-missing"] if rng.random() < 0.5 else [])], capsys)  # fmt: skip
+    rc = run_command(
+        [
+            "eval",
+            "pope",
+            "score",
+            "--pope-dir",
+            pope,
+            "--answers",
+            pope / "answers",
+            "--out",
+            out,
+            *(["--allow-missing"] if rng.random() < 0.5 else []),
+        ],
+        capsys,
+    )
     if rc == 0:  # every split's questions counted once
         report = json.loads(out.read_text())
         for split, numbers in report["splits"].items():
             questions = jsonl_rows(pope / f"coco_pope_{split}.json")
             assert numbers["n"] + len(report["missing_answers"].get(split, [])) == len(questions)
-    rc = run_command(["eval", "pope", "generate", "--pope-dir", pope, "--images", tmp_path / "images", "--model",
-                      tmp_path / "no-model", "--out", tmp_path / "answers", "--strict-paths"], capsys)  # fmt: skip
+    rc = run_command(
+        [
+            "eval",
+            "pope",
+            "generate",
+            "--pope-dir",
+            pope,
+            "--images",
+            tmp_path / "images",
+            "--model",
+            tmp_path / "no-model",
+            "--out",
+            tmp_path / "answers",
+            "--strict-paths",
+        ],
+        capsys,
+    )
     assert rc == 1  # no model (or a bad file) stops it before any answer
 
 
 # ---- AMBER ------------------------------------------------------------------------------------------------------
 def amber_score(answers, queries, out):
-    return ["eval", "amber", "score", "--answers", answers, "--queries", queries,
-            "--annotations", AMBER / "annotations.json", "--relation", AMBER / "relation.json",
-            "--safe-words", AMBER / "safe_words.txt", "--word-vectors", "off", "--out", out]  # fmt: skip
+    return [
+        "eval",
+        "amber",
+        "score",
+        "--answers",
+        answers,
+        "--queries",
+        queries,
+        "--annotations",
+        AMBER / "annotations.json",
+        "--relation",
+        AMBER / "relation.json",
+        "--safe-words",
+        AMBER / "safe_words.txt",
+        "--word-vectors",
+        "off",
+        "--out",
+        out,
+    ]
 
 
 @pytest.mark.parametrize("seed", range(SEEDS))
@@ -187,8 +231,22 @@ def test_fuzzed_amber_files(tmp_path, seed, capsys):
     if run_command([*amber_score(answer_file, query_file, out), "--allow-missing"], capsys) == 0:
         report = json.loads(out.read_text())
         assert report["generative"]["n"] + report["discriminative"]["overall"]["n"] <= len(queries)
-    run_command(["eval", "amber", "generate", "--queries", query_file, "--images", tmp_path, "--model",
-                 tmp_path / "no-model", "--out", tmp_path / "a.jsonl"], capsys)  # fmt: skip
+    run_command(
+        [
+            "eval",
+            "amber",
+            "generate",
+            "--queries",
+            query_file,
+            "--images",
+            tmp_path,
+            "--model",
+            tmp_path / "no-model",
+            "--out",
+            tmp_path / "a.jsonl",
+        ],
+        capsys,
+    )
 
 
 # ---- Object HalBench --------------------------------------------------------------------------------------------
@@ -200,13 +258,40 @@ def test_fuzzed_object_halbench_files(tmp_path, seed, capsys):
     )
     answers = write_jsonl(tmp_path / "answers.jsonl", fuzz_rows(jsonl_rows(OHB / "answers.jsonl"), rng, 0.3), rng)
     out = tmp_path / "ohb.json"
-    argv = ["eval", "object-halbench", "score", "--questions", questions, "--answers", answers,
-            "--instances", OHB / "instances_val2014.json", "--captions", OHB / "captions_val2014.json",
-            "--out", out, "--allow-missing"]  # fmt: skip
+    argv = [
+        "eval",
+        "object-halbench",
+        "score",
+        "--questions",
+        questions,
+        "--answers",
+        answers,
+        "--instances",
+        OHB / "instances_val2014.json",
+        "--captions",
+        OHB / "captions_val2014.json",
+        "--out",
+        out,
+        "--allow-missing",
+    ]
     if run_command(argv, capsys) == 0:
         assert json.loads(out.read_text())["responses"] <= len(jsonl_rows(OHB / "answers.jsonl"))
-    run_command(["eval", "object-halbench", "generate", "--questions", questions, "--images", tmp_path, "--model",
-                 tmp_path / "no-model", "--out", tmp_path / "a.jsonl"], capsys)  # fmt: skip
+    run_command(
+        [
+            "eval",
+            "object-halbench",
+            "generate",
+            "--questions",
+            questions,
+            "--images",
+            tmp_path,
+            "--model",
+            tmp_path / "no-model",
+            "--out",
+            tmp_path / "a.jsonl",
+        ],
+        capsys,
+    )
 
 
 # ---- MMHal-Bench ------------------------------------------------------------------------------------------------
@@ -219,13 +304,43 @@ def test_fuzzed_mmhal_files(tmp_path, seed, capsys):
     filled = write_json_list(tmp_path / "filled.json", fuzz_rows(items, rng, 0.2), rng)
     out = tmp_path / "mmhal.json"
     with Server() as server:
-        argv = ["eval", "mmhal", "judge", "--responses", filled, "--base-url", server.url, "--model", "judge",
-                "--cache-dir", tmp_path / "cache", "--max-retries", "0", "--quiet", "--out", out]  # fmt: skip
+        argv = [
+            "eval",
+            "mmhal",
+            "judge",
+            "--responses",
+            filled,
+            "--base-url",
+            server.url,
+            "--model",
+            "judge",
+            "--cache-dir",
+            tmp_path / "cache",
+            "--max-retries",
+            "0",
+            "--quiet",
+            "--out",
+            out,
+        ]
         if run_command([*argv, *(["--allow-missing"] if rng.random() < 0.5 else [])], capsys) == 0:
             report = json.loads(out.read_text())
             assert report["items"] + len(report["missing_answers"]) == len(items)
     images = tmp_path / "images"
     images.mkdir()
     shutil.copy(filled, tmp_path / "template.json")
-    run_command(["eval", "mmhal", "generate", "--template", tmp_path / "template.json", "--images", images,
-                 "--model", tmp_path / "no-model", "--out", tmp_path / "out.json"], capsys)  # fmt: skip
+    run_command(
+        [
+            "eval",
+            "mmhal",
+            "generate",
+            "--template",
+            tmp_path / "template.json",
+            "--images",
+            images,
+            "--model",
+            tmp_path / "no-model",
+            "--out",
+            tmp_path / "out.json",
+        ],
+        capsys,
+    )

@@ -123,14 +123,13 @@ def _guard(function):
 
     def run(args) -> int:
         from rlhfv.endpoint import EndpointError
-        from rlhfv.eval.io import EvalInputError
+        from rlhfv.eval.io import EvalInputError, check_inputs_are_text, check_report_outputs
         from rlhfv.eval.judge import JudgeError
 
         try:
             if hasattr(args, "overwrite"):  # the commands that write reports (not the resumable answer files)
-                from rlhfv.eval.io import check_report_outputs
-
                 check_report_outputs(args)
+            check_inputs_are_text(args)
             return function(args)
         except (EvalInputError, EndpointError, JudgeError) as error:
             raise CommandError(str(error)) from None

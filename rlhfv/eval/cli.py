@@ -148,10 +148,18 @@ def _register_chair(commands) -> None:
 
 def _run_chair(args) -> int:
     from rlhfv.eval.chair import ObjectExtractor, format_report, load_ground_truth, load_synonyms, score_answers
-    from rlhfv.eval.io import EvalInputError, check_report_outputs, read_rows, write_json, write_jsonl
+    from rlhfv.eval.io import (
+        EvalInputError,
+        check_inputs_are_text,
+        check_report_outputs,
+        read_rows,
+        write_json,
+        write_jsonl,
+    )
 
     check_report_outputs(args)
     try:
+        check_inputs_are_text(args)
         extractor = ObjectExtractor(load_synonyms(args.synonyms) if args.synonyms else None)
         truth = load_ground_truth(args.objects, extractor)
         report, details = score_answers(read_rows(args.answers), truth, extractor, args.field)
@@ -191,11 +199,19 @@ def _register_judge(commands) -> None:
 
 def _run_judge(args) -> int:
     from rlhfv.endpoint import EndpointError, client_from_args
-    from rlhfv.eval.io import EvalInputError, check_report_outputs, read_rows, write_json, write_jsonl
+    from rlhfv.eval.io import (
+        EvalInputError,
+        check_inputs_are_text,
+        check_report_outputs,
+        read_rows,
+        write_json,
+        write_jsonl,
+    )
     from rlhfv.eval.judge import JudgeError, format_summary, judge_items, load_prompt, normalize_items, summarize
 
     check_report_outputs(args)
     try:
+        check_inputs_are_text(args)
         client = client_from_args(args)
         template = load_prompt(args.prompt_file) if args.prompt_file else None
         rows = read_rows(args.answers)

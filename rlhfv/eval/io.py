@@ -142,6 +142,18 @@ def input_paths(args) -> list[str]:
     return paths
 
 
+# files an eval command reads as bytes, not text
+_BINARY_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".parquet", ".arrow")
+
+
+def check_inputs_are_text(args) -> None:
+    """Before any work: every text input the command's arguments name is UTF-8 (every reader below decodes it so;
+    a file in another encoding is one line naming it, its line and the byte, not a decoder traceback)."""
+    for path in input_paths(args):
+        if os.path.isfile(path) and not path.lower().endswith(_BINARY_SUFFIXES):
+            read_utf8(path)
+
+
 def check_report_outputs(args, names=("out", "details", "plot")) -> None:
     """Before any work: each output file is no input, no folder, not another output of this run, and replaced
     only with --overwrite."""
