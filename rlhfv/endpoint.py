@@ -29,7 +29,7 @@ import json
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -80,8 +80,15 @@ class EndpointConfig:
     )
     concurrency: int = field(default=4, metadata={"help": "Requests in flight at once in `chat_many`."})
     headers: dict[str, str] | None = field(
-        default=None, metadata={"help": "Extra HTTP headers sent with every request; their values are redacted."}
+        default=None,
+        repr=False,  # their values may be credentials
+        metadata={"help": "Extra HTTP headers sent with every request; their values are redacted."},
     )
+
+    def __repr__(self) -> str:  # no credential of the URL or the headers in a log line
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        shown["base_url"] = Redactor().url(self.base_url) if self.base_url else None
+        return f"EndpointConfig({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
 
     def __post_init__(self):
         if self.timeout <= 0:

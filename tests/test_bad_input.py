@@ -345,3 +345,10 @@ def test_every_non_utf8_input_is_one_line(tmp_path, capsys, argv):
     bad.write_bytes(b'{"a": "caf\xe9"}\n')
     assert run([str(bad) if a == "BAD" else str(a).replace("=BAD", f"={bad}") for a in argv]) == 1
     one_line_error(capsys, "bad.json:line 1", "not UTF-8")
+
+
+def test_mmhal_judge_on_an_empty_response_list_is_one_line(tmp_path, capsys):
+    responses = tmp_path / "filled.json"
+    responses.write_text("[]")
+    assert run(["eval", "mmhal", "judge", "--responses", responses, "--model", "m", "--allow-missing"]) == 1
+    one_line_error(capsys, "filled.json", "no answered item")

@@ -114,6 +114,7 @@ def test_an_error_body_repeating_the_headers_and_url_is_redacted(server, tmp_pat
     assert server.httpd.paths[-1] == f"/v1/chat/completions?api-key={QUERY_SECRET}"
     assert_clean(message)
     assert_clean(repr(c))
+    assert_clean(repr(c.config))
 
 
 def test_a_reply_echoing_the_key_is_cached_and_returned_without_it(server, tmp_path, monkeypatch):
