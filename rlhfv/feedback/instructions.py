@@ -230,26 +230,7 @@ def read_instructions(
     by_id: dict[str, Instruction] = {}
     result = ReadResult([], [], 0, {})
     for source in sources:
-        try:
-            rows = source.count()
-        except ConversionError as error:
-            raise CommandError(str(error)) from None
-        if rows == 0:
-            raise CommandError(f"{source.path}: holds no rows (an empty prompts file)")
-        if format != "auto":
-            result.formats[source.path] = (format, "given with --prompts-format")
-        else:
-            try:
-                detected = detect_instruction_format(source.columns())
-            except ConversionError as error:
-                raise CommandError(str(error)) from None
-            if detected is None:
-                raise CommandError(
-                    f"{source.path}: cannot detect the layout from its columns "
-                    f"({', '.join(sorted(source.columns())) or 'none'}); known: {', '.join(INSTRUCTION_FORMATS)}. "
-                    "Name one with --prompts-format."
-                )
-            result.formats[source.path] = detected
+        rows, result.formats[source.path] = _source_layout(source, format)
         name = result.formats[source.path][0]
         root = image_root or source.folder
         bar = tqdm(total=rows, desc="prompts", unit="row", disable=not progress)
@@ -285,6 +266,28 @@ def read_instructions(
         finally:
             bar.close()
     return result
+
+
+def _source_layout(source, format: str) -> tuple[int, tuple[str, str]]:
+    """(rows, (layout, why)) of one input; an empty input, or one whose layout cannot be told, is a CommandError."""
+    from data_tools.errors import CommandError
+
+    try:
+        rows = source.count()
+        if rows == 0:
+            raise CommandError(f"{source.path}: holds no rows (an empty prompts file)")
+        if format != "auto":
+            return rows, (format, "given with --prompts-format")
+        detected = detect_instruction_format(source.columns())
+    except ConversionError as error:
+        raise CommandError(str(error)) from None
+    if detected is None:
+        raise CommandError(
+            f"{source.path}: cannot detect the layout from its columns "
+            f"({', '.join(sorted(source.columns())) or 'none'}); known: {', '.join(INSTRUCTION_FORMATS)}. "
+            "Name one with --prompts-format."
+        )
+    return rows, detected
 
 
 def _record(payload) -> dict:
