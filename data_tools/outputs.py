@@ -1,6 +1,8 @@
 """Outputs that never destroy data: staged beside their target, swapped in only when everything succeeded.
 
-The rules every writer of `rlhfv convert` follows:
+The one output module of every `rlhfv` command (convert, eval, feedback, iterate, reward, reward-pairs, rl): reports
+go through `check_output` + `staged`/`write_text`, resumable run folders through `check_run_folder`, trainers'
+output folders through `check_training_output`. The rules every writer of `rlhfv convert` follows:
 
 - an output path may never be an input, lie inside a folder input, or hold an input (a referenced image included);
 - an existing output is replaced only with `--overwrite`, and only when it is what the converter writes (a saved
@@ -17,7 +19,8 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from data_tools.errors import CommandError
 
@@ -74,9 +77,12 @@ def saved_dataset_problem(path: str) -> str | None:
     return _split_problem(path)
 
 
-def is_converter_dataset_folder(path: str) -> bool:
-    """True when every entry of `path` is something `save_to_disk` writes (a complete or an interrupted save)."""
+def is_converter_dataset_folder(path: str, own_files: set[str] = frozenset()) -> bool:
+    """True when every entry of `path` is something `save_to_disk` writes (a complete or an interrupted save), or
+    one of `own_files`."""
     for name in os.listdir(path):
+        if name in own_files:
+            continue
         full = os.path.join(path, name)
         if os.path.isdir(full):
             if not looks_like_saved_dataset(full) or not is_converter_dataset_folder(full):
@@ -115,10 +121,11 @@ def check_not_inputs(
                 )
 
 
-def check_replaceable(label: str, target: str, kind: str, overwrite: bool) -> None:
+def check_replaceable(label: str, target: str, kind: str, overwrite: bool, own_files: Iterable[str] = ()) -> None:
     """Refuse to write `target` when it exists and may not be replaced.
 
-    kind: "dataset" (a `save_to_disk` folder), "images" (an export image folder) or "file".
+    kind: "dataset" (a `save_to_disk` folder), "images" (an export image folder) or "file". `own_files`: other file
+    names the command writes into its dataset folder (a report beside the shards).
     """
     if not os.path.lexists(target):
         return
@@ -131,7 +138,7 @@ def check_replaceable(label: str, target: str, kind: str, overwrite: bool) -> No
         raise CommandError(f"{label} {target} is a folder; name a file")
     if not overwrite:
         raise CommandError(f"{label} {target} already exists; pass --overwrite to replace it")
-    if kind == "dataset" and not is_converter_dataset_folder(target):
+    if kind == "dataset" and not is_converter_dataset_folder(target, set(own_files)):
         raise CommandError(
             f"{label} {target} is a non-empty folder that is not a saved dataset; refusing to replace it"
         )
@@ -185,3 +192,87 @@ def _remove(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.lexists(path):
         os.remove(path)
+
+
+def existing(paths: Iterable[str | os.PathLike | None]) -> list[str]:
+    """The paths among `paths` that are on disk (a Hub id or a `tiny:` model name is no file to protect)."""
+    return [str(path) for path in paths if path and os.path.lexists(str(path))]
+
+
+def check_output(
+    label: str,
+    target: str,
+    inputs: Iterable[str | os.PathLike | None] = (),
+    kind: str = "file",
+    overwrite: bool = False,
+    own_files: Iterable[str] = (),
+) -> None:
+    """Every start-of-run check on one output of a command, before any work: it is not an input and holds none
+    (writing beside inputs in their folder is fine), it may be replaced (`check_replaceable`), and its folder is
+    writable. kind "file", "dataset" or "images" as in `check_replaceable`."""
+    check_not_inputs({label: str(target)}, existing(inputs), inside_inputs=False)
+    check_replaceable(label, str(target), kind, overwrite, own_files)
+    check_writable_folder(label, str(target))
+
+
+def check_file_target(label: str, target: str) -> None:
+    """A file output (a resumable one included) must not be a folder."""
+    if os.path.isdir(target):
+        raise CommandError(f"{label} {target} is a folder; name a file")
+
+
+@contextmanager
+def staged(target: str | os.PathLike) -> Iterator[str]:
+    """A temporary path beside `target` to write; swapped in when the block ends without an error, removed when
+    it raises (the old `target`, if any, is then untouched)."""
+    stage = StagedPath(str(target))
+    os.makedirs(os.path.dirname(stage.target), exist_ok=True)
+    stage.discard()
+    try:
+        yield stage.path
+    except BaseException:
+        stage.discard()
+        raise
+    stage.commit()
+
+
+def write_text(target: str | os.PathLike, text: str) -> None:
+    """Write `text` (UTF-8) to `target` through a staged file: a crash leaves the old file as it was."""
+    with staged(target) as path, open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def check_run_folder(
+    label: str, folder: str, inputs: Iterable[str | os.PathLike | None], is_own_entry, markers: Iterable[str]
+) -> None:
+    """A resumable run folder (`rlhfv feedback --out`): it holds no input, is not a file, and, when it exists and
+    is not empty, holds only what the command writes (`is_own_entry(name)`) with at least one of `markers` (a run
+    to resume); anything else is someone's folder, which the run would mix its files into."""
+    check_not_inputs({label: str(folder)}, existing(inputs), inside_inputs=False)
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise CommandError(f"{label} {folder} is a file; name a folder (a new one, or a run to resume)")
+    if os.path.isdir(folder):
+        names = os.listdir(folder)
+        foreign = sorted(name for name in names if not is_own_entry(name))
+        # without a marker, a file of a name the command writes is the user's (a run not yet started has only
+        # folders: images written from the prompts, the reply cache)
+        unmarked = not set(markers) & set(names) and any(
+            os.path.isfile(os.path.join(folder, name)) and not name.endswith(".tmp") for name in names
+        )
+        if foreign or unmarked:
+            shown = f" (e.g. {foreign[0]})" if foreign else ""
+            raise CommandError(
+                f"{label} {folder} is a non-empty folder that is not a run of this command{shown}; name a new or "
+                "empty folder, or the folder of the run to resume"
+            )
+    check_writable_folder(label, os.path.join(str(folder), "probe"))
+
+
+def check_training_output(
+    output_dir: str, inputs: Iterable[str | os.PathLike | None], label: str = "output_dir"
+) -> None:
+    """A trainer's `output_dir` (checkpoints, then the model): no input inside it, not a file. The trainer resumes
+    from or adds to an existing one, as `rlhfv train` does."""
+    check_not_inputs({label: output_dir}, existing(inputs), inside_inputs=False)
+    if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
+        raise CommandError(f"{label} {output_dir} is a file; name a folder")

@@ -7,6 +7,7 @@ worker that converts it, so that `--num-proc` parallelises JSON parsing too), an
 from __future__ import annotations
 
 import codecs
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -80,7 +81,8 @@ class InputSource:
         if self.kind == "json":
             return next((set(record) for record in self._json_records() if isinstance(record, dict)), set())
         with open(self.path, "rb") as handle:
-            for _, line in zip(range(DETECTION_SAMPLE_LINES), handle, strict=True):
+            # the first lines only; a file may have fewer (or none)
+            for line in itertools.islice(handle, DETECTION_SAMPLE_LINES):
                 try:
                     record = json.loads(decode_text(line).lstrip("\ufeff"))
                 except json.JSONDecodeError:

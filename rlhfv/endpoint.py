@@ -1,15 +1,15 @@
 """One client for every call to a judge or labeler model behind an OpenAI-compatible chat endpoint.
 
-(Over 350 lines on purpose: the configuration, the cache and the sync/async request paths share one key and one
-error policy, which splitting would duplicate.)
-
 Built on the maintained `openai` package: its HTTP stack, retries (408, 409, 429, 5xx and connection errors, with
 exponential backoff that honours `Retry-After`), timeouts, async concurrency and error types. What is ours:
 
-- an on-disk reply cache, keyed by the SHA-256 of (model, messages, request parameters), so a rerun makes no request
-  for what was already answered; a reply is cached only after the caller's `validate` accepted it;
+- an on-disk reply cache (`rlhfv.endpoint_cache`), keyed by the SHA-256 of (model, messages, request parameters),
+  so a rerun makes no request for what was already answered; a reply is cached only after it was checked for its
+  caller: log-probabilities present when the request asked for them, then the caller's `validate`; a cached reply
+  that fails either check is asked again;
 - API keys come from an environment variable or a file, never from the command line, and are never written to the
-  cache, the logs or any output (the cache holds model, messages, parameters and reply only);
+  cache, the logs or any output: every error message and reply text goes through `rlhfv.redaction.Redactor`
+  (the key, extra header values, bearer tokens, credential query parameters);
 - errors that say what failed in one line (`EndpointError`), and `EndpointReplyError` naming the request whose reply
   the caller rejected;
 - replies with per-token log-probabilities (`logprobs=True, top_logprobs=K`), which an AI-feedback labeler needs
@@ -25,32 +25,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
-import math
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import parse_qsl
+
+from rlhfv.endpoint_cache import ReplyCache
+from rlhfv.endpoint_types import ChatRequest, EndpointError, EndpointReplyError, Reply, TokenLogprob
+from rlhfv.redaction import Redactor
+
+
+__all__ = [
+    "ChatRequest",
+    "EndpointClient",
+    "EndpointConfig",
+    "EndpointError",
+    "EndpointReplyError",
+    "Reply",
+    "TokenLogprob",
+    "add_endpoint_arguments",
+    "client_from_args",
+    "resolve_api_key",
+]
 
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-
-
-class EndpointError(RuntimeError):
-    """A request to the endpoint failed: refused, timed out, retries exhausted, or a reply that is not a chat
-    completion."""
-
-
-class EndpointReplyError(EndpointError):
-    """The endpoint answered, but the caller's `validate` rejected the reply (it is not cached)."""
-
-    def __init__(self, message: str, index: int, reply: str, reason: str):
-        super().__init__(message)
-        self.index = index  # position of the request in `chat_many`'s list
-        self.reply = reply
-        self.reason = reason  # what `validate` said
 
 
 @dataclass
@@ -77,6 +79,16 @@ class EndpointConfig:
         default=5, metadata={"help": "Retries on 408/409/429/5xx and connection errors (openai's backoff)."}
     )
     concurrency: int = field(default=4, metadata={"help": "Requests in flight at once in `chat_many`."})
+    headers: dict[str, str] | None = field(
+        default=None,
+        repr=False,  # their values may be credentials
+        metadata={"help": "Extra HTTP headers sent with every request; their values are redacted."},
+    )
+
+    def __repr__(self) -> str:  # no credential of the URL or the headers in a log line
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        shown["base_url"] = Redactor().url(self.base_url) if self.base_url else None
+        return f"EndpointConfig({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
 
     def __post_init__(self):
         if self.timeout <= 0:
@@ -85,51 +97,6 @@ class EndpointConfig:
             raise ValueError(f"max_retries must be 0 or more, got {self.max_retries}")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
-
-
-@dataclass(frozen=True)
-class TokenLogprob:
-    token: str
-    logprob: float
-    top: dict[str, float]  # the endpoint's top alternatives at this position (token -> log-probability)
-
-
-@dataclass(frozen=True)
-class Reply:
-    text: str
-    logprobs: list[TokenLogprob] | None = None
-    cached: bool = False
-
-    def first_token_probability(self, *words: str) -> float:
-        """Summed probability of the first generated token being one of `words` (exact token strings, leading
-        spaces ignored), from the top log-probabilities; RLAIF-V's labeler compares p(yes)+p(Yes) with
-        p(no)+p(No) this way."""
-        if not self.logprobs:
-            raise EndpointError("the reply has no log-probabilities: request them with logprobs=True")
-        first = self.logprobs[0]
-        top = dict(first.top)
-        top.setdefault(first.token, first.logprob)
-        wanted = set(words)
-        return sum(math.exp(lp) for token, lp in top.items() if token.strip() in wanted)
-
-
-@dataclass
-class ChatRequest:
-    messages: list[dict]
-    temperature: float = 0.0
-    max_tokens: int | None = 512  # None: the request sets no limit (MMHal-Bench's judge request sets none)
-    logprobs: bool = False
-    top_logprobs: int | None = None
-
-    def params(self) -> dict:
-        params = {"temperature": self.temperature}
-        if self.max_tokens is not None:
-            params["max_tokens"] = self.max_tokens
-        if self.logprobs:
-            params["logprobs"] = True
-            if self.top_logprobs is not None:
-                params["top_logprobs"] = self.top_logprobs
-        return params
 
 
 def resolve_api_key(env_name: str = "OPENAI_API_KEY", key_file: str | Path | None = None) -> str | None:
@@ -162,12 +129,14 @@ class EndpointClient:
         self.base_url = config.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         # resolved once, kept only in memory; never part of a cache key, a cache file, an error or a log line
         self._api_key = resolve_api_key(config.api_key_env, config.api_key_file)
+        self.redact = Redactor([self._api_key, *(config.headers or {}).values()])
         self.cache_dir = Path(config.cache_dir) if config.cache_dir else None
+        self._cache = ReplyCache(self.cache_dir, config.model)
         self.calls_made = 0  # API calls (openai's own retries inside one call are not counted)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:  # no key in any repr
-        return f"EndpointClient(base_url={self.base_url!r}, model={self.config.model!r})"
+        return f"EndpointClient(base_url={self.redact.url(self.base_url)!r}, model={self.config.model!r})"
 
     @property
     def model(self) -> str:
@@ -175,55 +144,33 @@ class EndpointClient:
 
     # ---- cache -------------------------------------------------------------------------------------------------
     def cache_key(self, request: ChatRequest) -> str:
-        payload = {"model": self.model, "messages": request.messages, "params": request.params()}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-
-    def _cache_path(self, request: ChatRequest) -> Path | None:
-        return None if self.cache_dir is None else self.cache_dir / f"{self.cache_key(request)}.json"
+        return self._cache.key(request.messages, request.params())
 
     def cached(self, request: ChatRequest) -> Reply | None:
-        path = self._cache_path(request)
-        if path is None or not path.is_file():
+        stored = self._cache.load(request.messages, request.params())
+        if stored is None:
             return None
-        try:
-            stored = json.loads(path.read_text(encoding="utf-8"))["reply"]
-        except (OSError, json.JSONDecodeError, KeyError, TypeError):
-            return None  # an unreadable cache entry is asked again and overwritten
-        if isinstance(stored, str):
-            return Reply(stored, None, cached=True)
         logprobs = stored.get("logprobs")
-        if logprobs is not None:
-            logprobs = [TokenLogprob(t["token"], t["logprob"], dict(t["top"])) for t in logprobs]
+        try:
+            if logprobs is not None:
+                logprobs = [TokenLogprob(t["token"], t["logprob"], dict(t["top"])) for t in logprobs]
+        except (KeyError, TypeError, ValueError):
+            return None
         return Reply(stored["text"], logprobs, cached=True)
 
     def _cached_valid(self, request: ChatRequest, validate) -> Reply | None:
-        """A cached reply that `validate` accepts (one cached by a caller with laxer checks is asked again)."""
+        """A cached reply that passes the checks (one cached by a caller with laxer checks, or by an older version
+        that kept replies unchecked, is asked again)."""
         reply = self.cached(request)
-        if reply is not None and validate is not None:
-            try:
-                validate(reply.text)
-            except ValueError:
-                return None
+        if reply is not None and reply_problem(request, reply, validate) is not None:
+            return None
         return reply
 
     def store(self, request: ChatRequest, reply: Reply) -> None:
-        path = self._cache_path(request)
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
         logprobs = None
         if reply.logprobs is not None:
             logprobs = [{"token": t.token, "logprob": t.logprob, "top": t.top} for t in reply.logprobs]
-        record = {
-            "model": self.model,
-            "messages": request.messages,
-            "params": request.params(),
-            "reply": {"text": reply.text, "logprobs": logprobs},
-        }
-        # write then rename: a reader never sees half a file, even with several processes sharing the cache
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(path)
+        self._cache.store(request.messages, request.params(), {"text": reply.text, "logprobs": logprobs})
 
     # ---- requests ----------------------------------------------------------------------------------------------
     def chat(self, messages: list[dict], validate: Callable[[str], object] | None = None, **params) -> Reply:
@@ -240,9 +187,10 @@ class EndpointClient:
     ) -> list[Reply]:
         """Replies in request order; up to `concurrency` requests in flight. Cached replies cost nothing.
 
-        `validate(text)` runs on every fresh reply before it is cached; a ValueError from it stops the run with an
-        `EndpointReplyError` (carrying the request index and the reply) and the reply is not cached. Cached replies
-        it rejects are asked again.
+        Every fresh reply is checked before it is cached: a request with `logprobs=True` needs log-probabilities in
+        its reply, then `validate(text)` must not raise ValueError. A reply that fails stops the run with an
+        `EndpointReplyError` (carrying the request index and the reply) and is not cached. Cached replies that fail
+        are asked again.
         """
         from tqdm.auto import tqdm
 
@@ -259,12 +207,16 @@ class EndpointClient:
     async def _run(self, requests, todo, validate, bar) -> dict[int, Reply]:
         import openai
 
+        # a key in the base URL's query string (Azure's api-key=...): sent with every request, shown redacted
+        base, _, query = self.base_url.partition("?")
         client = openai.AsyncOpenAI(
-            base_url=self.base_url,
+            base_url=base,
+            default_query=dict(parse_qsl(query)) or None,
             # openai insists on a key; local servers ignore the placeholder
             api_key=self._api_key or "no-key",
             timeout=self.config.timeout,
             max_retries=self.config.max_retries,
+            default_headers=self.config.headers,
         )
         semaphore = asyncio.Semaphore(self.config.concurrency)
         results: dict[int, Reply] = {}
@@ -275,16 +227,15 @@ class EndpointClient:
                 with self._lock:
                     self.calls_made += 1
                 reply = await self._request(client, request)
-            if validate is not None:
-                try:
-                    validate(reply.text)
-                except ValueError as error:
-                    raise EndpointReplyError(
-                        f"request {index}: the reply was rejected ({error}). Reply was:\n{reply.text}",
-                        index,
-                        reply.text,
-                        str(error),
-                    ) from None
+            problem = reply_problem(request, reply, validate)
+            if problem is not None:
+                problem, text = self.redact(problem), self.redact(_short(reply.text))
+                raise EndpointReplyError(
+                    f"request {index}: the reply was rejected ({problem}); not cached. Reply was: {text}",
+                    index,
+                    text,
+                    problem,
+                )
             self.store(request, reply)
             results[index] = reply
             bar.update(1)
@@ -303,7 +254,8 @@ class EndpointClient:
     async def _request(self, client, request: ChatRequest) -> Reply:
         import openai
 
-        where = f"{self.base_url.rstrip('/')}/chat/completions"
+        base, _, query = self.redact.url(self.base_url).partition("?")
+        where = f"{base.rstrip('/')}/chat/completions" + (f"?{query}" if query else "")
         try:
             completion = await client.chat.completions.create(
                 model=self.model, messages=request.messages, **request.params()
@@ -320,13 +272,30 @@ class EndpointClient:
         except openai.APIStatusError as error:
             retried = error.status_code in (408, 409, 429) or error.status_code >= 500
             attempts = f" after {self.config.max_retries + 1} attempts" if retried else ""
-            body = _short(error.response.text if error.response is not None else str(error.body))
+            body = _short(self.redact(error.response.text if error.response is not None else str(error.body)))
             raise EndpointError(f"{where}: HTTP {error.status_code}{attempts}: {body}") from None
         except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError) as error:
             raise EndpointError(
-                f"{where}: the reply is not an OpenAI chat completion ({_short(str(error))})"
+                f"{where}: the reply is not an OpenAI chat completion ({_short(self.redact(str(error)))})"
             ) from None
-        return _to_reply(completion, where)
+        try:
+            reply = _to_reply(completion, where)
+        except EndpointError as error:
+            raise EndpointError(self.redact(str(error))) from None
+        # a server that echoes a secret into its reply: the text is kept, cached and written without it
+        return Reply(self.redact(reply.text), reply.logprobs, cached=False)
+
+
+def reply_problem(request: ChatRequest, reply: Reply, validate) -> str | None:
+    """Why `reply` cannot serve the caller of `request` (and must not be cached), or None when it can."""
+    if request.logprobs and not (reply.logprobs and (request.top_logprobs is None or reply.logprobs[0].top)):
+        return "the request asked for log-probabilities and the reply has none"
+    if validate is not None:
+        try:
+            validate(reply.text)
+        except ValueError as error:
+            return str(error)
+    return None
 
 
 def _run_coroutine(coroutine):

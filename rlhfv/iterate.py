@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from data_tools.errors import CommandError
+from data_tools.outputs import write_text
 from rlhfv.iterate_evaluation import SYNTHETIC_METRICS
 
 
@@ -184,7 +185,7 @@ class Iteration:
         answers.parent.mkdir(parents=True, exist_ok=True)
         metrics = evaluator.evaluate(self, model, answers)
         free_memory()  # the evaluated model goes before the next one loads
-        cache.write_text(json.dumps(metrics, indent=2) + "\n")
+        write_text(cache, json.dumps(metrics, indent=2) + "\n")  # staged: a resume never reads half a file
         return metrics
 
     def select(self, k: int, policy: Path, trained: Path | None) -> tuple[Path, dict, str]:
@@ -215,12 +216,21 @@ class Iteration:
 
         return EVALUATORS[self.config.evaluation["kind"]].metrics or TABLE_METRICS
 
+    def check_out(self) -> None:
+        """The run folder holds no input the user gave (the synthetic mode writes its own prompts into it)."""
+        from data_tools.outputs import check_training_output
+
+        given = [self.config.initial_policy, self.config.feedback.get("prompts")]
+        given += [value for key, value in self.config.evaluation.items() if key != "kind" and isinstance(value, str)]
+        check_training_output(str(self.out), given, label="out")
+
     def run(self) -> list[dict]:
         from rlhfv.feedback.pipeline import run_feedback
         from rlhfv.iterate_evaluation import check_files
 
         check_files(self.config.evaluation)  # the held-out files exist before anything trains
         metrics_shown = self.table_metrics()
+        self.check_out()
         self.out.mkdir(parents=True, exist_ok=True)
         start = time.time()
         policy = self.setup()
@@ -251,7 +261,7 @@ class Iteration:
                    "feedback_false_claim_rate": summary.get("false_claim_rate"),
                    **{m: metrics.get(m) for m in metrics_shown}, "selected": why,
                    "seconds": round(time.time() - round_start, 1)}  # fmt: skip
-            selected_file.write_text(json.dumps(row, indent=2) + "\n")
+            write_text(selected_file, json.dumps(row, indent=2) + "\n")
             rows.append(row)
             write_table(rows, self.out, metrics_shown)
         rows_path.write_text(json.dumps(rows, indent=2) + "\n")

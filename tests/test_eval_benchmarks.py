@@ -82,7 +82,7 @@ def test_pope(tmp_path):
     assert splits["adversarial"]["accuracy"] == 100
     assert list(splits) == ["random", "popular", "adversarial"]
 
-    assert run(pope_args(POPE / "answers", out, "--unclear-as", "wrong")) == 0
+    assert run(pope_args(POPE / "answers", out, "--unclear-as", "wrong", "--overwrite")) == 0
     rep = json.loads(out.read_text())
     r = rep["splits"]["random"]
     assert (r["accuracy"], r["precision"], r["recall"]) == pytest.approx((100 / 3, 50.0, 25.0))

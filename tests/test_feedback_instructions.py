@@ -119,7 +119,7 @@ def test_llava_rlhf_multi_turn_takes_the_last_user_turn_and_keeps_image_paths(tm
         {"id": "GQA_2", "image": "imgs/cat.png", "preference": 2, "output_1": turn, "output_2": turn,
          "conversations": [{"from": "human", "value": "<image>\nWhat is this?"}]},
         {"id": "GQA_4", "image": "imgs/cat.png", "preference": 2, "output_1": turn, "output_2": turn,
-         "conversations": [{"from": "human", "value": "What is this?"}, turn]},  # ends with the answer
+         "conversations": [{"from": "human", "value": "What is this?"}, turn]},  # ends with the model's turn
         {"id": "GQA_3", "image": "imgs/cat.png", "preference": 2, "output_1": turn, "output_2": turn,
          "conversations": [{"from": "human", "value": "<image>\nWhat is this?"},
                            {"from": "human", "value": "   "}]},  # an empty question
@@ -132,8 +132,10 @@ def test_llava_rlhf_multi_turn_takes_the_last_user_turn_and_keeps_image_paths(tm
         ("GQA_2", "What is this?", "imgs/cat.png", f"{path}:line 2"),
     ]
     assert result.instructions[0].image_path == str(tmp_path / "imgs" / "cat.png")
+    # LLaVA-RLHF's released rows end with the model's turn (its loader replaces it with output_1 / output_2): the
+    # question before it is the instruction, here the same as GQA_2's
+    assert result.instructions[1].merged == [{"id": "GQA_4", "where": f"{path}:line 3"}]
     assert [(r["reason"], r["where"], r["field"]) for r in result.rejects] == [
-        ("bad_value", f"{path}:line 3", "conversations"),
         ("empty_field", f"{path}:line 4", "conversations[1].value"),
     ]
     assert not (tmp_path / "images").exists()  # nothing embedded, nothing written

@@ -65,8 +65,33 @@ def optional_id(record: dict, key: str = "id") -> str | None:
     return check_text(str(value), key)
 
 
+# One image under another name, as public data sets spell it (RLAIF-V's prompt files: image_path; MMHal-Bench:
+# image_src, a URL whose file name is looked up in the image folder), in the order they are tried after `image`
+IMAGE_KEYS = tuple(
+    "image_path image_file image_src image_url image_name img img_path img_file img_src img_url picture photo".split()
+)
+# Words that make a column about an image without being one (MMHal's image_id and image_content, captions, sizes)
+_NOT_AN_IMAGE = set(
+    "id ids content caption captions size width height hash sha256 md5 format mode root folder dir count description "
+    "tags labels objects annotations type topic token tokens question text".split()
+)
+_IMAGE_WORDS = ("image", "img", "picture", "photo")
+# Row ids under the names public files use (RLAIF-V's prompt files: ds_question_id; POPE, LLaVA: question_id)
+ID_KEYS = ("id", "question_id", "ds_question_id", "sample_id", "idx")
+
+
+def looks_like_image_key(key: str) -> bool:
+    """A column that by its name holds an image (a path, bytes, a URL) that the readers do not know by name."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)  # imageId -> image_Id
+    words = {word.lower() for word in re.split(r"[_\-\s.]+", spaced) if word}
+    about_image = any(word.startswith(_IMAGE_WORDS) or word.endswith(_IMAGE_WORDS) for word in words)
+    return about_image and not words & _NOT_AN_IMAGE
+
+
 def image_fields(record: dict) -> list[tuple[str, Any]]:
-    """The row's images from `images` (a list) or `image` (one); none when both are absent or null."""
+    """The row's images: from `images` (a list) or `image` (one), else from the first of `IMAGE_KEYS` the row has.
+    None when the row has no image; a row with a column that looks like an image but that no rule can place is
+    refused naming that column (an image is never dropped in silence)."""
     if record.get("images") is not None and record.get("image") is not None:
         raise RowError(BAD_VALUE, "images", "the row has both 'image' and 'images'; keep one")
     if record.get("images") is not None:
@@ -76,7 +101,26 @@ def image_fields(record: dict) -> list[tuple[str, Any]]:
         return [(f"images[{index}]", value) for index, value in enumerate(images)]
     if record.get("image") is not None:
         return [("image", record["image"])]
+    for key in IMAGE_KEYS:
+        if record.get(key) is not None:
+            return [(key, record[key])]
+    unknown = sorted(key for key, value in record.items() if value is not None and looks_like_image_key(key))
+    if unknown:
+        raise RowError(
+            BAD_VALUE,
+            unknown[0],
+            f"looks like an image but is not a column rlhfv reads images from; rename it to 'image' (known: "
+            f"image, images, {', '.join(IMAGE_KEYS)})",
+        )
     return []
+
+
+def first_id(record: dict) -> str | None:
+    """The row's id under the first of `ID_KEYS` it has (`id`, then `question_id`, `ds_question_id`, ...)."""
+    for key in ID_KEYS:
+        if record.get(key) is not None:
+            return optional_id(record, key)
+    return None
 
 
 def message_text(content: Any, label: str) -> str:

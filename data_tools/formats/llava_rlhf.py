@@ -28,9 +28,17 @@ def detect(columns: set[str]) -> str | None:
 
 
 def _conversation(record: dict) -> list[dict[str, str]]:
+    """The prompt: the conversation up to the human's last question.
+
+    LLaVA-RLHF's released preference file ends each conversation with the model's turn, which its reward-model
+    loader (RLHF/data_utils/data_utils_rm.py) asserts is from "gpt" and replaces with output_1 / output_2; that
+    turn is dropped here for the same reason. A conversation wrapped once more in a list is unwrapped, as there.
+    """
     if "conversations" not in record:
         raise RowError(MISSING_FIELD, "conversations", "is missing")
     turns = record["conversations"]
+    if isinstance(turns, list) and len(turns) == 1 and isinstance(turns[0], list):
+        turns = turns[0]
     if not isinstance(turns, list) or not turns:
         raise RowError(BAD_VALUE, "conversations", "expected a non-empty list of {from, value} turns")
     messages = []
@@ -43,10 +51,17 @@ def _conversation(record: dict) -> list[dict[str, str]]:
             raise RowError(
                 BAD_VALUE, f"{where}.from", f"unknown speaker {turn['from']!r} (expected one of {', '.join(ROLES)})"
             )
+        if role == "assistant" and index == len(turns) - 1:
+            break  # the model's turn that output_1 / output_2 replace: its value is not part of the prompt
         text = strip_image_placeholder(check_text(turn["value"], f"{where}.value"))
         messages.append({"role": role, "content": check_text(text, f"{where}.value")})
-    if messages[-1]["role"] != "user":
-        raise RowError(BAD_VALUE, "conversations", "the last turn must be the human's question")
+    if not messages or messages[-1]["role"] != "user":
+        raise RowError(
+            BAD_VALUE,
+            "conversations",
+            "must end with the human's question, or with the model's turn after it (which output_1 and output_2 "
+            "replace, as in LLaVA-RLHF's released data)",
+        )
     return messages
 
 

@@ -19,6 +19,7 @@ def add_output_arguments(p) -> None:
     p.add_argument("--details", default=None, help="write per-item results (JSONL) here")
     p.add_argument("--allow-missing", action="store_true", help="score the answered items and list the missing "
                    "ones in the report (default: a missing answer is an error)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out/--details files")
 
 
 def guard(function):
@@ -26,10 +27,13 @@ def guard(function):
 
     def run(args) -> int:
         from rlhfv.endpoint import EndpointError
-        from rlhfv.eval.io import EvalInputError
+        from rlhfv.eval.io import EvalInputError, check_inputs_are_text, check_report_outputs
         from rlhfv.eval.judge import JudgeError
 
         try:
+            if hasattr(args, "overwrite"):  # the commands that write reports (not the resumable answer files)
+                check_report_outputs(args)
+            check_inputs_are_text(args)
             return function(args)
         except (EvalInputError, EndpointError, JudgeError) as error:
             raise CommandError(str(error)) from None

@@ -54,6 +54,11 @@ def _add_generation_arguments(p, prompt_suffix: str = "") -> None:
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda if available)")
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (default auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--strict-paths",
+        action="store_true",
+        help="refuse images outside --images and the benchmark file's folder (as `rlhfv convert --strict-paths`)",
+    )
 
 
 def _options(args):
@@ -75,9 +80,24 @@ def _options(args):
 
 def _generate(benchmark, args, rows, out) -> dict:
     from rlhfv.eval.bench_generate import generate_for_benchmark, settings_path
+    from rlhfv.eval.io import input_paths, rows_outside
 
+    options = _options(args)
+    inputs = tuple(input_paths(args))
+    if args.strict_paths:  # images may lie in --images or beside the benchmark's own files
+        roots = [args.images] if getattr(args, "images", None) else []
+        rows_outside(rows, roots + [str(Path(p) if Path(p).is_dir() else Path(p).parent) for p in inputs])
     counts = generate_for_benchmark(
-        benchmark, args.model, rows, out, _options(args), args.prompt_suffix, args.device, args.dtype, not args.quiet
+        benchmark,
+        args.model,
+        rows,
+        out,
+        options,
+        args.prompt_suffix,
+        args.device,
+        args.dtype,
+        not args.quiet,
+        inputs=inputs,
     )
     print(
         f"{counts['generated']} answers written to {out} ({counts['skipped']} of {counts['prompts']} were already "
@@ -251,6 +271,7 @@ def _register_report(commands) -> None:
                    "repeat for each model and benchmark")  # fmt: skip
     p.add_argument("--out", default=None, help="write the Markdown table here (default: print it)")
     p.add_argument("--plot", default=None, help="write the PNG plot here (needs matplotlib)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out/--plot files")
     p.set_defaults(func=_guard(_run_report))
 
 
@@ -261,8 +282,9 @@ def _run_report(args) -> int:
     text = report.markdown(models, columns, table)
     print(text, end="")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+        from data_tools.outputs import write_text
+
+        write_text(args.out, text)
     if args.plot:
         report.plot(models, columns, table, args.plot)
         print(f"plot written to {args.plot}")

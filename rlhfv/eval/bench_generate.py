@@ -14,8 +14,9 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from data_tools.outputs import write_text
 from rlhfv.eval.generate import GenerationOptions, decode, done_ids, generate_batch, load_model
-from rlhfv.eval.io import EvalInputError
+from rlhfv.eval.io import EvalInputError, check_answers_output
 
 
 def settings_path(answers: str | Path) -> Path:
@@ -44,8 +45,13 @@ def check_settings(path: Path, settings: dict, answers: Path, batch_size: int) -
     used, run after run) next to the answers."""
     batch_sizes = []
     if path.is_file() and answers.is_file() and answers.stat().st_size > 0:
-        before = json.loads(path.read_text())
-        batch_sizes = before.pop("batch_sizes", [])
+        try:
+            before = json.loads(path.read_text(encoding="utf-8"))
+            batch_sizes = before.pop("batch_sizes", [])
+        except (ValueError, AttributeError):
+            raise EvalInputError(
+                f"{path}: unreadable decoding settings of {answers}; delete both files to start again"
+            ) from None
         if before != settings:
             changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
             raise EvalInputError(
@@ -54,8 +60,7 @@ def check_settings(path: Path, settings: dict, answers: Path, batch_size: int) -
             )
     if not batch_sizes or batch_sizes[-1] != batch_size:
         batch_sizes.append(batch_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**settings, "batch_sizes": batch_sizes}, indent=2) + "\n")
+    write_text(path, json.dumps({**settings, "batch_sizes": batch_sizes}, indent=2) + "\n")  # whole or not at all
 
 
 def generate_for_benchmark(
@@ -69,8 +74,10 @@ def generate_for_benchmark(
     dtype: str = "auto",
     progress: bool = True,
     loaded=None,
+    inputs: tuple = (),
 ) -> dict:
-    """Answer every row not yet in `out_path`; returns counts {prompts, skipped, generated}.
+    """Answer every row not yet in `out_path`; returns counts {prompts, skipped, generated}. `inputs`: the files
+    the rows came from (the answers never replace them).
 
     `rows`: dicts with `id` (str), `question`, `_image` (a Path or the image bytes), `_where` (for errors) and
     optionally `image` (the name written to the answers).
@@ -79,6 +86,7 @@ def generate_for_benchmark(
     from tqdm.auto import tqdm
 
     out = Path(out_path)
+    check_answers_output(out, [model_path, *inputs])
     seen: set[str] = set()
     for row in rows:
         if row["id"] in seen:
@@ -88,7 +96,7 @@ def generate_for_benchmark(
             raise EvalInputError(f"{row['_where']}: image not found: {row['_image']}")
     settings = decoding_settings(benchmark, model_path, options, prompt_suffix)
     check_settings(settings_path(out), settings, out, options.batch_size)
-    skip = done_ids(out)
+    skip = done_ids(out, answer_field="answer")
     todo = [row for row in rows if row["id"] not in skip]
     counts = {"prompts": len(rows), "skipped": len(rows) - len(todo), "generated": 0}
     if not todo:

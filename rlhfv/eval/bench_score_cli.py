@@ -40,9 +40,12 @@ def _run_mmhal_judge(args) -> int:
 
     from rlhfv.endpoint import client_from_args
     from rlhfv.eval import mmhal
+    from rlhfv.eval.io import EvalInputError
     from rlhfv.eval.judge import judge_items, load_prompt
 
     items, missing = mmhal.judge_inputs(args.responses, args.allow_missing)
+    if not items:
+        raise EvalInputError(f"{args.responses}: no answered item to rate")
     template = load_prompt(args.prompt_file) if args.prompt_file else None
     client = client_from_args(args)
     results = judge_items(client, items, not args.quiet, template, args.max_tokens, args.ratings)

@@ -75,6 +75,11 @@ def _register_generate(commands, name: str, best_of_n: bool) -> None:
     p.add_argument("--reference", default=None, help="best-of-N reference model folder (default: for a PEFT "
                    "adapter, its base model with the adapter disabled)")  # fmt: skip
     p.add_argument("--beta", type=float, default=0.1, help="best-of-N reward scale (default 0.1, RLAIF-V's DPO beta)")
+    p.add_argument(
+        "--strict-paths",
+        action="store_true",
+        help="refuse image paths that lead outside the prompts file's folder (as `rlhfv convert --strict-paths`)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_generate, force_sampling=best_of_n)
 
@@ -101,7 +106,15 @@ def _run_generate(args) -> int:
     )
     try:
         counts = generate_answers(
-            args.model, args.prompts, args.out, options, args.reference, args.device, args.dtype, not args.quiet
+            args.model,
+            args.prompts,
+            args.out,
+            options,
+            args.reference,
+            args.device,
+            args.dtype,
+            not args.quiet,
+            strict_paths=args.strict_paths,
         )
     except EvalInputError as error:
         raise CommandError(str(error)) from None
@@ -129,14 +142,24 @@ def _register_chair(commands) -> None:
                    "(default: the built-in table for the 80 COCO classes)")  # fmt: skip
     p.add_argument("--out", default=None, help="write the report (JSON) here")
     p.add_argument("--details", default=None, help="write per-answer mentions (JSONL) here")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out/--details files")
     p.set_defaults(func=_run_chair)
 
 
 def _run_chair(args) -> int:
     from rlhfv.eval.chair import ObjectExtractor, format_report, load_ground_truth, load_synonyms, score_answers
-    from rlhfv.eval.io import EvalInputError, read_rows, write_json, write_jsonl
+    from rlhfv.eval.io import (
+        EvalInputError,
+        check_inputs_are_text,
+        check_report_outputs,
+        read_rows,
+        write_json,
+        write_jsonl,
+    )
 
+    check_report_outputs(args)
     try:
+        check_inputs_are_text(args)
         extractor = ObjectExtractor(load_synonyms(args.synonyms) if args.synonyms else None)
         truth = load_ground_truth(args.objects, extractor)
         report, details = score_answers(read_rows(args.answers), truth, extractor, args.field)
@@ -169,19 +192,32 @@ def _register_judge(commands) -> None:
     add_endpoint_arguments(p)
     p.add_argument("--out", default=None, help="write the summary (JSON) here")
     p.add_argument("--details", default=None, help="write per-answer ratings and replies (JSONL) here")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out/--details files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_judge)
 
 
 def _run_judge(args) -> int:
     from rlhfv.endpoint import EndpointError, client_from_args
-    from rlhfv.eval.io import EvalInputError, read_rows, write_json, write_jsonl
+    from rlhfv.eval.io import (
+        EvalInputError,
+        check_inputs_are_text,
+        check_report_outputs,
+        read_rows,
+        write_json,
+        write_jsonl,
+    )
     from rlhfv.eval.judge import JudgeError, format_summary, judge_items, load_prompt, normalize_items, summarize
 
+    check_report_outputs(args)
     try:
+        check_inputs_are_text(args)
         client = client_from_args(args)
         template = load_prompt(args.prompt_file) if args.prompt_file else None
-        items = normalize_items(read_rows(args.answers))
+        rows = read_rows(args.answers)
+        if not rows:
+            raise EvalInputError(f"{args.answers}: no answers to rate (the file holds no rows)")
+        items = normalize_items(rows)
         results = judge_items(client, items, not args.quiet, template, max_tokens=512, ratings="lenient")
     except (EvalInputError, JudgeError, EndpointError) as error:
         raise CommandError(str(error)) from None

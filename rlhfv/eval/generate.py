@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlhfv.eval.io import EvalInputError, check_unique_ids, read_rows, require, row_id
+from rlhfv.eval.io import EvalInputError, check_answers_output, check_unique_ids, read_rows, require, row_id
 
 
 logger = logging.getLogger(__name__)
@@ -97,23 +98,59 @@ def load_model(path: str | Path, device: str | None = None, dtype: str = "auto")
     return LoadedModel(model, processor, str(path))
 
 
-def read_prompts(path: str | Path) -> list[dict]:
+def read_prompts(path: str | Path, strict_paths: bool = False) -> list[dict]:
+    """Prompt rows {id, question, image?}; the image under any name the converter's readers know (`image`,
+    `image_path`, ...), relative to the file's folder. `strict_paths`: an image outside that folder is refused."""
     rows = read_rows(path)
     check_unique_ids(rows)
     base = Path(path).parent
     for row in rows:
         require(row, "question")
-        if "image" in row:
-            image = Path(require(row, "image"))
+        key = _image_key(row)
+        if key is not None:
+            image = Path(require(row, key))
             resolved = image if image.is_absolute() else base / image
+            if strict_paths and not is_inside(resolved, [base]):
+                raise EvalInputError(
+                    f"{row['_where']}: field {key!r}: image path {str(image)!r} leads outside {base.resolve()} "
+                    "(--strict-paths)"
+                )
             if not resolved.is_file():
-                raise EvalInputError(f"{row['_where']}: field 'image': no such file {resolved}")
+                raise EvalInputError(f"{row['_where']}: field {key!r}: no such file {resolved}")
             row["_image_path"] = resolved
+            row.setdefault("image", row[key])
     return rows
 
 
-def done_ids(out: Path) -> set[str]:
-    """Ids already answered in `out`. A last line cut short by an interruption is removed (it is redone)."""
+def _image_key(row: dict) -> str | None:
+    """The column holding the row's one image path, or None for a text-only prompt."""
+    from data_tools.errors import RowError
+    from data_tools.formats._fields import image_fields
+
+    try:
+        images = image_fields({k: v for k, v in row.items() if k != "_where"})
+    except RowError as error:
+        raise EvalInputError(f"{row['_where']}: field {error.field!r}: {error.detail}") from None
+    if not images:
+        return None
+    if images[0][0].startswith("images["):
+        raise EvalInputError(f"{row['_where']}: field 'images': a prompt takes one image path, under 'image'")
+    return images[0][0]
+
+
+def is_inside(path: Path, roots) -> bool:
+    """True when `path` (symbolic links followed) is one of `roots` or lies under one."""
+    real = os.path.realpath(path)
+    for root in roots:
+        top = os.path.realpath(root)
+        if real == top or real.startswith(top.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def done_ids(out: Path, answer_field: str | None = None) -> set[str]:
+    """Ids already done in `out`. A last line cut short by an interruption is removed (it is redone). With
+    `answer_field`, a row counts only when it holds that text field (a prompts file is no answers file)."""
     if not out.is_file():
         return set()
     text = out.read_text(encoding="utf-8")
@@ -123,8 +160,14 @@ def done_ids(out: Path) -> set[str]:
         if not line.strip():
             continue
         try:
-            ids.add(str(json.loads(line)["id"]))
-        except (json.JSONDecodeError, KeyError, TypeError):
+            record = json.loads(line)
+            # resume counts a row only when it holds an answer: a prompts file as --out is no answers file
+            if answer_field is not None and not isinstance(record.get(answer_field), str):
+                raise EvalInputError(
+                    f"{out}:line {number}: no {answer_field!r} field: {out} is not an answers file; name another --out"
+                )
+            ids.add(str(record["id"]))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             if number == len(lines) and not line.endswith("\n"):
                 logger.warning("%s: dropping an incomplete last line (an interrupted run); it will be redone", out)
                 out.write_text("".join(lines[:-1]), encoding="utf-8")
@@ -231,17 +274,19 @@ def generate_answers(
     progress: bool = True,
     loaded: LoadedModel | None = None,
     reference: LoadedModel | None = None,
+    strict_paths: bool = False,
 ) -> dict:
-    """Answer every prompt not yet in `out_path`; returns counts {prompts, skipped, generated}."""
+    """Answer every prompt not yet in `out_path`; returns counts {prompts, skipped, generated}. `strict_paths`:
+    refuse image paths that lead outside the prompts file's folder."""
     import torch
     from tqdm.auto import tqdm
 
     from rlhfv.eval.best_of_n import pick_best
 
-    rows = read_prompts(prompts_path)
+    rows = read_prompts(prompts_path, strict_paths)
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    skip = done_ids(out)
+    check_answers_output(out, [prompts_path, model_path, reference_path])
+    skip = done_ids(out, answer_field="answer")
     todo = [row for row in rows if row_id(row) not in skip]
     counts = {"prompts": len(rows), "skipped": len(rows) - len(todo), "generated": 0}
     if not todo:

@@ -221,7 +221,7 @@ def judge_items(
         item = items[error.index]
         raise JudgeError(
             f"item {item['id']} ({item['_where']}): malformed judge reply ({error.reason}); expected a line "
-            f"'Rating: N' with N in 0-6 (--ratings lenient). Reply was:\n{error.reply}"
+            f"'Rating: N' with N in 0-6 (--ratings lenient). Reply was: {error.reply}"
         ) from None
     except EndpointError as error:
         raise JudgeError(str(error)) from None

@@ -63,13 +63,19 @@ def read_questions(path: str | Path, images: str | Path | None = None, need_imag
     """Prompt rows {id, question, image_id, image, _image, _where}; `_image` is None without `need_images`."""
     path = Path(path)
     rows = read_rows(path)
-    out = []
+    out, seen = [], {}
     for index, row in enumerate(rows):
         question = next((row[k] for k in ("question", "text", "prompt") if isinstance(row.get(k), str)), None)
         if not question or not question.strip():
             raise EvalInputError(f"{row['_where']}: missing field 'question' (or 'text' / 'prompt')")
         image_id = _image_id(row)
         key = row.get("question_id", row.get("id", index))
+        if str(key) in seen:  # scored twice, it would count one question as two
+            field = "question_id" if "question_id" in row else "id"
+            raise EvalInputError(
+                f"{row['_where']}: field {field!r}: duplicate id {str(key)!r} (first at {seen[str(key)]})"
+            )
+        seen[str(key)] = row["_where"]
         image_name = coco_file_name(image_id)
         source = _image_source(row, path.parent, images, image_name) if need_images else None
         out.append(

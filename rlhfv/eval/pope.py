@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rlhfv.eval.io import EvalInputError, read_rows
+from rlhfv.eval.io import EvalInputError, read_rows, require
 
 
 SPLITS = ("random", "popular", "adversarial")
@@ -42,13 +42,18 @@ def find_split_files(folder: str | Path) -> dict[str, Path]:
 
 def read_questions(path: str | Path, images: str | Path | None = None) -> list[dict]:
     rows = read_rows(path)
-    out = []
+    out, seen = [], {}
     for row in rows:
         for name in ("question_id", "image", "text", "label"):
             if name not in row:
                 raise EvalInputError(f"{row['_where']}: missing field {name!r} (not a POPE question file?)")
+            require(row, name, (str, int) if name == "question_id" else (str,))
         if row["label"] not in ("yes", "no"):
             raise EvalInputError(f"{row['_where']}: field 'label' must be 'yes' or 'no', got {row['label']!r}")
+        key = str(row["question_id"])
+        if key in seen:  # scored twice, it would count one question as two
+            raise EvalInputError(f"{row['_where']}: field 'question_id': duplicate id {key!r} (first at {seen[key]})")
+        seen[key] = row["_where"]
         out.append(
             {
                 "id": str(row["question_id"]),

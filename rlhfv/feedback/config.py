@@ -25,6 +25,13 @@ class FeedbackConfig:
                                 f"columns, as the converter does) or one of {INSTRUCTION_FORMATS}."})  # fmt: skip
     prompts_image_root: str | None = field(default=None, metadata={"help": "Folder that image paths in prompts are "
                                            "relative to (default: the prompts file's folder)."})  # fmt: skip
+    strict_paths: bool = field(
+        default=False,
+        metadata={
+            "help": "Refuse image paths in prompts that lead outside prompts_image_root (or the prompts file's "
+            "folder), as `rlhfv convert --strict-paths` does."
+        },
+    )
     images_dir: str | None = field(default=None, metadata={"help": "Where images embedded in the prompts rows are "
                                    "written, once, named by content hash (default: <out>/images)."})  # fmt: skip
     policy: str = field(default="", metadata={"help": "The model that samples the answers (a saved model folder)."})

@@ -22,7 +22,14 @@ class EndpointGenerator:
             ChatRequest([{"role": "user", "content": p}], temperature=self.temperature, max_tokens=self.max_tokens)
             for p in prompts
         ]
-        return [reply.text for reply in self.client.chat_many(requests, progress=len(prompts) > 1, desc=desc)]
+        replies = self.client.chat_many(requests, validate=_not_empty, progress=len(prompts) > 1, desc=desc)
+        return [reply.text for reply in replies]
+
+
+def _not_empty(text: str) -> None:
+    """An empty completion is a server fault, not claims or a question: it is not cached, and the run stops."""
+    if not text.strip():
+        raise ValueError("empty completion")
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Any
 
 from data_tools.errors import BAD_VALUE, DUPLICATE_ID, MALFORMED_JSON, MISSING_FIELD, ConversionError, RowError
 from data_tools.formats import FORMAT_NAMES, detect_format, llava_rlhf, rlaif_v, rlhf_v
-from data_tools.formats._fields import image_fields, optional_id, prompt_messages, text_field
+from data_tools.formats._fields import first_id, image_fields, optional_id, prompt_messages, text_field
 
 
 # The layout of `rlhfv eval generate` prompt files ({id, question, image}); detected when no converter layout fits.
@@ -84,12 +84,12 @@ def _rlaif_v(record: dict):
 
 
 def _llava_rlhf(record: dict):
-    # _conversation checks every turn and that the last one is the human's
+    # _conversation checks every turn and ends at the human's last question (a closing model turn is dropped)
     return optional_id(record), _last_user_turn(llava_rlhf._conversation(record)), image_fields(record)
 
 
 def _plain(record: dict):
-    return optional_id(record), _question_or_prompt(record), image_fields(record)
+    return first_id(record), _question_or_prompt(record), image_fields(record)
 
 
 EXTRACTORS = {
@@ -205,9 +205,11 @@ def read_instructions(
     image_root: str | None = None,
     fail=None,
     progress: bool = False,
+    strict_paths: bool = False,
 ) -> ReadResult:
     """Every row of `path` as an instruction, a merged duplicate, or a reject. `fail(reject)` is called for each
-    reject before it is recorded (it raises under on_error=fail)."""
+    reject before it is recorded (it raises under on_error=fail). `strict_paths`: an image path that leads outside
+    the image root is a reject."""
     from tqdm.auto import tqdm
 
     from data_tools.errors import CommandError
@@ -228,23 +230,10 @@ def read_instructions(
     by_id: dict[str, Instruction] = {}
     result = ReadResult([], [], 0, {})
     for source in sources:
-        if format != "auto":
-            result.formats[source.path] = (format, "given with --prompts-format")
-        else:
-            try:
-                detected = detect_instruction_format(source.columns())
-            except ConversionError as error:
-                raise CommandError(str(error)) from None
-            if detected is None:
-                raise CommandError(
-                    f"{source.path}: cannot detect the layout from its columns "
-                    f"({', '.join(sorted(source.columns())) or 'none'}); known: {', '.join(INSTRUCTION_FORMATS)}. "
-                    "Name one with --prompts-format."
-                )
-            result.formats[source.path] = detected
+        rows, result.formats[source.path] = _source_layout(source, format)
         name = result.formats[source.path][0]
         root = image_root or source.folder
-        bar = tqdm(total=source.count(), desc="prompts", unit="row", disable=not progress)
+        bar = tqdm(total=rows, desc="prompts", unit="row", disable=not progress)
         try:
             for chunk in source.chunks(CHUNK_ROWS):
                 bar.update(len(chunk))
@@ -263,6 +252,7 @@ def read_instructions(
                             root,
                             images_dir,
                             written,
+                            strict_paths,
                         )
                     except RowError as error:
                         reject = {"reason": error.reason, "where": where, "field": error.field, "detail": error.detail}
@@ -278,6 +268,28 @@ def read_instructions(
     return result
 
 
+def _source_layout(source, format: str) -> tuple[int, tuple[str, str]]:
+    """(rows, (layout, why)) of one input; an empty input, or one whose layout cannot be told, is a CommandError."""
+    from data_tools.errors import CommandError
+
+    try:
+        rows = source.count()
+        if rows == 0:
+            raise CommandError(f"{source.path}: holds no rows (an empty prompts file)")
+        if format != "auto":
+            return rows, (format, "given with --prompts-format")
+        detected = detect_instruction_format(source.columns())
+    except ConversionError as error:
+        raise CommandError(str(error)) from None
+    if detected is None:
+        raise CommandError(
+            f"{source.path}: cannot detect the layout from its columns "
+            f"({', '.join(sorted(source.columns())) or 'none'}); known: {', '.join(INSTRUCTION_FORMATS)}. "
+            "Name one with --prompts-format."
+        )
+    return rows, detected
+
+
 def _record(payload) -> dict:
     if isinstance(payload, bytes):
         from data_tools.readers import decode_text
@@ -291,7 +303,7 @@ def _record(payload) -> dict:
     return payload
 
 
-def _instruction(row_id, question, images, name, where, root, images_dir, written) -> Instruction:
+def _instruction(row_id, question, images, name, where, root, images_dir, written, strict_paths) -> Instruction:
     instruction = Instruction(row_id, question, where)
     if not images:
         if name in NEEDS_IMAGE:
@@ -305,11 +317,34 @@ def _instruction(row_id, question, images, name, where, root, images_dir, writte
         saved = save_image(data, label, images_dir, written)
         instruction.image, instruction.image_path = str(Path(images_dir.name) / saved.name), str(saved.resolve())
     else:
-        from data_tools.images import image_file
-
-        named = value.get("path") if isinstance(value, dict) else value
-        instruction.image, instruction.image_path = named, image_file(value, root)
+        instruction.image = value.get("path") if isinstance(value, dict) else value
+        instruction.image_path = image_path(value, label, root, strict_paths)
     return instruction
+
+
+def image_path(value, label: str, root: str, strict_paths: bool) -> str:
+    """The file an image path names. A URL (MMHal-Bench's image_src) names the file of its last path part in the
+    image root, as `rlhfv eval mmhal` finds it; with `strict_paths` a path may not lead outside the root."""
+    from urllib.parse import urlparse
+
+    from data_tools.errors import IMAGE_OUTSIDE_ROOT
+    from data_tools.images import image_file
+
+    if isinstance(value, str):
+        text_field({label: value}, label)  # a path with bytes that are not UTF-8 names no file
+    if isinstance(value, str) and re.match(r"(?i)^(https?|ftp)://", value):
+        value = Path(urlparse(value).path).name
+        if not value:
+            raise RowError(BAD_VALUE, label, "is a URL with no file name at its end")
+    path = image_file(value, root)
+    if path is None:
+        raise RowError(BAD_VALUE, label, f"expected an image path or image data, got {value!r:.60}")
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    if strict_paths and real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise RowError(
+            IMAGE_OUTSIDE_ROOT, label, f"image path {value!r} leads outside the image root {real_root} (strict_paths)"
+        )
+    return path
 
 
 def _add(instruction: Instruction, by_key: dict, by_id: dict, result: ReadResult, fail) -> None:

@@ -232,10 +232,12 @@ class EndpointLabeler:
         return labels
 
     def _one(self, chat_request) -> Label:
-        from rlhfv.endpoint import EndpointError
+        from rlhfv.endpoint import EndpointError, EndpointReplyError
 
         try:
             return self._label(self.client.chat_many([chat_request], progress=False)[0])
+        except EndpointReplyError as error:  # refused by the client's checks, so not cached: a rerun asks again
+            return Label(None, None, None, NO_LOGPROBS, str(error))
         except EndpointError as error:
             return Label(None, None, None, ENDPOINT_FAILED, str(error))
 

@@ -146,6 +146,9 @@ class FeedbackRun:
 
     # ---- stages ------------------------------------------------------------------------------------------------
     def run(self) -> dict:
+        from rlhfv.feedback.outputs import check_feedback_out
+
+        check_feedback_out(self.config)
         self.start_processes()
         self.out.mkdir(parents=True, exist_ok=True)
         self.rows = self.read_prompts()
@@ -172,7 +175,7 @@ class FeedbackRun:
         c = self.config
         if self.rank == 0:
             result = read_instructions(c.prompts, c.images_dir or self.path("images"), c.prompts_format,
-                                       c.prompts_image_root, self.fail, c.progress)  # fmt: skip
+                                       c.prompts_image_root, self.fail, c.progress, c.strict_paths)  # fmt: skip
             instructions = [i.to_json() for i in result.instructions]
             self.write_jsonl("instructions.jsonl", instructions)
             self.write_jsonl("instruction_merges.jsonl", [i for i in instructions if i.get("merged")])

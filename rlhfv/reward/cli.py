@@ -98,6 +98,12 @@ def train(script_args, training_args, model_args):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level="INFO")
     if not script_args.dataset_name:
         raise CommandError("no training data: set `dataset_name` (LLaVA-RLHF-style JSONL with `facts`, or a folder)")
+    from data_tools.outputs import check_training_output
+
+    inputs = [script_args.dataset_name, script_args.eval_dataset_name, script_args.image_root]
+    check_training_output(
+        training_args.output_dir, [*inputs, script_args.image_captions, model_args.model_name_or_path]
+    )
     use_facts = training_args.facts != "none"
     try:
         template = load_template(training_args.facts_template)

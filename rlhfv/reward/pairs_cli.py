@@ -41,7 +41,16 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="reward-model batch size (default 8)")
     parser.add_argument("--image-root", help="folder for relative image paths (default: the prompts file's folder)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out dataset (swapped in only when the new one is complete)",
+    )
     parser.set_defaults(func=run)
+
+
+# what the command writes into its dataset folder beside `save_to_disk`'s files
+OWN_FILES = ("pair_report.json", "samples.jsonl")
 
 
 def _row_samples(path: str) -> list[list[str] | None]:
@@ -61,6 +70,7 @@ def run(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
+    from data_tools.outputs import check_output, staged
     from rlhfv.reward.inputs import score_answers
     from rlhfv.reward.loading import load_reward_model_and_processor, load_vlm
     from rlhfv.reward.pairs import PairReport, build_pair, pairs_dataset, sample_answers
@@ -73,6 +83,9 @@ def run(args) -> int:
     if args.policy is None and any(s is None for s in given):
         missing = sum(s is None for s in given)
         raise CommandError(f"{args.prompts}: {missing} rows have no `samples`; give --policy to sample answers")
+    # before any sampling: the dataset never replaces an input, nor an existing dataset without --overwrite
+    inputs = [args.prompts, args.reward_model, args.policy, args.image_root]
+    check_output("--out", args.out, inputs, "dataset", args.overwrite, OWN_FILES)
     reward_model, reward_processor, settings = load_reward_model_and_processor(args.reward_model)
     use_facts = settings.get("facts") != "none"
     if use_facts and "facts" not in dataset.column_names:
@@ -117,12 +130,12 @@ def run(args) -> int:
 
     if not pairs:
         raise CommandError(f"no pairs: {report.summary()} (lower --margin or sample more answers)")
-    os.makedirs(args.out, exist_ok=True)
-    pairs_dataset(pairs).save_to_disk(args.out)
-    with open(os.path.join(args.out, "pair_report.json"), "w") as handle:
-        json.dump(vars(report), handle, indent=1)
-    with open(os.path.join(args.out, "samples.jsonl"), "w") as handle:
-        for record in records:
-            handle.write(json.dumps(record) + "\n")
+    with staged(args.out) as folder:
+        pairs_dataset(pairs).save_to_disk(folder)
+        with open(os.path.join(folder, "pair_report.json"), "w") as handle:
+            json.dump(vars(report), handle, indent=1)
+        with open(os.path.join(folder, "samples.jsonl"), "w") as handle:
+            for record in records:
+                handle.write(json.dumps(record) + "\n")
     print(f"{report.summary()}; wrote {args.out}")
     return 0

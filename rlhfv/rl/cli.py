@@ -118,6 +118,10 @@ def build_trainer(script_args, training_args, model_args, callbacks=None):
 
     if not script_args.dataset_name:
         raise CommandError("no prompts: set `dataset_name` (a JSONL of {image, question, facts, ...})")
+    from data_tools.outputs import check_training_output
+
+    inputs = [script_args.dataset_name, script_args.image_root, model_args.model_name_or_path]
+    check_training_output(training_args.output_dir, [*inputs, training_args.reward_model_path])
     dataset = load_rl_prompts(script_args.dataset_name, script_args.image_root)
     logger.info("RL prompts: %d", len(dataset))
     policy, processor = policy_and_processor(model_args, training_args)
