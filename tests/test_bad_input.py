@@ -292,8 +292,7 @@ AMBER, OHB = FIXTURES / "amber", FIXTURES / "object_halbench"
             "BAD",
             "--safe-words",
             AMBER / "safe_words.txt",
-            "--word-vectors",
-            "off",
+            "--allow-approximate",
         ],
         [
             "eval",
@@ -309,8 +308,7 @@ AMBER, OHB = FIXTURES / "amber", FIXTURES / "object_halbench"
             AMBER / "relation.json",
             "--safe-words",
             "BAD",
-            "--word-vectors",
-            "off",
+            "--allow-approximate",
         ],
         [
             "eval",

@@ -213,8 +213,7 @@ def amber_score(answers, queries, out):
         AMBER / "relation.json",
         "--safe-words",
         AMBER / "safe_words.txt",
-        "--word-vectors",
-        "off",
+        "--allow-approximate",
         "--out",
         out,
     ]
