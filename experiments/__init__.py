@@ -1,1 +1,1 @@
-"""Experiments that train models end to end on the synthetic worlds of `data_tools.synthetic` (`make proof`)."""
+"""Experiments that train models end to end on the synthetic worlds of `experiments.synthetic` (`make proof`)."""

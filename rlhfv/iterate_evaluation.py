@@ -28,6 +28,9 @@ from data_tools.errors import CommandError
 
 
 SELECT_MODES = ("min", "max")
+# the synthetic world's settings, SFT and evaluation: research code in the checkout's experiments/ package, reached
+# by import path (rlhfv.extensions) so that the installed product does not depend on it
+SYNTHETIC_WORLD = "experiments.proof"
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,9 @@ COMMON_KEYS = ("kind", "select_metric", "select_mode", "max_new_tokens", "batch_
 
 # ---- synthetic world ---------------------------------------------------------------------------------------------
 def evaluate_synthetic(iteration, model: Path, answers: Path) -> dict:
-    from rlhfv.experiments.proof import evaluate
+    from rlhfv.extensions import import_object
 
+    evaluate = import_object(SYNTHETIC_WORLD + ":evaluate", what="evaluation.kind synthetic")
     settings = iteration.config.evaluation
     if not iteration.config.synthetic:
         raise CommandError("evaluation.kind synthetic needs the synthetic block")

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from data_tools.synthetic import write_prompts
+from experiments.synthetic import write_prompts
 from rlhfv.eval.best_of_n import implicit_rewards
 from rlhfv.eval.generate import GenerationOptions, LoadedModel, build_inputs, generate_answers, read_prompts
 

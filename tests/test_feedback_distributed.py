@@ -28,7 +28,7 @@ def read(path):
 def test_two_processes_split_sampling_and_labeling(tmp_path):
     import torch
 
-    from data_tools.synthetic import write_prompts
+    from experiments.synthetic import write_prompts
     from rlhfv.cli import main as rlhfv_main
     from rlhfv.tiny_models import build_llava, build_tokenizer
 

@@ -14,7 +14,7 @@ from rlhfv.cli import main as rlhfv_main
 def policy_and_prompts(tmp_path_factory):
     import torch
 
-    from data_tools.synthetic import write_prompts
+    from experiments.synthetic import write_prompts
     from rlhfv.tiny_models import build_llava, build_tokenizer
 
     root = tmp_path_factory.mktemp("iterate")

@@ -175,8 +175,8 @@ def test_word_token_ids_finds_every_spelling(tiny_llava):
 
 
 def test_truth_labeler_follows_the_synthetic_annotator(tmp_path):
-    from data_tools.synthetic import load_scenes, write_prompts
-    from data_tools.synthetic.world import COLOURS, POSITIONS
+    from experiments.synthetic import load_scenes, write_prompts
+    from experiments.synthetic.world import COLOURS, POSITIONS
 
     prompts = write_prompts(tmp_path / "p", n=1, seed=0)
     scenes = load_scenes(tmp_path / "p" / "scenes.json")

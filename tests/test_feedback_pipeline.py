@@ -20,7 +20,7 @@ def world(tmp_path_factory):
     question (with the default 0.02 it says "yes" to everything), and 4 synthetic prompts."""
     import torch
 
-    from data_tools.synthetic import write_prompts
+    from experiments.synthetic import write_prompts
     from rlhfv.tiny_models import build_llava, build_tokenizer
 
     root = tmp_path_factory.mktemp("feedback")

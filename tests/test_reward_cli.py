@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from experiments.fact_rlhf_data import write_fact_rlhf_data
 from rlhfv.cli import main
-from rlhfv.reward.synthetic import write_fact_rlhf_data
 
 
 REWARD_RECIPE = "recipes/tiny-llava/reward_model/config_synthetic.yaml"

@@ -8,7 +8,7 @@ A claim is judged true when P(yes) + P(Yes) > P(no) + P(No) for the first answer
   from one more forward pass over the prompt followed by those tokens.
 - `EndpointLabeler`: an OpenAI-compatible endpoint with log-probabilities (`rlhfv.endpoint`), one token per answer;
   the probabilities come from the first token's top alternatives.
-- `TruthLabeler`: the synthetic world's ground truth (the annotator of `data_tools.synthetic`), for the CPU recipe
+- `TruthLabeler`: the synthetic world's ground truth (the annotator of `experiments.synthetic`), for the CPU recipe
   and for measuring how often a model labeler agrees with the truth.
 
 A question the labeler does not answer with yes or no (P(yes)+P(Yes)+P(no)+P(No) below `min_answer_probability`),
@@ -246,12 +246,16 @@ class TruthLabeler:
 
     @classmethod
     def from_file(cls, path: str | Path) -> TruthLabeler:
-        from data_tools.synthetic import load_scenes
+        from rlhfv.extensions import import_object
+
+        load_scenes = import_object("experiments.synthetic:load_scenes", what="labeler truth")
 
         return cls(load_scenes(path))
 
     def label_many(self, requests: list[LabelRequest], progress: bool = True) -> list[Label]:
-        from data_tools.synthetic import correct
+        from rlhfv.extensions import import_object
+
+        correct = import_object("experiments.synthetic:correct", what="labeler truth")
 
         labels = []
         for request in requests:
