@@ -33,7 +33,7 @@ def evaluate_in_memory(model, processor, heldout: Path, max_new_tokens: int = 12
 
     from experiments.companion import image_records, summarize
     from experiments.synthetic.writers import load_scenes
-    from rlhfv.eval.generate import GenerationOptions, LoadedModel, generate_answers
+    from rlhfv.generation.generate import GenerationOptions, LoadedModel, generate_answers
 
     was_training = model.training
     model.eval()

@@ -149,7 +149,7 @@ def collect_pairs(config: PriorProofConfig, seed: int, sft_dir: Path, image_dir:
     from data_tools.convert import convert
     from experiments.synthetic.annotator import correct
     from experiments.synthetic.writers import load_scenes
-    from rlhfv.eval.generate import GenerationOptions, generate_answers
+    from rlhfv.generation.generate import GenerationOptions, generate_answers
 
     out.mkdir(parents=True, exist_ok=True)
     prompts = [json.loads(line) for line in (image_dir / "prompts.jsonl").read_text().splitlines()]
@@ -344,7 +344,7 @@ def evaluate_model(config: PriorProofConfig, model_dir: Path, image_dir: Path, a
     """Greedy answers on `image_dir`'s prompts and their per-image records ({image: record})."""
     from experiments.companion import image_records
     from experiments.synthetic.writers import load_scenes
-    from rlhfv.eval.generate import GenerationOptions, generate_answers
+    from rlhfv.generation.generate import GenerationOptions, generate_answers
 
     options = GenerationOptions(max_new_tokens=config.max_new_tokens, batch_size=config.generation_batch_size)
     generate_answers(model_dir, image_dir / "prompts.jsonl", answers_path, options, device="cpu", progress=False)

@@ -217,7 +217,7 @@ def collect_corrections(config: ProofConfig, seed: int, sft_dir: Path, pref_dir:
     from data_tools.convert import convert
     from experiments.synthetic.annotator import correct
     from experiments.synthetic.writers import load_scenes
-    from rlhfv.eval.generate import GenerationOptions, generate_answers
+    from rlhfv.generation.generate import GenerationOptions, generate_answers
 
     answers_path = seed_dir / "preference_answers.jsonl"
     options = GenerationOptions(
@@ -287,7 +287,7 @@ def evaluate(config: ProofConfig, model_dir: Path, eval_dir: Path, answers_path:
     from experiments.synthetic.annotator import find_claims
     from experiments.synthetic.writers import load_scenes
     from rlhfv.eval.chair import ObjectExtractor, load_ground_truth, score_answers
-    from rlhfv.eval.generate import GenerationOptions, generate_answers
+    from rlhfv.generation.generate import GenerationOptions, generate_answers
     from rlhfv.eval.io import read_rows
 
     options = GenerationOptions(max_new_tokens=config.max_new_tokens, batch_size=config.generation_batch_size)

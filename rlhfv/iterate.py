@@ -304,7 +304,7 @@ def merge_adapter(adapter: Path, out: Path) -> Path:
     trains a fresh adapter on it, and uses it as the reference."""
     if (out / "config.json").is_file():
         return out
-    from rlhfv.eval.generate import load_model
+    from rlhfv.generation.generate import load_model
 
     loaded = load_model(adapter, device="cpu")
     merged = loaded.model.merge_and_unload()

@@ -67,7 +67,7 @@ def evaluate_synthetic(iteration, model: Path, answers: Path) -> dict:
 # ---- benchmarks through `rlhfv eval`'s generation -----------------------------------------------------------------
 def _generate(benchmark: str, settings: dict, model: Path, rows: list[dict], answers: Path, suffix: str):
     from rlhfv.eval.bench_generate import generate_for_benchmark, read_answers
-    from rlhfv.eval.generate import GenerationOptions
+    from rlhfv.generation.generate import GenerationOptions
     from rlhfv.eval.io import EvalInputError
 
     options = GenerationOptions(max_new_tokens=settings.get("max_new_tokens", 512),

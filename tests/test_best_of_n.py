@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from experiments.synthetic import write_prompts
-from rlhfv.eval.best_of_n import implicit_rewards
-from rlhfv.eval.generate import GenerationOptions, LoadedModel, build_inputs, generate_answers, read_prompts
+from rlhfv.generation.best_of_n import implicit_rewards
+from rlhfv.generation.generate import GenerationOptions, LoadedModel, build_inputs, generate_answers, read_prompts
 
 
 BETA = 0.5

@@ -61,7 +61,7 @@ def test_asking_for_vllm_without_it_fails_at_start_with_what_to_install(tmp_path
 def test_both_samplers_ask_the_text_of_the_processors_own_chat_template(tiny):
     from PIL import Image
 
-    from rlhfv.eval.generate import LoadedModel, build_inputs, render_prompt
+    from rlhfv.generation.generate import LoadedModel, build_inputs, render_prompt
     from rlhfv.feedback.vllm_sampling import build_requests, load_processor
 
     root, model, processor, rows = tiny

@@ -14,7 +14,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from rlhfv.eval.generate import GenerationOptions, decode, done_ids, generate_batch, load_model
+from rlhfv.generation.generate import GenerationOptions, decode, done_ids, generate_batch, load_model
 from rlhfv.eval.io import EvalInputError
 
 

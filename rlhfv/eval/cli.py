@@ -80,7 +80,7 @@ def _register_generate(commands, name: str, best_of_n: bool) -> None:
 
 
 def _run_generate(args) -> int:
-    from rlhfv.eval.generate import GenerationOptions, generate_answers
+    from rlhfv.generation.generate import GenerationOptions, generate_answers
     from rlhfv.eval.io import EvalInputError
 
     if args.batch_size < 1 or args.max_new_tokens < 1:

@@ -83,7 +83,7 @@ def multi_token_words(tokenizer, words: tuple[str, ...], single_ids: list[int]) 
 
 
 class TransformersLabeler:
-    """A local model (an `rlhfv.eval.generate.LoadedModel`) answering yes/no questions in one forward pass."""
+    """A local model (an `rlhfv.generation.generate.LoadedModel`) answering yes/no questions in one forward pass."""
 
     def __init__(self, loaded, batch_size: int = 16, min_answer_probability: float = 0.5):
         self.loaded = loaded
@@ -100,7 +100,7 @@ class TransformersLabeler:
         """(P(yes)+P(Yes), P(no)+P(No)) of the first answer token, for one batch."""
         import torch
 
-        from rlhfv.eval.generate import build_inputs
+        from rlhfv.generation.generate import build_inputs
 
         rows = [
             {"question": r.question, "_where": r.question, **({"_image_path": r.image_path} if r.image_path else {})}
