@@ -503,12 +503,12 @@ def run_seed(config: FactRLConfig, seed: int) -> dict:
 # --- report ----------------------------------------------------------------------------------------------------------
 
 
-def _pct(value) -> str:
+def pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
 def _ci(entry: dict, key: str = "rate") -> str:
-    return f"{_pct(entry[key])} [{_pct(entry['low'])}, {_pct(entry['high'])}]"
+    return f"{pct(entry[key])} [{pct(entry['low'])}, {pct(entry['high'])}]"
 
 
 def markdown_report(results: list[dict]) -> str:
@@ -533,7 +533,7 @@ def markdown_report(results: list[dict]) -> str:
         for method in METHODS:
             m = r["metrics"][method]
             cells = [str(r["seed"]), method]
-            cells += [f"{m[k]:.1f}" if k == "length_words" else _pct(m[k]) for k in METRICS]
+            cells += [f"{m[k]:.1f}" if k == "length_words" else pct(m[k]) for k in METRICS]
             log = r["rl_logs"].get(method)
             if log and "reward" in log:
                 cells += [f"{log['reward']['first']:.2f} -> {log['reward']['last']:.2f}",

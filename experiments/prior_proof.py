@@ -257,7 +257,7 @@ def train_sft_corrected(config: PriorProofConfig, seed: int, sft_dir: Path, pair
     from torch.nn.utils.rnn import pad_sequence
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from experiments.proof import _sft_examples
+    from experiments.proof import sft_examples
 
     processor = AutoProcessor.from_pretrained(str(sft_dir))
     model = AutoModelForImageTextToText.from_pretrained(str(sft_dir))
@@ -275,7 +275,7 @@ def train_sft_corrected(config: PriorProofConfig, seed: int, sft_dir: Path, pair
         }
         for row in corrections
     ]
-    examples = _sft_examples(processor, Path("/"), rows)
+    examples = sft_examples(processor, Path("/"), rows)
     pad_id = processor.tokenizer.pad_token_id
     steps = config.epochs * math.ceil(len(examples) / config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
@@ -463,7 +463,7 @@ def aggregate(results: list[dict]) -> dict:
     return summarize_over_seeds(results, methods, (*METRICS, "reward_accuracy"))
 
 
-def _pct(value, scale=100.0, digits=1) -> str:
+def pct(value, scale=100.0, digits=1) -> str:
     return "n/a" if value is None else f"{scale * value:.{digits}f}"
 
 
@@ -483,7 +483,7 @@ def markdown_report(summary: dict, results: list[dict], seeds: list[int], split:
         for metric in (*METRICS, "reward_accuracy"):
             s = stats[metric]
             scale = 1.0 if metric == "length_words" else 100.0
-            cells.append("n/a" if s["mean"] is None else f"{_pct(s['mean'], scale)} ± {_pct(s['std'], scale)}")
+            cells.append("n/a" if s["mean"] is None else f"{pct(s['mean'], scale)} ± {pct(s['std'], scale)}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Paired differences (b - a, points), per seed, with 95% paired per-image bootstrap intervals:", ""]
     lines += [
@@ -497,7 +497,7 @@ def markdown_report(summary: dict, results: list[dict], seeds: list[int], split:
             cells = [contrast, str(result["seed"])]
             for metric in ("companion_hallucination", "companion_recall", "chair_i", "recall"):
                 v = values[metric]
-                cells.append(f"{_pct(v['diff'])} [{_pct(v['low'])}, {_pct(v['high'])}]")
+                cells.append(f"{pct(v['diff'])} [{pct(v['low'])}, {pct(v['high'])}]")
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Dense DPO - DPO, companion hallucination (points) by where the claim comes:", ""]
     lines += ["| seed | early: diff [95% CI] (images) | late: diff [95% CI] (images) |", "|---|---|---|"]
@@ -509,7 +509,7 @@ def markdown_report(summary: dict, results: list[dict], seeds: list[int], split:
                 cells.append("n/a")
                 continue
             v = entry["companion_hallucination"]
-            cells.append(f"{_pct(v['diff'])} [{_pct(v['low'])}, {_pct(v['high'])}] ({entry['images']})")
+            cells.append(f"{pct(v['diff'])} [{pct(v['low'])}, {pct(v['high'])}] ({entry['images']})")
         lines.append("| " + " | ".join(cells) + " |")
     pairs = ", ".join(f"seed {r['seed']}: {r['feedback']['pairs']} ({r['feedback']['pairs_naming_absent_companion']} "
                       f"companion)" for r in results)  # fmt: skip
@@ -586,8 +586,8 @@ def select_learning_rates(config: PriorProofConfig) -> dict:
         "|---|---|---|---|---|---|",
     ]
     for name, m in table.items():
-        lines.append(f"| {name} | {_pct(m['companion_hallucination'])} | {_pct(m['companion_recall'])} | "
-                     f"{_pct(m['chair_i'])} | {_pct(m['recall'])} | {_pct(m['length_words'], 1)} |")  # fmt: skip
+        lines.append(f"| {name} | {pct(m['companion_hallucination'])} | {pct(m['companion_recall'])} | "
+                     f"{pct(m['chair_i'])} | {pct(m['recall'])} | {pct(m['length_words'], 1)} |")  # fmt: skip
     lines.append(f"\nchosen: {chosen}")
     (Path(config.out) / "lr_selection.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from experiments.intervals import wilson
-from experiments.prior_proof import PriorProofConfig, _pct
+from experiments.prior_proof import PriorProofConfig, pct
 
 
 logger = logging.getLogger("rlhfv.prior_rounds")
@@ -297,7 +297,7 @@ def markdown_report(config: PriorRoundsConfig, results: list[dict], summary: dic
         for r in results:
             a = r["self_labeler"]
             lines.append(f"| {r['seed']} | {a['claims']} | {_ci(a['answered_yes_no'])} | {_ci(a['accuracy'])} | "
-                         f"{_pct(a['majority_baseline'])} | {_ci(a['true_claims_kept'])} | "
+                         f"{pct(a['majority_baseline'])} | {_ci(a['true_claims_kept'])} | "
                          f"{_ci(a['false_claims_caught'])} | {_ci(a['companion_claims_caught'])} "
                          f"({a['companion']}) | {_ci(a['other_false_claims_caught'])} ({a['other']}) |")  # fmt: skip
         lines.append("")

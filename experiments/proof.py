@@ -128,7 +128,7 @@ def build_model(config: ProofConfig, corpus: list[str], seed: int):
     return model, processor
 
 
-def _sft_examples(processor, data_dir: Path, rows: list[dict]):
+def sft_examples(processor, data_dir: Path, rows: list[dict]):
     """Token ids, labels (-100 on the prompt) and pixel values of every SFT conversation, computed once."""
     from PIL import Image
 
@@ -162,7 +162,7 @@ def train_sft(config: ProofConfig, seed: int, data_dir: Path, out_dir: Path) -> 
     corpus = [r["messages"][1]["content"][0]["text"] for r in rows[:1000]] + QUESTIONS
     corpus += sorted({r["messages"][0]["content"][1]["text"] for r in rows} - set(QUESTIONS))
     model, processor = build_model(config, corpus, seed)
-    examples = _sft_examples(processor, data_dir, rows)
+    examples = sft_examples(processor, data_dir, rows)
     pad_id = processor.tokenizer.pad_token_id
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.sft_learning_rate, weight_decay=0.0)
     warmup = max(1, config.sft_steps // 20)
@@ -287,8 +287,8 @@ def evaluate(config: ProofConfig, model_dir: Path, eval_dir: Path, answers_path:
     from experiments.synthetic.annotator import find_claims
     from experiments.synthetic.writers import load_scenes
     from rlhfv.eval.chair import ObjectExtractor, load_ground_truth, score_answers
-    from rlhfv.generation.generate import GenerationOptions, generate_answers
     from rlhfv.eval.io import read_rows
+    from rlhfv.generation.generate import GenerationOptions, generate_answers
 
     options = GenerationOptions(max_new_tokens=config.max_new_tokens, batch_size=config.generation_batch_size)
     generate_answers(model_dir, eval_dir / "prompts.jsonl", answers_path, options, device="cpu", progress=False)

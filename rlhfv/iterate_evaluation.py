@@ -67,8 +67,8 @@ def evaluate_synthetic(iteration, model: Path, answers: Path) -> dict:
 # ---- benchmarks through `rlhfv eval`'s generation -----------------------------------------------------------------
 def _generate(benchmark: str, settings: dict, model: Path, rows: list[dict], answers: Path, suffix: str):
     from rlhfv.eval.bench_generate import generate_for_benchmark, read_answers
-    from rlhfv.generation.generate import GenerationOptions
     from rlhfv.eval.io import EvalInputError
+    from rlhfv.generation.generate import GenerationOptions
 
     options = GenerationOptions(max_new_tokens=settings.get("max_new_tokens", 512),
                                 batch_size=settings.get("batch_size", 8))  # fmt: skip

@@ -14,8 +14,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from rlhfv.generation.generate import GenerationOptions, decode, done_ids, generate_batch, load_model
 from rlhfv.eval.io import EvalInputError
+from rlhfv.generation.generate import GenerationOptions, decode, done_ids, generate_batch, load_model
 
 
 def settings_path(answers: str | Path) -> Path:
