@@ -19,8 +19,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
-from trl.trainer.dpo_trainer import DataCollatorForPreference, DataCollatorForVisionPreference
 
+from ._compat import DataCollatorForPreference, DataCollatorForVisionPreference
 from .changed_tokens import (
     answer_content,
     check_spans,
