@@ -376,6 +376,19 @@ TRAINER_OVERRIDES = {
     ),
 }
 
+# ---------------------------------------------------------------------------------------------------------------
+# 13. DDP's list of parameters and buffers not to broadcast (torch 2.13).
+#    Why: DDP cannot broadcast boolean buffers (transformers#22482); torch reads the module attribute
+#    `_ddp_params_and_buffers_to_ignore` when it wraps the model (`ignore_bias_buffers` in the recipe). Remove when
+#    torch broadcasts boolean buffers or offers a public way to skip them.
+
+
+def ignore_bool_buffers_in_ddp(model) -> None:
+    model._ddp_params_and_buffers_to_ignore = [
+        name for name, buffer in model.named_buffers() if buffer.dtype == torch.bool
+    ]
+
+
 # Every private name of a library that rlhfv uses, with its entry above. Outside this module a listed name may
 # appear only as an override in TRAINER_OVERRIDES (its definition, and its `super()` call); tests/test_trl_contract.py
 # scans rlhfv and data_tools for any other use, and for private names not listed here.
@@ -406,4 +419,5 @@ LIBRARY_PRIVATE_NAMES = {
     "_supports_sdpa": 12,
     "_supports_flash_attn": 12,
     "_init_weights": 12,
+    "_ddp_params_and_buffers_to_ignore": 13,
 }

@@ -184,7 +184,9 @@ def _own_private_names(trees) -> set[str]:
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 own.add(node.id)
             elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
-                own.add(node.attr)
+                # attributes rlhfv sets on its own objects; a store on another object may be a library's name
+                if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                    own.add(node.attr)
             elif isinstance(node, ast.arg):
                 own.add(node.arg)
     return {name for name in own if _is_private(name)}
