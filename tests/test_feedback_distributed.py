@@ -25,6 +25,7 @@ def read(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_two_processes_split_sampling_and_labeling(tmp_path):
     import torch
 

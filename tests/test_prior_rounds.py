@@ -130,6 +130,7 @@ def tiny_run(tmp_path_factory):
     return config, root / "out"
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_every_arm_runs_and_the_arms_differ_in_gamma_only(tiny_run):
     _, out = tiny_run
     seed = out / "seed0"

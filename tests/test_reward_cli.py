@@ -19,6 +19,7 @@ def data(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_reward_recipe_then_rl_recipe(data, tmp_path):
     rm = tmp_path / "rm"
     common = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4"]

@@ -211,7 +211,7 @@ def test_demo_data_is_what_its_readme_says(tmp_path):
     demo = REPO / "recipes" / "demo" / "data"
     if not (demo / "corrections.jsonl").exists():
         pytest.skip("no demo data in this checkout")
-    command = re.search(r"python -m data_tools\.synthetic (.*) --out", (demo / "README.md").read_text()).group(1)
+    command = re.search(r"python -m experiments\.synthetic (.*) --out", (demo / "README.md").read_text()).group(1)
     subprocess.run(
         [sys.executable, "-m", "experiments.synthetic", *command.split(), "--out", str(tmp_path)],
         check=True,

@@ -175,6 +175,7 @@ def test_paired_bootstrap_sees_a_consistent_improvement_and_no_difference():
     assert same == {"diff": 0.0, "low": 0.0, "high": 0.0}
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_demo_recipe_reports_companion_metrics_before_and_after(tmp_path):
     """The demo recipe's callback measures the bundled SFT model on the held-out images before training and the trained
     model after, and the numbers reach TRL's eval metrics; the 'before' numbers are those of the SFT model itself."""

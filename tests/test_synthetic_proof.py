@@ -58,6 +58,7 @@ def test_visual_questions_are_true_and_mixed_in_at_the_share_asked(tmp_path):
         write_sft(tmp_path / "bad", n=2, visual_questions=1.5)
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_proof_pipeline_miniature(tmp_path):
     import yaml
 
