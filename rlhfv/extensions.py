@@ -54,7 +54,9 @@ def import_module(name: str, what: str = "module"):
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as error:
-        if error.name and error.name.split(".")[0] == RESEARCH_PACKAGE:
+        if error.name != RESEARCH_PACKAGE and (error.name or "").split(".")[0] == RESEARCH_PACKAGE:
+            raise CommandError(f"{what}: no module {error.name} in the research package experiments/") from None
+        if error.name == RESEARCH_PACKAGE:
             raise CommandError(
                 f"{what}: {name} is research code in the source checkout's experiments/ package, which is not "
                 "installed; run from a clone of rlhfv (editable install or PYTHONPATH=<clone>)"
