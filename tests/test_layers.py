@@ -115,6 +115,29 @@ def test_no_product_module_imports_the_research_package():
     assert not bad, "the product reaches experiments/ only by import path (rlhfv.extensions):\n" + "\n".join(bad)
 
 
+# The product modules that name research code by import path (rlhfv.extensions resolves it), each for a research-only
+# mode: iterate's `synthetic:` block and evaluator, `labeler: truth`, the `tiny:` reward models' vocabulary.
+RESEARCH_HOOKS = {
+    "rlhfv.extensions",
+    "rlhfv.iterate",
+    "rlhfv.iterate_evaluation",
+    "rlhfv.feedback.labeling",
+    "rlhfv.reward.loading",
+}
+
+
+def test_only_the_listed_hooks_name_research_code_by_import_path():
+    bad = []
+    for module, path in product_modules().items():
+        if module in RESEARCH_HOOKS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if node.value.startswith("experiments.") and " " not in node.value:
+                    bad.append(f"{where(module, node.lineno)} names {node.value}")
+    assert not bad, "research code named outside RESEARCH_HOOKS:\n" + "\n".join(bad)
+
+
 def test_every_import_goes_down_the_layers():
     bad = []
     for module, targets in edges().items():
