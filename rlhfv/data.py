@@ -97,9 +97,8 @@ def _raw_input_path(script_args, cache_root: Path) -> str:
     from rlhfv._compat import dataset_fingerprint
 
     # The fingerprint of a Hub dataset follows its cached files, so a new revision gets a new folder
-    target = (
-        cache_root / "hub" / name.replace("/", "___") / f"{script_args.dataset_train_split}-{dataset_fingerprint(dataset)}"
-    )
+    fingerprint = dataset_fingerprint(dataset)
+    target = cache_root / "hub" / name.replace("/", "___") / f"{script_args.dataset_train_split}-{fingerprint}"
     if not (target / "dataset_info.json").is_file():
         scratch = target.with_name(target.name + f".tmp-{os.getpid()}")
         shutil.rmtree(scratch, ignore_errors=True)
