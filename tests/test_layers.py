@@ -224,10 +224,16 @@ def test_no_module_takes_another_packages_private_name():
             full = f"{target}.{imported}" if imported else target
             if full in SHARED_PRIVATE_MODULES or target in SHARED_PRIVATE_MODULES:
                 continue
-            private_parts = [p for p in full.split(".") if is_private(p)]
-            owner = target if imported and full not in modules else full.rpartition(".")[0]
-            if private_parts and owner != own and not owner.startswith(own + "."):
-                bad.append(f"{module} ({path.relative_to(ROOT)}:{line}) imports {full}")
+            parts = full.split(".")
+            private = [i for i, part in enumerate(parts) if is_private(part)]
+            if private:
+                first = private[0]
+                if first == len(parts) - 1 and full not in modules:
+                    holder = package_of(target) if target in modules else target  # a `_name` inside a module
+                else:
+                    holder = ".".join(parts[:first])  # a `_module` inside a package
+                if holder != own:
+                    bad.append(f"{module} ({path.relative_to(ROOT)}:{line}) imports {full}")
             if imported and full in modules:
                 bound[imported] = full
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
