@@ -341,7 +341,7 @@ def test_every_private_member_a_product_class_overrides_is_listed():
 
 
 def test_the_trl_state_the_accessors_read_is_set_by_trl():
-    # _compat entries 8-11: TRL sets these attributes itself (read from its source, without building a trainer)
+    # _compat entries 8-11 and 13: the libraries set or read these attributes themselves (read from its source, without building a trainer)
     import trl.trainer.utils as trl_utils
     from trl import DPOTrainer, RewardTrainer
 
@@ -358,3 +358,12 @@ def test_the_trl_state_the_accessors_read_is_set_by_trl():
     for name in _compat.TRL_TRAINER_INTERNALS:
         assert callable(getattr(_compat, name)), name
     assert isinstance(_compat.dataset_fingerprint(Dataset.from_dict({"a": [1]})), str)
+    # entry 13: DDP reads the module attribute that lists what not to broadcast
+    from torch.nn.parallel import DistributedDataParallel
+
+    assert "_ddp_params_and_buffers_to_ignore" in inspect.getsource(DistributedDataParallel)
+    model = torch.nn.Module()
+    model.register_buffer("flag", torch.zeros(2, dtype=torch.bool))
+    model.register_buffer("scale", torch.ones(2))
+    _compat.ignore_bool_buffers_in_ddp(model)
+    assert model._ddp_params_and_buffers_to_ignore == ["flag"]
