@@ -1,7 +1,10 @@
-"""Every place where rlhfv depends on behaviour of TRL, transformers, PEFT, torch or Liger that is not public API.
+"""Every place where rlhfv depends on behaviour of TRL, transformers, PEFT, accelerate, torch, Liger or datasets that
+is not public API: no other module of rlhfv or data_tools uses a private name of those libraries or imports from
+`trl.trainer.*` (the trainers' overrides of private methods excepted, listed in TRAINER_OVERRIDES).
 
 Each entry says the version it was written for, why it exists, and when it can go. `tests/test_trl_contract.py` pins
-the behaviour each one relies on, so an upgrade fails there with a message naming what changed, not deep in training.
+the behaviour each one relies on, so an upgrade fails there with a message naming what changed, not deep in training,
+and scans the source for private names used elsewhere or missing from LIBRARY_PRIVATE_NAMES.
 Written for: trl 1.16, transformers 5.23, peft 0.21, torch 2.13, liger-kernel 0.8.5 (setup.cfg pins the minors).
 """
 
