@@ -63,15 +63,15 @@ bench: install ## run the benchmarks (BENCH=all|loss_head|train_step|ref_precomp
 	$(BIN)/python -m bench.run --only $(BENCH) $(ARGS)
 
 proof: install ## the synthetic proof: SFT learns a language prior, then SFT-on-corrections vs DPO vs Dense DPO (CPU)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m rlhfv.experiments.prior_proof --config recipes/proof/prior/config_proof.yaml $(ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m experiments.prior_proof --config recipes/proof/prior/config_proof.yaml $(ARGS)
 
 style: install ## format the code
-	$(BIN)/ruff format rlhfv data_tools tests bench
-	$(BIN)/ruff check --fix rlhfv data_tools tests bench
+	$(BIN)/ruff format rlhfv data_tools experiments tests bench
+	$(BIN)/ruff check --fix rlhfv data_tools experiments tests bench
 
 quality: install ## check format and lint
-	$(BIN)/ruff format --check rlhfv data_tools tests bench
-	$(BIN)/ruff check rlhfv data_tools tests bench
+	$(BIN)/ruff format --check rlhfv data_tools experiments tests bench
+	$(BIN)/ruff check rlhfv data_tools experiments tests bench
 
 clean: ## remove outputs and caches (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache build dist *.egg-info

@@ -78,8 +78,8 @@ def build_world(root: Path, settings: dict, single_token_yes_no: bool = True):
     labeler two more forward passes per batch."""
     import torch
 
-    from data_tools.synthetic import write_prompts
-    from rlhfv.eval.generate import load_model
+    from experiments.synthetic import write_prompts
+    from rlhfv.generation.generate import load_model
     from rlhfv.tiny_models import DEFAULT_CORPUS, build_llava, build_tokenizer
 
     corpus = [*DEFAULT_CORPUS, *["Yes. No. yes, no. Yes, no. yes no." for _ in range(50)]]
@@ -225,7 +225,7 @@ def vllm_skip_reason() -> str | None:
 def one_round(root: Path, policy: Path, loaded, prompts: Path, held_out: Path, settings: dict) -> dict:
     import yaml
 
-    from rlhfv.eval.generate import GenerationOptions, generate_answers
+    from rlhfv.generation.generate import GenerationOptions, generate_answers
     from rlhfv.feedback.config import FeedbackConfig
     from rlhfv.feedback.pipeline import run_feedback
     from rlhfv.train import cli_main as train_main

@@ -4,7 +4,7 @@ This is how a labeler is often written when no one-forward scorer is at hand: gr
 yes/no question (`max_new_tokens` tokens, stopping at the end-of-sequence token) and take "yes"/"no" from its first
 word; any other reply gives no verdict. rlhfv's `TransformersLabeler` instead reads P(yes) and P(no) of the first
 answer token from one forward pass (rlhfv/feedback/labeling.py). Both batch the same way (left-padded prompts
-through `rlhfv.eval.generate.build_inputs`), so the benchmark compares the two ways of asking, not two pipelines.
+through `rlhfv.generation.inputs.build_inputs`), so the benchmark compares the two ways of asking, not two pipelines.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class GenerateLabeler:
         self.replies = self.reply_tokens = 0  # how long the replies were (a model that stops early costs less)
 
     def label_many(self, requests: list[LabelRequest], progress: bool = False) -> list[Label]:
-        from rlhfv.eval.generate import GenerationOptions, decode, generate_batch
+        from rlhfv.generation.generate import GenerationOptions, decode, generate_batch
 
         options = GenerationOptions(max_new_tokens=self.max_new_tokens, do_sample=False)
         labels = []

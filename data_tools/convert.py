@@ -132,28 +132,12 @@ def convert(
         cache_dir: folder for the Arrow file the rows stream into (the returned dataset is memory-mapped from it);
             default: a temporary folder removed when the process exits.
     """
-    if format != "auto" and format not in FORMATS:
-        raise ConversionError(f"unknown format {format!r}; known formats: auto, {', '.join(FORMAT_NAMES)}")
-    if on_error not in ON_ERROR_CHOICES:
-        raise ConversionError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, got {on_error!r}")
-    if changes not in CHANGES_CHOICES:
-        raise ConversionError(f"changes must be one of {', '.join(CHANGES_CHOICES)}, got {changes!r}")
-    if num_proc < 1:
-        raise ConversionError(f"num_proc must be at least 1, got {num_proc}")
-    if image_root is not None and not os.path.isdir(image_root):
-        raise ConversionError(f"image root {image_root}: no such folder")
+    _check_options(format, on_error, changes, num_proc, image_root)
     log = log or (lambda line: None)
 
     sources = open_inputs(list(inputs))
     report = ConversionReport(rejects_path=rejects_path if on_error == "skip" else None)
-    for source in sources:
-        report.formats[source.path] = _resolve_format(source, format)
-        name, why = report.formats[source.path]
-        log(f"{source.path}: {name} ({why})")
-        if name in ("pairs", "corrections") and {"question", "prompt"} <= source.columns():
-            log(
-                f"{source.path}: rows have both 'question' and 'prompt': 'question' is the prompt, 'prompt' is ignored"
-            )
+    _detect_formats(sources, format, report, log)
 
     from tqdm.auto import tqdm
 
@@ -178,43 +162,11 @@ def convert(
 
     try:
         tasks = _tasks(sources, report.formats, image_root, changes, strict_paths)
-        if num_proc > 1:
-            import multiprocessing
-
-            # spawn, not fork: the parent may hold threads (Arrow, tqdm) that a forked child would inherit locked
-            pool = multiprocessing.get_context("spawn").Pool(num_proc)
-            chunk_results = _bounded_imap(pool, tasks, window=2 * num_proc)
-        else:
-            chunk_results = map(convert_chunk, tasks)
+        pool, chunk_results = _chunk_results(tasks, num_proc)
         with tqdm(total=total, unit="row", desc="converting", disable=None if progress else True) as bar:
             for chunk in chunk_results:
-                keep = []
-                for row, outcome in zip(chunk.rows, chunk.outcomes, strict=True):
-                    report.read += 1
-                    if isinstance(outcome, RowError):
-                        reject(outcome)
-                        continue
-                    if outcome in first_seen:
-                        first_source, first_row = divmod(first_seen[outcome], 1 << 40)
-                        first = sources[first_source]
-                        duplicate = RowError(
-                            DUPLICATE_ID,
-                            "id",
-                            f"duplicate id {outcome!r} (first seen at {first.path}, {first.row_kind} {first_row})",
-                        )
-                        duplicate.pair_id = outcome
-                        reject(duplicate.locate(chunk.source_path, row, chunk.row_kind))
-                        keep.append(False)
-                        continue
-                    first_seen[outcome] = (source_index[chunk.source_path] << 40) + row
-                    keep.append(True)
-                table = chunk.table if all(keep) else chunk.table.filter(keep)
-                report.written += table.num_rows
-                report.with_images += sum(
-                    count > 0 for count, kept in zip(chunk.image_counts, keep, strict=True) if kept
-                )
-                report.image_folders.update(chunk.image_folders)
-                writer.write(table)
+                keep = _keep_flags(chunk, report, reject, first_seen, sources, source_index)
+                _write_chunk(chunk, keep, report, writer)
                 bar.update(len(chunk.rows))
         report.check()
         dataset = writer.finish(with_images=report.with_images > 0)
@@ -228,6 +180,79 @@ def convert(
         if rejects_file is not None:
             rejects_file.close()
     return ConversionResult(dataset=dataset, report=report)
+
+
+def _check_options(format: str, on_error: str, changes: str, num_proc: int, image_root: str | None) -> None:
+    if format != "auto" and format not in FORMATS:
+        raise ConversionError(f"unknown format {format!r}; known formats: auto, {', '.join(FORMAT_NAMES)}")
+    if on_error not in ON_ERROR_CHOICES:
+        raise ConversionError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, got {on_error!r}")
+    if changes not in CHANGES_CHOICES:
+        raise ConversionError(f"changes must be one of {', '.join(CHANGES_CHOICES)}, got {changes!r}")
+    if num_proc < 1:
+        raise ConversionError(f"num_proc must be at least 1, got {num_proc}")
+    if image_root is not None and not os.path.isdir(image_root):
+        raise ConversionError(f"image root {image_root}: no such folder")
+
+
+def _detect_formats(sources: list[InputSource], format: str, report: ConversionReport, log) -> None:
+    """Each input's layout into `report.formats`, told through `log` with the reason."""
+    for source in sources:
+        report.formats[source.path] = _resolve_format(source, format)
+        name, why = report.formats[source.path]
+        log(f"{source.path}: {name} ({why})")
+        if name in ("pairs", "corrections") and {"question", "prompt"} <= source.columns():
+            log(
+                f"{source.path}: rows have both 'question' and 'prompt': 'question' is the prompt, 'prompt' is ignored"
+            )
+
+
+def _keep_flags(chunk: ChunkResult, report, reject, first_seen: dict, sources, source_index: dict) -> list[bool]:
+    """One flag per converted row of `chunk` (False for a duplicate id, rejected); bad rows are rejected.
+
+    `first_seen` maps each id to where it was first written, packed as input index * 2**40 + row.
+    """
+    keep = []
+    for row, outcome in zip(chunk.rows, chunk.outcomes, strict=True):
+        report.read += 1
+        if isinstance(outcome, RowError):
+            reject(outcome)
+            continue
+        if outcome in first_seen:
+            first_source, first_row = divmod(first_seen[outcome], 1 << 40)
+            first = sources[first_source]
+            duplicate = RowError(
+                DUPLICATE_ID,
+                "id",
+                f"duplicate id {outcome!r} (first seen at {first.path}, {first.row_kind} {first_row})",
+            )
+            duplicate.pair_id = outcome
+            reject(duplicate.locate(chunk.source_path, row, chunk.row_kind))
+            keep.append(False)
+            continue
+        first_seen[outcome] = (source_index[chunk.source_path] << 40) + row
+        keep.append(True)
+    return keep
+
+
+def _chunk_results(tasks: Iterator[ChunkTask], num_proc: int):
+    """(pool or None, converted chunks in input order): in `num_proc` worker processes, or here when 1."""
+    if num_proc == 1:
+        return None, map(convert_chunk, tasks)
+    import multiprocessing
+
+    # spawn, not fork: the parent may hold threads (Arrow, tqdm) that a forked child would inherit locked
+    pool = multiprocessing.get_context("spawn").Pool(num_proc)
+    return pool, _bounded_imap(pool, tasks, window=2 * num_proc)
+
+
+def _write_chunk(chunk: ChunkResult, keep: list[bool], report: ConversionReport, writer) -> None:
+    """Stream the kept rows of `chunk` into `writer` and count them."""
+    table = chunk.table if all(keep) else chunk.table.filter(keep)
+    report.written += table.num_rows
+    report.with_images += sum(count > 0 for count, kept in zip(chunk.image_counts, keep, strict=True) if kept)
+    report.image_folders.update(chunk.image_folders)
+    writer.write(table)
 
 
 def _bounded_imap(pool, tasks: Iterator[ChunkTask], window: int) -> Iterator[ChunkResult]:

@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from data_tools.errors import BAD_VALUE, IMAGE_MISSING, IMAGE_OUTSIDE_ROOT, IMAGE_UNREADABLE, RowError
-from data_tools.formats._fields import check_text
+from data_tools.formats import check_text
 
 
 def _verify(data: bytes | str, label: str, shown: str) -> None:

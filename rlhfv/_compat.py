@@ -1,7 +1,10 @@
-"""Every place where rlhfv depends on behaviour of TRL, transformers, PEFT, torch or Liger that is not public API.
+"""Every place where rlhfv depends on behaviour of TRL, transformers, PEFT, accelerate, torch, Liger or datasets that
+is not public API: no other module of rlhfv or data_tools uses a private name of those libraries or imports from
+`trl.trainer.*` (the trainers' overrides of private methods excepted, listed in TRAINER_OVERRIDES).
 
 Each entry says the version it was written for, why it exists, and when it can go. `tests/test_trl_contract.py` pins
-the behaviour each one relies on, so an upgrade fails there with a message naming what changed, not deep in training.
+the behaviour each one relies on, so an upgrade fails there with a message naming what changed, not deep in training,
+and scans the source for private names used elsewhere or missing from LIBRARY_PRIVATE_NAMES.
 Written for: trl 1.16, transformers 5.23, peft 0.21, torch 2.13, liger-kernel 0.8.5 (setup.cfg pins the minors).
 """
 
@@ -228,3 +231,196 @@ def apply_liger_kernels_to_instance(model, **kwargs) -> None:
 #    (`logging_nan_inf_filter`) and NaN weights are saved as the final model. `DenseDPOTrainer._get_grad_norm` checks
 #    the (all-reduced, so rank-consistent) norm there. Remove when transformers offers a public pre-step hook with the
 #    gradient norm.
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 8. TRL trainer state that rlhfv reads or extends (trl 1.16).
+#    Why: DPOTrainer keeps its logged metrics in `_metrics[mode][name]` (lists averaged at each log), whether the
+#    dataset has images in `_is_vision_dataset`, the columns its collator keeps in transformers'
+#    `Trainer._signature_columns`, and its reference precompute's model hash and DeepSpeed engine in
+#    `_precompute_model_hash` / `_precompute_engine`. Dense DPO logs its own metrics beside TRL's, keeps its extra
+#    columns, and keys its per-token reference cache with TRL's hash. Remove when TRL exposes a public metrics logger,
+#    the vision flag, a column hook, and per-token reference precompute.
+
+
+def trainer_metrics(trainer, mode: str) -> dict:
+    """TRL's metric lists of `mode` ("train" / "eval"): append a value to log its mean at the next log step."""
+    return trainer._metrics[mode]
+
+
+def is_vision_dataset(trainer) -> bool:
+    return bool(trainer._is_vision_dataset)
+
+
+def keep_signature_columns(trainer, extra: list[str]) -> None:
+    """Add `extra` to the columns the trainer keeps for its collator (after `_set_signature_columns_if_needed`)."""
+    trainer._signature_columns = list(dict.fromkeys([*(trainer._signature_columns or []), *extra]))
+
+
+def set_signature_columns_if_unset(trainer, columns: list[str]) -> None:
+    if trainer._signature_columns is None:
+        trainer._signature_columns = list(columns)
+
+
+def reference_model_hash(trainer) -> str:
+    """TRL's hash of the reference model's weights and settings (set in DPOTrainer.__init__ for precompute)."""
+    return trainer._precompute_model_hash
+
+
+def deepspeed_precompute_engine(trainer, build: Callable[[], object]):
+    """TRL's cached DeepSpeed inference engine for reference precompute, built with `build()` on first use."""
+    if trainer._precompute_engine is None:
+        trainer._precompute_engine = build()
+    return trainer._precompute_engine
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 9. TRL's model-card fields of a trainer class (trl 1.16).
+#    Why: TRL's trainers describe themselves for `create_model_card` through the class attributes `_tag_names`,
+#    `_name` and `_paper` (dict with title, id, citation) and flag VLMs with `_is_vlm`; rlhfv's trainers set the first
+#    three (TRAINER_OVERRIDES) and rlhfv's model card reads them. Remove when TRL makes them public.
+
+
+def trainer_card_fields(trainer) -> dict:
+    """{tags, name, paper (title, id, citation), is_vlm} as TRL's trainers declare them."""
+    return {
+        "tags": list(getattr(trainer, "_tag_names", []) or []),
+        "name": trainer._name,
+        "paper": trainer._paper,
+        "is_vlm": bool(getattr(trainer, "_is_vlm", False)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 10. Internals of `trl.trainer.*` (trl 1.16) that rlhfv builds on.
+#    Why: TRL exports neither its DPO collators nor these helpers at the top level: `DataCollatorForPreference` and
+#    `DataCollatorForVisionPreference` (trl.trainer.dpo_trainer; rlhfv's collators extend them), `get_config_model_id`
+#    (the base model's id for the model card), `maybe_gather_lm_head_ctx` (gathers a ZeRO-3 partitioned LM head) and
+#    the private `_CHUNKED_LOGPROB_CHUNK_SIZE` (the tile size TRL's Triton head uses; the tiled head passes the same).
+#    They are loaded on first use (importing trl.trainer takes seconds). Remove each when TRL exports it.
+
+TRL_TRAINER_INTERNALS = {
+    "DataCollatorForPreference": "trl.trainer.dpo_trainer",
+    "DataCollatorForVisionPreference": "trl.trainer.dpo_trainer",
+    "get_config_model_id": "trl.trainer.utils",
+    "maybe_gather_lm_head_ctx": "trl.trainer.utils",
+}
+
+
+def __getattr__(name: str):
+    # module attributes loaded on first use (PEP 562): `from rlhfv._compat import DataCollatorForPreference`
+    if name in TRL_TRAINER_INTERNALS:
+        import importlib
+
+        return getattr(importlib.import_module(TRL_TRAINER_INTERNALS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def trl_chunk_size() -> int:
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
+
+    return _CHUNKED_LOGPROB_CHUNK_SIZE
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 11. `datasets.Dataset._fingerprint` (datasets 5.2).
+#    Why: the hash `datasets` keeps of a dataset's content and transforms; rlhfv names the cache of a converted Hub
+#    dataset with it, so that a new revision converts again. Remove when `datasets` exposes it publicly.
+
+
+def dataset_fingerprint(dataset) -> str:
+    return dataset._fingerprint
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 12. Private methods and class attributes of TRL / transformers trainers that rlhfv's trainers override.
+#    Why: each is the only hook at that point (see the override's comment in its trainer). The signature TRL or
+#    transformers has today is pinned by tests/test_trl_contract.py, so an upgrade that changes one fails there.
+#    Remove an entry when its override goes. Keys: "module:Class.name"; values: the library class it overrides and
+#    the expected signature (None for a class attribute).
+
+TRAINER_OVERRIDES = {
+    "rlhfv.trainer:DenseDPOTrainer._tag_names": ("trl.DPOTrainer", None),
+    "rlhfv.trainer:DenseDPOTrainer._name": ("trl.DPOTrainer", None),
+    "rlhfv.trainer:DenseDPOTrainer._paper": ("trl.DPOTrainer", None),
+    "rlhfv.trainer:DenseDPOTrainer._load_from_checkpoint": (
+        "trl.DPOTrainer",
+        "(self, resume_from_checkpoint: str, model: torch.nn.modules.module.Module | None = None) -> None",
+    ),
+    "rlhfv.trainer:DenseDPOTrainer._get_grad_norm": ("trl.DPOTrainer", "(self, model, grad_norm=None)"),
+    "rlhfv.trainer:DenseDPOTrainer._prepare_dataset": (
+        "trl.DPOTrainer",
+        "(self, dataset: datasets.arrow_dataset.Dataset | datasets.iterable_dataset.IterableDataset, "
+        "processing_class: transformers.tokenization_utils_base.PreTrainedTokenizerBase | "
+        "transformers.processing_utils.ProcessorMixin, args: trl.trainer.dpo_config.DPOConfig, dataset_name: str) "
+        "-> datasets.arrow_dataset.Dataset | datasets.iterable_dataset.IterableDataset",
+    ),
+    "rlhfv.trainer:DenseDPOTrainer._set_signature_columns_if_needed": ("trl.DPOTrainer", "(self)"),
+    "rlhfv.trainer:DenseDPOTrainer._precompute_ref_logps": (
+        "trl.DPOTrainer",
+        "(self, dataset: datasets.arrow_dataset.Dataset, name: str, batch_size: int) -> datasets.arrow_dataset.Dataset",
+    ),
+    "rlhfv.reward.trainer:VisionRewardTrainer._tag_names": ("trl.RewardTrainer", None),
+    # transformers' hooks of a custom PreTrainedModel: the attention kernels it supports and its weight init
+    "rlhfv.reward.model:VisionRewardModel._supports_sdpa": ("transformers.PreTrainedModel", None),
+    "rlhfv.reward.model:VisionRewardModel._supports_flash_attn": ("transformers.PreTrainedModel", None),
+    "rlhfv.reward.model:VisionRewardModel._init_weights": ("transformers.PreTrainedModel", "(self, module)"),
+    "rlhfv.reward.trainer:VisionRewardTrainer._prepare_dataset": (
+        "trl.RewardTrainer",
+        "(self, dataset: datasets.arrow_dataset.Dataset | datasets.iterable_dataset.IterableDataset, "
+        "processing_class: transformers.tokenization_utils_base.PreTrainedTokenizerBase, "
+        "args: trl.trainer.reward_config.RewardConfig, dataset_name: str) "
+        "-> datasets.arrow_dataset.Dataset | datasets.iterable_dataset.IterableDataset",
+    ),
+    "rlhfv.reward.trainer:VisionRewardTrainer._set_signature_columns_if_needed": ("trl.RewardTrainer", "(self)"),
+    "rlhfv.reward.trainer:VisionRewardTrainer._save": (
+        "trl.RewardTrainer",
+        "(self, output_dir: str | None = None, state_dict: dict | None = None) -> None",
+    ),
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# 13. DDP's list of parameters and buffers not to broadcast (torch 2.13).
+#    Why: DDP cannot broadcast boolean buffers (transformers#22482); torch reads the module attribute
+#    `_ddp_params_and_buffers_to_ignore` when it wraps the model (`ignore_bias_buffers` in the recipe). Remove when
+#    torch broadcasts boolean buffers or offers a public way to skip them.
+
+
+def ignore_bool_buffers_in_ddp(model) -> None:
+    model._ddp_params_and_buffers_to_ignore = [
+        name for name, buffer in model.named_buffers() if buffer.dtype == torch.bool
+    ]
+
+
+# Every private name of a library that rlhfv uses, with its entry above. Outside this module a listed name may
+# appear only as an override in TRAINER_OVERRIDES (its definition, and its `super()` call); tests/test_trl_contract.py
+# scans rlhfv and data_tools for any other use, and for private names not listed here.
+LIBRARY_PRIVATE_NAMES = {
+    "_adapters_disabled": 1,
+    "_rlhfv_wrapped": 1,  # rlhfv's own marker on a wrapped forward
+    "_use_triton": 2,
+    "_ChunkedLogProbFunction": 2,
+    "_issue_warnings_after_load": 4,
+    "_load_from_checkpoint": 4,
+    "_apply_liger_kernel_to_instance": 6,
+    "_get_grad_norm": 7,
+    "_metrics": 8,
+    "_is_vision_dataset": 8,
+    "_signature_columns": 8,
+    "_set_signature_columns_if_needed": 8,
+    "_prepare_dataset": 8,
+    "_precompute_ref_logps": 8,
+    "_precompute_model_hash": 8,
+    "_precompute_engine": 8,
+    "_tag_names": 9,
+    "_name": 9,
+    "_paper": 9,
+    "_is_vlm": 9,
+    "_CHUNKED_LOGPROB_CHUNK_SIZE": 10,
+    "_fingerprint": 11,
+    "_save": 12,
+    "_supports_sdpa": 12,
+    "_supports_flash_attn": 12,
+    "_init_weights": 12,
+    "_ddp_params_and_buffers_to_ignore": 13,
+}

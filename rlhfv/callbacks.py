@@ -51,12 +51,13 @@ def run_file_callback(record):
 
 def import_callback(spec: str):
     """`module:Class` -> an instance of that TrainerCallback (the recipe's `callbacks`)."""
-    import importlib
-
     from data_tools.errors import CommandError
+    from rlhfv.extensions import import_object, moved_to
 
-    module, _, name = spec.partition(":")
+    new = moved_to(spec.partition(":")[0])
+    if new is not None:  # a recipe written before the research code left the package
+        raise CommandError(f"`callbacks`: {spec} moved to {new}:{spec.partition(':')[2]}; name that in the recipe")
     try:
-        return getattr(importlib.import_module(module), name)()
-    except (ImportError, AttributeError, ValueError, TypeError, FileNotFoundError) as error:
+        return import_object(spec, what="`callbacks`")()
+    except (CommandError, ImportError, AttributeError, ValueError, TypeError, FileNotFoundError) as error:
         raise CommandError(f"`callbacks`: cannot build {spec!r} (expected `module:Class`): {error}") from error

@@ -19,8 +19,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
-from trl.trainer.dpo_trainer import DataCollatorForPreference, DataCollatorForVisionPreference
 
+from ._compat import DataCollatorForPreference, DataCollatorForVisionPreference
 from .changed_tokens import (
     answer_content,
     check_spans,
@@ -35,13 +35,6 @@ logger = logging.getLogger(__name__)
 
 DENSE_BATCH_KEYS = ("changed_mask", "changed_before_truncation", "ref_token_logps")
 SIDES = ("chosen", "rejected")
-
-
-def _pad_right(rows: list[list[float]], width: int, dtype) -> torch.Tensor:
-    out = torch.zeros(len(rows), width, dtype=dtype)
-    for r, row in enumerate(rows):
-        out[r, : len(row)] = torch.tensor(row, dtype=dtype)
-    return out
 
 
 def scatter_ref_logps(examples: list[dict[str, Any]], completion_mask: torch.Tensor) -> torch.Tensor | None:
@@ -103,31 +96,34 @@ class DenseDataCollatorForPreference(DataCollatorForPreference):
             output["changed_mask"] = token_diff_mask(output, batch_size)
             output["changed_before_truncation"] = output["changed_mask"].sum(dim=1)
         else:
-            rows = []
             for side in SIDES:
                 for example in examples:
-                    flags = example.get(f"{side}_changed")
-                    if flags is None or len(flags) != len(example[f"{side}_ids"]):
+                    row_flags = example.get(f"{side}_changed")
+                    if row_flags is None or len(row_flags) != len(example[f"{side}_ids"]):
                         raise ValueError(
                             f"{row_label(example)}: `{side}_changed` is missing or does not match `{side}_ids`. "
                             "Rows must be prepared by DenseDPOTrainer (segment_source='spans')."
                         )
-                    rows.append([0] * len(example["prompt_ids"]) + list(flags))
-            changed_before = torch.tensor([sum(row) for row in rows])
-            if self.max_length is not None:
-                # The same per-sequence slice as TRL applies to the ids and masks
-                keep = (
-                    slice(None, self.max_length)
-                    if self.truncation_mode == "keep_start"
-                    else slice(-self.max_length, None)
-                )
-                rows = [row[keep] for row in rows]
-            output["changed_mask"] = _pad_right(rows, output["input_ids"].shape[1], torch.long)
+            changed_before = torch.tensor([sum(e[f"{side}_changed"]) for side in SIDES for e in examples])
+            output["changed_mask"] = self._cut_and_pad_like_ids(examples)
             output["changed_before_truncation"] = changed_before
         ref = scatter_ref_logps(examples, output["completion_mask"])
         if ref is not None:
             output["ref_token_logps"] = ref
         return output
+
+    def _cut_and_pad_like_ids(self, examples: list[dict[str, Any]]) -> torch.Tensor:
+        """The changed flags cut and padded by TRL's own collator: collated as the token ids would be (prompt
+        positions 0, padding 0), so they follow TRL's truncation (`max_length`, `truncation_mode`) and padding."""
+        shadow = [
+            {"prompt_ids": [0] * len(e["prompt_ids"]), **{f"{side}_ids": list(e[f"{side}_changed"]) for side in SIDES}}
+            for e in examples
+        ]
+        pad_token_id, self.pad_token_id = self.pad_token_id, 0
+        try:
+            return DataCollatorForPreference.torch_call(self, shadow)["input_ids"].long()
+        finally:
+            self.pad_token_id = pad_token_id
 
 
 @dataclass

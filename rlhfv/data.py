@@ -94,10 +94,11 @@ def _raw_input_path(script_args, cache_root: Path) -> str:
             f"`dataset_name`: {name} is not a local file or folder, and loading it from the Hub failed{offline}: "
             f"{error}"
         ) from error
+    from rlhfv._compat import dataset_fingerprint
+
     # The fingerprint of a Hub dataset follows its cached files, so a new revision gets a new folder
-    target = (
-        cache_root / "hub" / name.replace("/", "___") / f"{script_args.dataset_train_split}-{dataset._fingerprint}"
-    )
+    fingerprint = dataset_fingerprint(dataset)
+    target = cache_root / "hub" / name.replace("/", "___") / f"{script_args.dataset_train_split}-{fingerprint}"
     if not (target / "dataset_info.json").is_file():
         scratch = target.with_name(target.name + f".tmp-{os.getpid()}")
         shutil.rmtree(scratch, ignore_errors=True)

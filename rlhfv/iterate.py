@@ -24,7 +24,12 @@ from pathlib import Path
 
 from data_tools.errors import CommandError
 from data_tools.outputs import write_text
-from rlhfv.iterate_evaluation import SYNTHETIC_METRICS
+from rlhfv.extensions import import_module, import_object
+from rlhfv.iterate_evaluation import SYNTHETIC_METRICS, SYNTHETIC_WORLD
+
+
+# the synthetic mode's world writers (research code in the checkout's experiments/, see rlhfv.extensions)
+SYNTHETIC_WORLD_WRITERS = "experiments.synthetic.writers"
 
 
 logger = logging.getLogger("rlhfv.iterate")
@@ -40,7 +45,7 @@ class IterateConfig:
     seed: int = field(default=0, metadata={"help": "Seed of round 1; round k uses seed + k - 1."})
     initial_policy: str | None = field(default=None, metadata={"help": "The round-1 policy and reference (folder)."})
     synthetic: dict | None = field(default=None, metadata={"help": "Build the synthetic world and its SFT model "
-                                   "(rlhfv.experiments.proof settings: sft_items, sft_steps, preference_items, "
+                                   "(experiments.proof settings: sft_items, sft_steps, preference_items, "
                                    "eval_items, ...) instead of initial_policy."})  # fmt: skip
     feedback: dict = field(default_factory=dict, metadata={"help": "FeedbackConfig keys (rlhfv feedback)."})
     train: dict = field(default_factory=dict, metadata={"help": "`rlhfv train` recipe keys; model_name_or_path, "
@@ -89,7 +94,7 @@ class Iteration:
 
     # ---- set-up: the synthetic world and its SFT model -----------------------------------------------------------
     def proof_config(self):
-        from rlhfv.experiments.proof import ProofConfig
+        ProofConfig = import_object(SYNTHETIC_WORLD + ":ProofConfig", what="synthetic")
 
         known = {f.name for f in fields(ProofConfig)}
         unknown = set(self.config.synthetic) - known
@@ -101,8 +106,9 @@ class Iteration:
         """The round-1 policy; in the synthetic mode, also the world's prompt files (built once)."""
         if self.config.initial_policy:
             return Path(self.config.initial_policy)
-        from data_tools.synthetic.writers import write_prompts, write_sft
-        from rlhfv.experiments.proof import train_sft
+        writers = import_module(SYNTHETIC_WORLD_WRITERS, what="synthetic")
+        write_prompts, write_sft = writers.write_prompts, writers.write_sft
+        train_sft = import_object(SYNTHETIC_WORLD + ":train_sft", what="synthetic")
 
         proof = self.proof_config()
         data, seed = self.out / "data", self.config.seed
@@ -308,7 +314,7 @@ def merge_adapter(adapter: Path, out: Path) -> Path:
     trains a fresh adapter on it, and uses it as the reference."""
     if (out / "config.json").is_file():
         return out
-    from rlhfv.eval.generate import load_model
+    from rlhfv.generation.generate import load_model
 
     loaded = load_model(adapter, device="cpu")
     merged = loaded.model.merge_and_unload()

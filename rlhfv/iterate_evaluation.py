@@ -30,6 +30,9 @@ from data_tools.errors import CommandError
 
 
 SELECT_MODES = ("min", "max")
+# the synthetic world's settings, SFT and evaluation: research code in the checkout's experiments/ package, reached
+# by import path (rlhfv.extensions) so that the installed product does not depend on it
+SYNTHETIC_WORLD = "experiments.proof"
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,9 @@ COMMON_KEYS = ("kind", "select_metric", "select_mode", "max_new_tokens", "batch_
 
 # ---- synthetic world ---------------------------------------------------------------------------------------------
 def evaluate_synthetic(iteration, model: Path, answers: Path) -> dict:
-    from rlhfv.experiments.proof import evaluate
+    from rlhfv.extensions import import_object
 
+    evaluate = import_object(SYNTHETIC_WORLD + ":evaluate", what="evaluation.kind synthetic")
     settings = iteration.config.evaluation
     if not iteration.config.synthetic:
         raise CommandError("evaluation.kind synthetic needs the synthetic block")
@@ -65,8 +69,8 @@ def evaluate_synthetic(iteration, model: Path, answers: Path) -> dict:
 # ---- benchmarks through `rlhfv eval`'s generation -----------------------------------------------------------------
 def _generate(benchmark: str, settings: dict, model: Path, rows: list[dict], answers: Path, suffix: str):
     from rlhfv.eval.bench_generate import generate_for_benchmark, read_answers
-    from rlhfv.eval.generate import GenerationOptions
     from rlhfv.eval.io import EvalInputError
+    from rlhfv.generation.generate import GenerationOptions
 
     options = GenerationOptions(max_new_tokens=settings.get("max_new_tokens", 512),
                                 batch_size=settings.get("batch_size", 8))  # fmt: skip

@@ -93,7 +93,9 @@ def log_dense_metrics(trainer, mode, policy_logps, ref_logps, scale, changed_mas
         )
     )
 
-    metrics = trainer._metrics[mode]
+    from rlhfv._compat import trainer_metrics
+
+    metrics = trainer_metrics(trainer, mode)
     completion = sums["completion/tokens/chosen"] + sums["completion/tokens/rejected"]
     if completion > 0:
         changed = sums["changed/tokens/chosen"] + sums["changed/tokens/rejected"]

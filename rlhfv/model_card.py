@@ -43,13 +43,15 @@ def write_model_card(trainer, model_name=None, dataset_name=None, tags=None, **k
     from importlib.metadata import version
 
     from huggingface_hub import ModelCard, ModelCardData
-    from trl.trainer.utils import get_config_model_id
+
+    from rlhfv._compat import get_config_model_id, trainer_card_fields
 
     record = trainer.run_record
     base_model = (record.base_model if record else None) or get_config_model_id(trainer.model.config) or "unknown"
     dataset_name = dataset_name or (record.dataset if record else None)
-    is_vlm = bool(getattr(trainer, "_is_vlm", False))
-    tags = list(dict.fromkeys([*(tags if isinstance(tags, list) else [tags] if tags else []), *trainer._tag_names]))
+    card = trainer_card_fields(trainer)
+    is_vlm = card["is_vlm"]
+    tags = list(dict.fromkeys([*(tags if isinstance(tags, list) else [tags] if tags else []), *card["tags"]]))
     wandb_url = None
     try:
         import wandb
@@ -77,10 +79,10 @@ def write_model_card(trainer, model_name=None, dataset_name=None, tags=None, **k
         dataset_is_hub=is_hub_id(dataset_name),
         is_vlm=is_vlm,
         wandb_url=wandb_url,
-        trainer_name=trainer._name,
-        trainer_citation=trainer._paper["citation"],
-        paper_title=trainer._paper["title"],
-        paper_id=trainer._paper["id"],
+        trainer_name=card["name"],
+        trainer_citation=card["paper"]["citation"],
+        paper_title=card["paper"]["title"],
+        paper_id=card["paper"]["id"],
         dense_section=dense_section(trainer.args, trainer.state, record),
         rlhfv_version=version("rlhfv"),
         trl_version=version("trl"),

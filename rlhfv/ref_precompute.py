@@ -19,6 +19,7 @@ from accelerate.utils import broadcast_object_list, tqdm
 from datasets import Dataset, IterableDataset, concatenate_datasets
 from torch.utils.data import DataLoader
 
+from . import _compat
 from .collators import DENSE_BATCH_KEYS
 from .ref_cache import CACHE_FORMAT, REF_COLUMNS, RefLogpsCache, dataset_content_digest
 
@@ -37,7 +38,7 @@ def cache_key(trainer, dataset: Dataset, name: str) -> dict[str, Any]:
         "split": name,
         # The rows' content, images included (not `_fingerprint`, which misses new pixels under the same file name)
         "data": dataset_content_digest(dataset),
-        "reference_model": trainer._precompute_model_hash,
+        "reference_model": _compat.reference_model_hash(trainer),
         "max_length": trainer.args.max_length,
         "truncation_mode": trainer.args.truncation_mode,
         "processor": Hasher.hash(processor),
@@ -88,9 +89,9 @@ def compute_reference_token_logps(trainer, dataset: Dataset, name: str, batch_si
     if trainer.ref_model is None and trainer.is_deepspeed_enabled:
         from trl.models import prepare_deepspeed
 
-        if trainer._precompute_engine is None:
-            trainer._precompute_engine = prepare_deepspeed(trainer.model, trainer.accelerator)
-        model = trainer._precompute_engine
+        model = _compat.deepspeed_precompute_engine(
+            trainer, lambda: prepare_deepspeed(trainer.model, trainer.accelerator)
+        )
     else:
         model = trainer.ref_model or trainer.model
     chosen, rejected = [], []

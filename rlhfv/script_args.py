@@ -82,7 +82,7 @@ class DenseDPOScriptArguments(ScriptArguments):
         default_factory=list,
         metadata={
             "help": "Extra `transformers.TrainerCallback`s, as `module:Class` import paths, each built with no "
-            "arguments (e.g. `rlhfv.experiments.demo_eval:CompanionEvalCallback`, the demo's before/after evaluation)."
+            "arguments (e.g. `experiments.demo_eval:CompanionEvalCallback`, the demo's before/after evaluation)."
         },
     )
 

@@ -42,11 +42,11 @@ def _zero3_gathered(weight, bias):
     """TRL's gather of a ZeRO-3 partitioned head for the backward's recompute; a null context without DeepSpeed.
 
     ZeRO-3 cannot be on unless `deepspeed` is imported, so that is checked first: it spares callers of the head outside
-    a trainer the ~6 s import of `trl.trainer.utils`.
+    a trainer the ~6 s import of `trl.trainer.utils` (rlhfv._compat, entry 10).
     """
     if "deepspeed" not in sys.modules:
         return contextlib.nullcontext()
-    from trl.trainer.utils import maybe_gather_lm_head_ctx
+    from rlhfv._compat import maybe_gather_lm_head_ctx
 
     return maybe_gather_lm_head_ctx(weight, bias)
 
@@ -256,7 +256,8 @@ def weighted_token_log_probs(
     scale = logit_scale / temperature
     if hidden.device.type in ("cuda", "xpu"):
         from trl.kernels import ChunkedLogProbFunction
-        from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
+
+        from rlhfv._compat import trl_chunk_size
 
         log_probs = ChunkedLogProbFunction.apply(
             hidden,
@@ -264,7 +265,7 @@ def weighted_token_log_probs(
             lm_head_bias,
             targets,
             temperature,
-            _CHUNKED_LOGPROB_CHUNK_SIZE,
+            trl_chunk_size(),
             None,
             logit_scale,
             ("log_probs",),

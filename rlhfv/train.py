@@ -57,17 +57,7 @@ def run(recipe: Recipe, command: str = "", callbacks: list | None = None):
 
 def main(script_args, training_args, model_args, callbacks: list | None = None, run_record=None):
     """Load data and model, train (resuming when asked), save model + processor + card + metrics, evaluate, push."""
-    import yaml
-    from trl import get_peft_config, get_quantization_config
-
-    from rlhfv.callbacks import import_callback, recipe_to_wandb_callback, run_file_callback
-    from rlhfv.data import load_preference_data
-    from rlhfv.hub import check_hub_settings, push_final_model
-    from rlhfv.liger import apply_liger_to_reference, check_liger_can_run
     from rlhfv.model_card import RunRecord
-    from rlhfv.model_loading import load_model
-    from rlhfv.resume import resolve_checkpoint, warn_on_changed_settings
-    from rlhfv.trainer import DenseDPOTrainer, TrainingDivergedError
 
     _setup_logging(training_args)
     record = run_record or RunRecord(
@@ -79,14 +69,39 @@ def main(script_args, training_args, model_args, callbacks: list | None = None, 
     logger.info("Script arguments: %s", script_args)
     logger.info("Model arguments: %s", model_args)
     logger.info("Training arguments: %s", training_args)
+    checkpoint = _check_before_loading(script_args, training_args)
+    trainer = _build_trainer(script_args, training_args, model_args, callbacks, record)
+    _train_and_save(trainer, script_args, training_args, record, checkpoint)
+    _finish(trainer)
+    return trainer
 
-    # Everything that can be checked without training fails here, before minutes of loading
+
+def _check_before_loading(script_args, training_args) -> str | None:
+    """Everything that can be checked without training fails here, before minutes of loading; the checkpoint to
+    resume from (None for a fresh run)."""
+    from rlhfv.hub import check_hub_settings
+    from rlhfv.liger import check_liger_can_run
+    from rlhfv.resume import resolve_checkpoint, warn_on_changed_settings
+
     check_liger_can_run(training_args)
     check_hub_settings(training_args)
     _check_distributed_backend(training_args)
     checkpoint = resolve_checkpoint(training_args)
     if checkpoint:
         warn_on_changed_settings(checkpoint, training_args, script_args.dataset_name)
+    return checkpoint
+
+
+def _build_trainer(script_args, training_args, model_args, callbacks: list | None, record):
+    """The data, the model (and reference) and the `DenseDPOTrainer` with the recipe's callbacks."""
+    from trl import get_peft_config, get_quantization_config
+
+    from rlhfv._compat import ignore_bool_buffers_in_ddp
+    from rlhfv.callbacks import import_callback, recipe_to_wandb_callback, run_file_callback
+    from rlhfv.data import load_preference_data
+    from rlhfv.liger import apply_liger_to_reference
+    from rlhfv.model_loading import load_model
+    from rlhfv.trainer import DenseDPOTrainer
 
     train_dataset, eval_dataset = load_preference_data(script_args, training_args)
     logger.info("Training rows: %d; evaluation rows: %s", len(train_dataset), eval_dataset and len(eval_dataset))
@@ -112,13 +127,17 @@ def main(script_args, training_args, model_args, callbacks: list | None = None, 
     )
     trainer.run_record = record
     if script_args.ignore_bias_buffers:
-        import torch
-
-        # DDP cannot broadcast boolean buffers (transformers#22482)
-        trainer.model._ddp_params_and_buffers_to_ignore = [
-            name for name, buffer in trainer.model.named_buffers() if buffer.dtype == torch.bool
-        ]
+        ignore_bool_buffers_in_ddp(trainer.model)
     apply_liger_to_reference(trainer)
+    return trainer
+
+
+def _train_and_save(trainer, script_args, training_args, record, checkpoint: str | None) -> None:
+    """Train (resuming from `checkpoint`), save the model, metrics and state, evaluate, write the card, push."""
+    import yaml
+
+    from rlhfv.hub import push_final_model
+    from rlhfv.trainer import TrainingDivergedError
 
     state = trainer.accelerator.state
     logger.info("Training on %d processes, backend %s, device %s", state.num_processes, state.backend, state.device)
@@ -145,8 +164,6 @@ def main(script_args, training_args, model_args, callbacks: list | None = None, 
     trainer.create_model_card(model_name=Path(training_args.output_dir).name)
     if training_args.push_to_hub:
         push_final_model(trainer, dataset_name=script_args.dataset_name)
-    _finish(trainer)
-    return trainer
 
 
 def _finish(trainer) -> None:

@@ -20,7 +20,6 @@ import torch
 from accelerate.utils import is_peft_model
 from datasets import Dataset, IterableDataset
 from trl import DPOTrainer
-from trl.trainer.utils import get_config_model_id
 
 from . import _compat, ref_precompute, tiled_head_dispatch
 from .changed_tokens import text_row_changed_flags
@@ -80,7 +79,7 @@ class DenseDPOTrainer(DPOTrainer):
         peft_config=None,
     ):
         if args is None:
-            model_name = model if isinstance(model, str) else get_config_model_id(model.config)
+            model_name = model if isinstance(model, str) else _compat.get_config_model_id(model.config)
             args = DenseDPOConfig(f"{model_name.split('/')[-1] or 'model'}-DenseDPO")
         elif not isinstance(args, DenseDPOConfig):
             raise TypeError(
@@ -94,7 +93,7 @@ class DenseDPOTrainer(DPOTrainer):
             and not isinstance(model, str)
             and not is_peft_model(model)
             and not args.precompute_ref_log_probs
-            and not get_config_model_id(model.config)
+            and not _compat.get_config_model_id(model.config)
         ):
             # TRL would try to load a reference copy from the model's name or path, which an in-memory model lacks
             raise ValueError(
@@ -222,11 +221,11 @@ class DenseDPOTrainer(DPOTrainer):
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        if self._is_vision_dataset:
+        if _compat.is_vision_dataset(self):
             extra = ["id", "chosen_spans", "rejected_spans", *REF_COLUMNS]
         else:
             extra = ["id", "chosen_changed", "rejected_changed", *REF_COLUMNS]
-        self._signature_columns = list(dict.fromkeys([*self._signature_columns, *extra]))
+        _compat.keep_signature_columns(self, extra)
 
     # ------------------------------------------------------- reference cache
 
@@ -238,7 +237,7 @@ class DenseDPOTrainer(DPOTrainer):
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         # TRL precomputes reference log-probs for a dataset handed to `evaluate` only for text; do images too
-        if self._is_vision_dataset and self.precompute_ref_logps and eval_dataset is not None:
+        if _compat.is_vision_dataset(self) and self.precompute_ref_logps and eval_dataset is not None:
             if not isinstance(eval_dataset, str):
                 batch_size = self.args.precompute_ref_batch_size or self.args.per_device_eval_batch_size
                 if isinstance(eval_dataset, dict):
@@ -306,7 +305,7 @@ class DenseDPOTrainer(DPOTrainer):
             chosen_scores = policy_scaled.chunk(2)[0].sum(dim=1)
             sft_loss = -chosen_scores.mean()
             loss = loss + self.args.sft_weight * sft_loss
-            self._metrics[mode]["dense/sft_loss"].append(
+            _compat.trainer_metrics(self, mode)["dense/sft_loss"].append(
                 self.accelerator.gather_for_metrics(sft_loss.detach()).mean().item()
             )
         log_dense_metrics(

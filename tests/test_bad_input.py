@@ -264,7 +264,7 @@ def test_benchmark_generate_strict_paths(tmp_path, capsys):
 
 
 def test_eval_prompts_image_under_another_name(tmp_path):
-    from rlhfv.eval.generate import read_prompts
+    from rlhfv.generation.generate import read_prompts
 
     png(tmp_path / "a.png")
     path = write_jsonl(tmp_path / "p.jsonl", [{"id": "a", "question": "Q?", "image_path": "a.png"}])

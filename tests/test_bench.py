@@ -33,6 +33,7 @@ def _dense_score_in_float64(spec):
     return (picked * weights.double()).sum().item()
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_loss_head_contenders_compute_the_dense_score_and_files_are_written(results_dir):
     payload = loss_head.run(grid=TINY_GRID, contenders=loss_head.CONTENDERS)
     spec = {"batch": 2, "seq": 24, "hidden": 32, "vocab": 300}
@@ -82,6 +83,7 @@ def test_synthetic_pairs_mark_exactly_the_replaced_words():
         assert [rejected[s:e] for s, e in row["rejected_spans"]] == [rejected_words[i] for i in differing]
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_train_step_memory_worker_measures_each_trainer_on_a_tiny_model():
     spec = {"model": train_step.QUICK_MODELS["llama"], "device": "cpu", **train_step.QUICK_DATA}
     for contender in train_step.CONTENDERS:
@@ -99,6 +101,7 @@ def test_round_schedule_mirrors_measured_rounds():
     assert train_step.round_schedule(["a", "b", "c"], warmup=1, steps=3) == [*"abc", *"abc", *"cba", *"abc"]
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_interleaved_timing_worker_runs_every_trainer_in_turns():
     contenders = list(train_step.CONTENDERS)
     spec = {"model": train_step.QUICK_MODELS["llama"], "device": "cpu", **train_step.QUICK_DATA}
@@ -127,6 +130,7 @@ def test_turns_release_waiting_trainers_when_one_fails():
         turns.wait_for("b")
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU skip path")
 def test_cli_skips_gpu_cleanly_and_writes_converter_files(results_dir, capsys):
     assert run.cli(["--only", "gpu,converter", "--converter-pairs", "40", "--results-dir", str(results_dir)]) == 0

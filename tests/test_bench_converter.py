@@ -5,6 +5,7 @@ import pytest
 from bench.bench_converter import measure_memory, write_corrections
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_memory_measurement_converts_every_pair_and_reports_a_peak(tmp_path):
     result = measure_memory((300,), folder=str(tmp_path))
     (run,) = result["runs"]

@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from data_tools.synthetic import write_prompts
-from rlhfv.eval.best_of_n import implicit_rewards
-from rlhfv.eval.generate import GenerationOptions, LoadedModel, build_inputs, generate_answers, read_prompts
+from experiments.synthetic import write_prompts
+from rlhfv.generation.best_of_n import implicit_rewards
+from rlhfv.generation.generate import GenerationOptions, LoadedModel, build_inputs, generate_answers, read_prompts
 
 
 BETA = 0.5

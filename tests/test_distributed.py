@@ -21,6 +21,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
     import torch
     from safetensors.torch import load_file

@@ -153,7 +153,7 @@ def test_redactor_patterns():
 @pytest.mark.slow
 def test_feedback_labels_and_rejects_files_hold_no_secret(tmp_path, monkeypatch, capsys):
     """`rlhfv feedback --labeler endpoint --on-error skip` against a server whose errors repeat every header."""
-    from data_tools.synthetic import write_prompts
+    from experiments.synthetic import write_prompts
     from rlhfv.cli import main as rlhfv_main
     from rlhfv.tiny_models import build_llava, build_tokenizer
 

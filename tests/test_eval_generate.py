@@ -2,9 +2,9 @@
 
 import json
 
-from data_tools.synthetic import write_prompts
+from experiments.synthetic import write_prompts
 from rlhfv.cli import main as rlhfv_main
-from rlhfv.eval.generate import GenerationOptions, generate_answers
+from rlhfv.generation.generate import GenerationOptions, generate_answers
 
 
 MAX_NEW_TOKENS = 6

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from rlhfv.experiments.intervals import sign_test, student_t_quantile, t_interval
+from experiments.intervals import sign_test, student_t_quantile, t_interval
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from data_tools.synthetic.prior import COMPANIONS, PriorWorld, make_prior_item
-from data_tools.synthetic.world import POSITIONS, Scene, SceneObject
-from rlhfv.experiments.fact_rl import FactRLConfig, add_facts_column, facts_of, probe_pairs, rl_log
+from experiments.fact_rl import FactRLConfig, add_facts_column, facts_of, probe_pairs, rl_log
+from experiments.synthetic.prior import COMPANIONS, PriorWorld, make_prior_item
+from experiments.synthetic.world import POSITIONS, Scene, SceneObject
 
 
 def _sentences(text: str) -> list[str]:
@@ -139,7 +139,7 @@ def test_config_refuses_settings_the_experiment_sets_per_run(tmp_path):
 
 
 def test_runs_are_named_by_their_rl_setting():
-    from rlhfv.experiments.fact_rl import _key_value, rl_tag
+    from experiments.fact_rl import _key_value, rl_tag
 
     config = FactRLConfig(rl_learning_rate=3e-5, rl_max_steps=40)
     assert rl_tag(config) == "lr3e-05_steps40"

@@ -25,10 +25,11 @@ def read(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_two_processes_split_sampling_and_labeling(tmp_path):
     import torch
 
-    from data_tools.synthetic import write_prompts
+    from experiments.synthetic import write_prompts
     from rlhfv.cli import main as rlhfv_main
     from rlhfv.tiny_models import build_llava, build_tokenizer
 

@@ -14,7 +14,7 @@ from rlhfv.cli import main as rlhfv_main
 def policy_and_prompts(tmp_path_factory):
     import torch
 
-    from data_tools.synthetic import write_prompts
+    from experiments.synthetic import write_prompts
     from rlhfv.tiny_models import build_llava, build_tokenizer
 
     root = tmp_path_factory.mktemp("iterate")
@@ -41,6 +41,7 @@ def write_recipe(path, policy, prompts, out, rounds):
     return path
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_two_rounds_move_the_policy_and_the_reference_and_resume(policy_and_prompts, tmp_path, monkeypatch):
     from rlhfv.feedback import pipeline
 
@@ -112,6 +113,7 @@ def test_iterate_recipe_parses_its_feedback_and_train_blocks(path, tmp_path):
     assert path.name in (path.parent / "README.md").read_text()
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_lora_rounds_merge_the_adapter_into_the_next_policy(policy_and_prompts, tmp_path):
     import torch
     from safetensors.torch import load_file

@@ -96,7 +96,7 @@ def test_endpoint_failures_leave_only_the_failing_claims_without_a_verdict(tmp_p
 
 @pytest.fixture(scope="module")
 def tiny_llava(tmp_path_factory):
-    from rlhfv.eval.generate import LoadedModel
+    from rlhfv.generation.generate import LoadedModel
     from rlhfv.tiny_models import build_llava, build_tokenizer
 
     model, processor = build_llava(build_tokenizer(), seed=5)
@@ -180,8 +180,8 @@ def test_word_token_ids_finds_every_spelling(tiny_llava):
 
 
 def test_truth_labeler_follows_the_synthetic_annotator(tmp_path):
-    from data_tools.synthetic import load_scenes, write_prompts
-    from data_tools.synthetic.world import COLOURS, POSITIONS
+    from experiments.synthetic import load_scenes, write_prompts
+    from experiments.synthetic.world import COLOURS, POSITIONS
 
     prompts = write_prompts(tmp_path / "p", n=1, seed=0)
     scenes = load_scenes(tmp_path / "p" / "scenes.json")
@@ -204,7 +204,7 @@ def test_truth_labeler_follows_the_synthetic_annotator(tmp_path):
 def test_a_word_without_a_single_token_counts_with_its_sequence_probability(image):
     """A small tokenizer that splits "yes" (RLAIF-V's rule needs P(yes) all the same): the labeler's value equals
     P(tokens of "yes" | prompt) computed here token by token from an unpadded forward pass."""
-    from rlhfv.eval.generate import LoadedModel
+    from rlhfv.generation.generate import LoadedModel
     from rlhfv.tiny_models import build_llava, build_tokenizer
 
     tokenizer = build_tokenizer(

@@ -43,7 +43,7 @@ def test_endpoint_claims_and_questions_with_prompt_files(tmp_path):
 
 
 def test_transformers_generator_completes_each_prompt_greedily():
-    from rlhfv.eval.generate import LoadedModel
+    from rlhfv.generation.generate import LoadedModel
     from rlhfv.tiny_models import build_text_model, build_tokenizer
 
     tokenizer = build_tokenizer()

@@ -20,7 +20,7 @@ def world(tmp_path_factory):
     question (with the default 0.02 it says "yes" to everything), and 4 synthetic prompts."""
     import torch
 
-    from data_tools.synthetic import write_prompts
+    from experiments.synthetic import write_prompts
     from rlhfv.tiny_models import build_llava, build_tokenizer
 
     root = tmp_path_factory.mktemp("feedback")
@@ -134,8 +134,8 @@ def test_the_dataset_trains_with_rlhfv_train(finished, world, tmp_path):
 
 
 def test_a_stopped_or_crashed_run_resumes_without_redoing_finished_work(world, finished, tmp_path, monkeypatch):
-    from rlhfv.eval import generate
     from rlhfv.feedback import labeling
+    from rlhfv.generation import generate
 
     out = tmp_path / "fb"
     assert rlhfv_main(feedback_argv(world, out, "--stop-after", "claims")) == 0

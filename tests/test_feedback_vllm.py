@@ -61,8 +61,8 @@ def test_asking_for_vllm_without_it_fails_at_start_with_what_to_install(tmp_path
 def test_both_samplers_ask_the_text_of_the_processors_own_chat_template(tiny):
     from PIL import Image
 
-    from rlhfv.eval.generate import LoadedModel, build_inputs, render_prompt
     from rlhfv.feedback.vllm_sampling import build_requests, load_processor
+    from rlhfv.generation.generate import LoadedModel, build_inputs, render_prompt
 
     root, model, processor, rows = tiny
     with_image = processor.apply_chat_template(

@@ -53,6 +53,7 @@ def hub_calls(monkeypatch, tmp_path):
     return calls
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_push_goes_to_hub_model_id_with_model_and_card(tmp_path, hub_calls):
     from rlhfv.train import parse_recipe, run
 

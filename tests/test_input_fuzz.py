@@ -132,7 +132,7 @@ def test_fuzzed_prompt_files_for_feedback(tmp_path, seed):
 
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_fuzzed_prompt_files_for_eval_generate(tmp_path, seed):
-    from rlhfv.eval.generate import read_prompts
+    from rlhfv.generation.generate import read_prompts
 
     rng = random.Random(seed)
     rows = [{**row, "id": f"q{n}"} for n, row in enumerate(prompt_rows(rng, tmp_path))]

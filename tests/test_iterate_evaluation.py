@@ -182,8 +182,9 @@ def test_candidates_are_the_final_model_and_the_other_checkpoints_full_or_lora(t
     assert [p.name for p in found] == ["train", "checkpoint-2", "checkpoint-10"]
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_one_round_selects_the_checkpoint_with_the_best_pope_f1(tiny, tmp_path):
-    from data_tools.synthetic import write_prompts
+    from experiments.synthetic import write_prompts
 
     root, _ = tiny
     prompts = write_prompts(tmp_path / "prompts", n=4, seed=0)

@@ -74,6 +74,7 @@ def test_hub_ids_are_told_from_paths(name, expected):
     assert is_hub_id(name) is expected
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_card_written_by_a_run(tmp_path):
     from huggingface_hub import ModelCard
 

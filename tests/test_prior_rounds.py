@@ -1,4 +1,4 @@
-"""The RLAIF-V rounds experiment on the language-prior world (`rlhfv.experiments.prior_rounds`): Wilson intervals
+"""The RLAIF-V rounds experiment on the language-prior world (`experiments.prior_rounds`): Wilson intervals
 against a numeric inversion of the score test, the self-labeler's agreement counted by hand on statements whose
 truth is known from how they were drawn, and a one-round run of every arm on a tiny world whose arms differ in
 gamma only, then resume without retraining."""
@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from rlhfv.experiments import prior_rounds
-from rlhfv.experiments.intervals import t_interval, wilson
+from experiments import prior_rounds
+from experiments.intervals import t_interval, wilson
 
 
 def score_test_bounds(successes, n, z=1.96):
@@ -48,8 +48,8 @@ def test_wilson_interval_inverts_the_score_test(successes, n):
 
 
 def test_label_agreement_counts_match_a_hand_count_on_statements_of_known_truth(tmp_path):
-    from data_tools.synthetic.prior import COMPANIONS, PriorWorld, anchor_of, companion_case
-    from data_tools.synthetic.prior_writers import iter_prior_items, verification_statement, write_prior_prompts
+    from experiments.synthetic.prior import COMPANIONS, PriorWorld, anchor_of, companion_case
+    from experiments.synthetic.prior_writers import iter_prior_items, verification_statement, write_prior_prompts
 
     world = PriorWorld()
     write_prior_prompts(tmp_path / "data", n=40, seed=3, world=world, split="preference")
@@ -130,6 +130,7 @@ def tiny_run(tmp_path_factory):
     return config, root / "out"
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_every_arm_runs_and_the_arms_differ_in_gamma_only(tiny_run):
     _, out = tiny_run
     seed = out / "seed0"
@@ -159,7 +160,7 @@ def test_every_arm_runs_and_the_arms_differ_in_gamma_only(tiny_run):
     assert agreement["false"] == agreement["companion"] + agreement["other"]
     assert agreement["correct"] == agreement["true_kept"] + agreement["false_caught"]
     # each arm's per-round table shows the prior world's metrics, not the glyph world's
-    from rlhfv.experiments.companion import METRICS
+    from experiments.companion import METRICS
 
     header, _, *rows = (seed / "truth_dense" / "rounds.md").read_text().splitlines()
     assert header == "| " + " | ".join(["round", "pairs", "feedback_false_claim_rate", *METRICS, "seconds"]) + " |"

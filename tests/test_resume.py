@@ -15,6 +15,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_resume_continues_with_the_same_steps_and_optimizer_state(tmp_path, caplog):
     import shutil
 

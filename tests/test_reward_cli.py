@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from experiments.fact_rlhf_data import write_fact_rlhf_data
 from rlhfv.cli import main
-from rlhfv.reward.synthetic import write_fact_rlhf_data
 
 
 REWARD_RECIPE = "recipes/tiny-llava/reward_model/config_synthetic.yaml"
@@ -19,6 +19,7 @@ def data(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_reward_recipe_then_rl_recipe(data, tmp_path):
     rm = tmp_path / "rm"
     common = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rlhfv.experiments.fact_rlhf import paired_bootstrap, wilson
+from experiments.fact_rlhf import paired_bootstrap, wilson
 
 
 def test_wilson_interval():

@@ -106,6 +106,7 @@ def mean_pair_loss(model, processor, dataset):
     return sum(math.log1p(math.exp(-(c - r))) for c, r in zip(chosen, rejected, strict=True)) / len(rows)
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_training_reduces_the_loss_and_ranks_a_held_out_pair(tmp_path):
     from rlhfv.reward.trainer import VisionRewardTrainer
 

@@ -57,10 +57,10 @@ def test_dataset_has_the_dense_format(tmp_path):
 
 def test_command_with_given_samples_feeds_dense_dpo(tmp_path):
     """`rlhfv reward-pairs` on rows that carry samples, then one Dense DPO step on its output with `rlhfv train`."""
+    from experiments.fact_rlhf_data import write_fact_rlhf_data
     from rlhfv.cli import main
     from rlhfv.reward.loading import build_tiny_vlm, write_reward_settings
     from rlhfv.reward.model import VisionRewardModel
-    from rlhfv.reward.synthetic import write_fact_rlhf_data
 
     data = tmp_path / "data"
     write_fact_rlhf_data(data, n_train=1, n_heldout=1, n_probe=1, n_rl=4)

@@ -5,12 +5,12 @@ import torch
 from trl import ModelConfig
 from trl.data_utils import prepare_multimodal_messages
 
+from experiments.fact_rlhf_data import write_fact_rlhf_data
 from rlhfv.reward.inputs import score_answers
 from rlhfv.reward.loading import build_tiny_vlm, load_reward_model_and_processor, write_reward_settings
 from rlhfv.reward.model import VisionRewardModel
-from rlhfv.reward.synthetic import write_fact_rlhf_data
+from rlhfv.reward.prompts import load_rl_prompts
 from rlhfv.rl.config import FactRLOOConfig, RLScriptArguments
-from rlhfv.rl.data import load_rl_prompts
 from rlhfv.rl.reward_model import FactRewardModelFunction, split_prompt
 
 

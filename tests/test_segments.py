@@ -317,6 +317,7 @@ def test_a_gap_over_the_bounds_is_marked_whole(monkeypatch):
     assert texts(chosen, chosen_spans) == ["X d e Y"] and texts(rejected, rejected_spans) == ["c d e f"]
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_five_megabyte_pair_with_12000_scattered_edits_is_fast_and_exact():
     """Long answers used to take minutes (40k words: 110 s). Every edit must still be marked, and only edits."""
     import time

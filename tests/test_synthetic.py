@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from data_tools.synthetic import (
+from experiments.synthetic import (
     COLOURS,
     KINDS,
     POSITIONS,
@@ -26,7 +26,7 @@ from data_tools.synthetic import (
     write_prompts,
     write_sft,
 )
-from data_tools.synthetic.describe import join
+from experiments.synthetic.describe import join
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -192,7 +192,7 @@ def test_drawing_puts_the_colour_inside_the_box_and_white_elsewhere():
 def test_cli_writes_the_demo_layout(tmp_path):
     out = tmp_path / "demo"
     subprocess.run(
-        [sys.executable, "-m", "data_tools.synthetic", "corrections", "--n", "6", "--seed", "0", "--out", str(out)],
+        [sys.executable, "-m", "experiments.synthetic", "corrections", "--n", "6", "--seed", "0", "--out", str(out)],
         check=True,
         cwd=REPO,
         capture_output=True,
@@ -211,9 +211,9 @@ def test_demo_data_is_what_its_readme_says(tmp_path):
     demo = REPO / "recipes" / "demo" / "data"
     if not (demo / "corrections.jsonl").exists():
         pytest.skip("no demo data in this checkout")
-    command = re.search(r"python -m data_tools\.synthetic (.*) --out", (demo / "README.md").read_text()).group(1)
+    command = re.search(r"python -m experiments\.synthetic (.*) --out", (demo / "README.md").read_text()).group(1)
     subprocess.run(
-        [sys.executable, "-m", "data_tools.synthetic", *command.split(), "--out", str(tmp_path)],
+        [sys.executable, "-m", "experiments.synthetic", *command.split(), "--out", str(tmp_path)],
         check=True,
         cwd=REPO,
         capture_output=True,

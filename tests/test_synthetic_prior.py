@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from data_tools.synthetic.prior import COMPANIONS, PriorWorld, anchor_of, companion_case, make_prior_item
-from data_tools.synthetic.world import POSITIONS, Scene, SceneObject
+from experiments.synthetic.prior import COMPANIONS, PriorWorld, anchor_of, companion_case, make_prior_item
+from experiments.synthetic.world import POSITIONS, Scene, SceneObject
 
 
 def _sentences(text: str) -> list[str]:
@@ -29,7 +29,7 @@ def _case(objects: list[dict]) -> str | None:
 
 
 def test_sft_captions_carry_the_prior_at_the_configured_rate(tmp_path):
-    from data_tools.synthetic.prior_writers import write_prior_sft
+    from experiments.synthetic.prior_writers import write_prior_sft
 
     world = PriorWorld(together=0.65, prior_rate=0.6, anchor_rate=0.9)
     write_prior_sft(tmp_path, n=800, seed=3, world=world)
@@ -66,7 +66,7 @@ def test_sft_captions_carry_the_prior_at_the_configured_rate(tmp_path):
 
 
 def test_companion_claim_sits_at_an_empty_slot_in_reading_order_early_or_late():
-    from data_tools.synthetic.world import POSITIONS
+    from experiments.synthetic.world import POSITIONS
 
     order = ["top", "left", "center", "right", "bottom"]  # reading order of the plus-shaped slots
     world = PriorWorld(prior_rate=1.0)
@@ -87,7 +87,7 @@ def test_companion_claim_sits_at_an_empty_slot_in_reading_order_early_or_late():
 
 
 def test_annotator_removes_exactly_the_companion_claim(tmp_path):
-    from data_tools.synthetic.prior_writers import write_prior_corrections
+    from experiments.synthetic.prior_writers import write_prior_corrections
 
     write_prior_corrections(tmp_path, n=60, seed=1)
     scenes = json.loads((tmp_path / "scenes.json").read_text())
@@ -107,7 +107,7 @@ def test_annotator_removes_exactly_the_companion_claim(tmp_path):
 
 
 def test_true_captions_are_left_alone_by_the_annotator():
-    from data_tools.synthetic.annotator import correct
+    from experiments.synthetic.annotator import correct
 
     world = PriorWorld(prior_rate=0.0)
     for index in range(100):
@@ -141,7 +141,7 @@ def _hand_made():
 
 
 def test_companion_metrics_on_hand_made_answers():
-    from rlhfv.experiments.companion import image_records, summarize
+    from experiments.companion import image_records, summarize
 
     scenes, rows = _hand_made()
     records = image_records(rows, scenes)
@@ -158,12 +158,12 @@ def test_companion_metrics_on_hand_made_answers():
 
 
 def test_paired_bootstrap_sees_a_consistent_improvement_and_no_difference():
-    from rlhfv.experiments.companion import paired_bootstrap
+    from experiments.companion import paired_bootstrap
 
     scenes = {f"{i}.png": Scene((_obj("kite"), _obj("cup", "blue", "right"))) for i in range(40)}
     with_claim = {"answer": "There is a red kite on the left. There is a green umbrella at the top."}
     without = {"answer": "There is a red kite on the left."}
-    from rlhfv.experiments.companion import image_records
+    from experiments.companion import image_records
 
     # SFT names the absent umbrella on 30 of 40 images; the trained model on 10 (a subset of those 30)
     before = image_records([{"image": k, **(with_claim if i < 30 else without)} for i, k in enumerate(scenes)], scenes)
@@ -175,12 +175,13 @@ def test_paired_bootstrap_sees_a_consistent_improvement_and_no_difference():
     assert same == {"diff": 0.0, "low": 0.0, "high": 0.0}
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_demo_recipe_reports_companion_metrics_before_and_after(tmp_path):
     """The demo recipe's callback measures the bundled SFT model on the held-out images before training and the trained
     model after, and the numbers reach TRL's eval metrics; the 'before' numbers are those of the SFT model itself."""
     from pathlib import Path
 
-    from rlhfv.experiments.demo_eval import DEFAULT_HELDOUT, evaluate_in_memory
+    from experiments.demo_eval import DEFAULT_HELDOUT, evaluate_in_memory
     from rlhfv.train import parse_recipe, run
 
     repo = Path(__file__).resolve().parents[1]
@@ -208,14 +209,14 @@ def test_a_callback_that_cannot_be_built_is_a_one_line_error(tmp_path):
     from data_tools.errors import CommandError
     from rlhfv.callbacks import import_callback
 
-    with pytest.raises(CommandError, match="`callbacks`: cannot build 'rlhfv.experiments.demo_eval:Nope'"):
-        import_callback("rlhfv.experiments.demo_eval:Nope")
+    with pytest.raises(CommandError, match="`callbacks`: cannot build 'experiments.demo_eval:Nope'"):
+        import_callback("experiments.demo_eval:Nope")
     with pytest.raises(CommandError, match="expected `module:Class`"):
         import_callback("no_such_module_here:Thing")
 
 
 def test_cli_writes_the_prior_world(tmp_path):
-    from data_tools.synthetic.__main__ import main
+    from experiments.synthetic.__main__ import main
 
     assert main(["sft", "--world", "prior", "--n", "40", "--seed", "1", "--canvas", "24", "--out", str(tmp_path / "s"),
                  "--prior-rate", "1.0"]) == 0  # fmt: skip
@@ -234,8 +235,8 @@ def test_verification_questions_answer_from_the_scene_not_the_habit(tmp_path):
     """Each verification answer agrees with the truth labeler's verdict on the same statement, every kind of false
     statement occurs, an absent-companion statement names the anchor's companion at an empty slot, and the question
     is the one `rlhfv feedback` asks."""
-    from data_tools.synthetic.prior_writers import VERIFICATION_TEMPLATE, write_prior_sft
-    from data_tools.synthetic.writers import load_scenes
+    from experiments.synthetic.prior_writers import VERIFICATION_TEMPLATE, write_prior_sft
+    from experiments.synthetic.writers import load_scenes
     from rlhfv.feedback.labeling import LabelRequest, TruthLabeler
     from rlhfv.feedback.prompts import QUESTION_TEMPLATE
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from data_tools.synthetic import COLOURS, KINDS, POSITIONS
+from experiments.synthetic import COLOURS, KINDS, POSITIONS
 
 
 def _question_answer_is_true(question: str, answer: str, objects: list[dict]) -> bool:
@@ -34,7 +34,7 @@ def _question_answer_is_true(question: str, answer: str, objects: list[dict]) ->
 
 
 def test_visual_questions_are_true_and_mixed_in_at_the_share_asked(tmp_path):
-    from data_tools.synthetic import write_sft
+    from experiments.synthetic import write_sft
 
     write_sft(tmp_path / "mixed", n=300, seed=2, canvas=24, visual_questions=0.4)
     write_sft(tmp_path / "plain", n=300, seed=2, canvas=24)
@@ -58,10 +58,11 @@ def test_visual_questions_are_true_and_mixed_in_at_the_share_asked(tmp_path):
         write_sft(tmp_path / "bad", n=2, visual_questions=1.5)
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_proof_pipeline_miniature(tmp_path):
     import yaml
 
-    from rlhfv.experiments.proof import METHODS, METRICS, main
+    from experiments.proof import METHODS, METRICS, main
 
     config = tmp_path / "proof.yaml"
     config.write_text(

@@ -38,6 +38,7 @@ def run_demo(argv, callbacks=None):
     return run(parse_recipe(argv), command="pytest", callbacks=callbacks)
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_demo_recipe_trains_and_leaves_a_loadable_model(tmp_path, converted_cache):
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -74,6 +75,7 @@ def test_demo_recipe_trains_and_leaves_a_loadable_model(tmp_path, converted_cach
         assert (out / name).is_file(), name
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_demo_evaluates_on_the_held_out_rows(tmp_path, converted_cache):
     argv = demo_argv(tmp_path / "eval", converted_cache, "--max_steps", "2", "--eval_strategy", "steps",
                      "--eval_steps", "2", "--dataset_test_size", "8")  # fmt: skip
@@ -164,6 +166,7 @@ def test_user_mistakes_fail_in_one_line(tmp_path, capsys):
     assert "['chosen_spans', 'rejected_spans']" in err and "segment_source" in err
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_wandb_offline_gets_dense_metrics_and_the_recipe(tmp_path, converted_cache, monkeypatch):
     import wandb
     from transformers import TrainerCallback
@@ -196,6 +199,7 @@ def test_wandb_offline_gets_dense_metrics_and_the_recipe(tmp_path, converted_cac
     assert wandb.run is None, "the run was not finished"
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 @pytest.mark.parametrize("learning_rate", ["1e8", "1e3"])
 def test_a_diverging_run_stops_at_the_first_non_finite_step_and_saves_no_final_model(
     tmp_path, converted_cache, learning_rate

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from datasets import Dataset
 from test_trainer import reference_rows, rows_with_spans
 
@@ -52,6 +53,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
 def test_two_processes_precompute_and_gather(tmp_path):
     rows = rows_with_spans() * 2
     rows = [{**row, "id": f"{row['id']}-{k}"} for k, row in enumerate(rows)]

@@ -148,3 +148,222 @@ def test_transformers_computes_the_grad_norm_in_get_grad_norm_before_the_optimiz
     source = inspect.getsource(Trainer._run_epoch)
     assert "self._get_grad_norm(" in source and "self.optimizer.step()" in source
     assert source.index("self._get_grad_norm(") < source.index("self.optimizer.step()")
+
+
+# ---- rlhfv._compat is the one place for library internals -------------------------------------------------------
+LIBRARIES = ("trl", "transformers", "peft", "accelerate", "torch", "liger_kernel", "datasets")
+# private names of the standard library read by the config loader (argparse): not a pinned library
+STANDARD_LIBRARY_PRIVATE = {"_option_string_actions"}
+
+
+def _product_files():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    return root, [p for package in ("rlhfv", "data_tools") for p in sorted((root / package).rglob("*.py"))]
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _module_of(root, path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _own_private_names(trees) -> set[str]:
+    """Private names rlhfv defines itself: functions, classes, module names, attributes it assigns."""
+    import ast
+
+    own = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                own.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                own.add(node.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                # attributes rlhfv sets on its own objects; a store on another object may be a library's name
+                if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                    own.add(node.attr)
+            elif isinstance(node, ast.arg):
+                own.add(node.arg)
+    return {name for name in own if _is_private(name)}
+
+
+def _compat_violations() -> list[str]:
+    import ast
+
+    from rlhfv._compat import LIBRARY_PRIVATE_NAMES, TRAINER_OVERRIDES
+
+    root, files = _product_files()
+    trees = {path: ast.parse(path.read_text(encoding="utf-8")) for path in files}
+    own = _own_private_names(trees.values()) - set(LIBRARY_PRIVATE_NAMES)
+    bad = []
+    for path, tree in trees.items():
+        module = _module_of(root, path)
+        if module == "rlhfv._compat":
+            continue
+        where = str(path.relative_to(root))
+        overrides = {key.split(":")[1] for key in TRAINER_OVERRIDES if key.split(":")[0] == module}
+
+        def check(name, line, context, where=where, overrides=overrides):
+            if name in STANDARD_LIBRARY_PRIVATE or name in own or not _is_private(name):
+                return
+            if f"{context.partition('.')[0]}.{name}" in overrides:
+                return  # inside a class that overrides it (listed in _compat.TRAINER_OVERRIDES): its own member
+            listed = name in LIBRARY_PRIVATE_NAMES
+            hint = "use its accessor in rlhfv._compat" if listed else "add an entry to rlhfv._compat"
+            bad.append(f"{where}:{line}: {name} ({hint})")
+
+        def visit(node, context, where=where):
+            if isinstance(node, ast.ClassDef):
+                for child in node.body:
+                    if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                        check(child.name, child.lineno, f"{node.name}.{child.name}")
+                        for inner in child.body:
+                            visit(inner, f"{node.name}.{child.name}", where)
+                    elif isinstance(child, ast.Assign | ast.AnnAssign):
+                        for target in child.targets if isinstance(child, ast.Assign) else [child.target]:
+                            if isinstance(target, ast.Name):
+                                check(target.id, child.lineno, f"{node.name}.{target.id}")
+                        if child.value is not None:
+                            visit(child.value, f"{node.name}.", where)
+                    else:
+                        visit(child, f"{node.name}.", where)
+                return
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                top = node.module.split(".")[0]
+                if node.module.startswith("trl.trainer"):
+                    bad.append(f"{where}:{node.lineno}: imports {node.module} (a trl.trainer internal: rlhfv._compat)")
+                elif top in LIBRARIES:
+                    for alias in node.names:
+                        if _is_private(alias.name):
+                            bad.append(f"{where}:{node.lineno}: imports {node.module}.{alias.name} (rlhfv._compat)")
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("trl.trainer") or any(_is_private(p) for p in alias.name.split(".")):
+                        if alias.name.split(".")[0] in LIBRARIES:
+                            bad.append(f"{where}:{node.lineno}: imports {alias.name} (rlhfv._compat)")
+            if isinstance(node, ast.Attribute):
+                check(node.attr, node.lineno, context)
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "setattr", "hasattr")
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, str)
+            ):
+                check(node.args[1].value, node.lineno, context)
+            for child in ast.iter_child_nodes(node):
+                visit(child, context, where)
+
+        visit(tree, "")
+    return bad
+
+
+def test_library_internals_are_used_only_in_compat():
+    bad = _compat_violations()
+    assert not bad, "private names of libraries outside rlhfv/_compat.py:\n" + "\n".join(bad)
+
+
+def test_the_compat_scan_catches_a_private_read_and_a_trl_trainer_import(tmp_path):
+    from pathlib import Path
+
+    probe = Path(__file__).resolve().parents[1] / "rlhfv" / "_compat_scan_probe.py"
+    probe.write_text(
+        "from trl.trainer.utils import selective_log_softmax\n\ndef f(trainer):\n    return trainer._metrics\n",
+        encoding="utf-8",
+    )
+    try:
+        bad = "\n".join(_compat_violations())
+    finally:
+        probe.unlink()
+    assert "_compat_scan_probe.py:1: imports trl.trainer.utils" in bad
+    assert "_compat_scan_probe.py:4: _metrics (use its accessor in rlhfv._compat)" in bad
+
+
+@pytest.mark.parametrize("key", sorted(__import__("rlhfv._compat", fromlist=["x"]).TRAINER_OVERRIDES))
+def test_every_override_of_a_private_trainer_member_matches_the_library(key):
+    # _compat.TRAINER_OVERRIDES: the library member exists with the signature the override was written for
+    import importlib
+
+    from rlhfv._compat import TRAINER_OVERRIDES
+
+    library_path, expected = TRAINER_OVERRIDES[key]
+    module, _, member = key.partition(":")
+    class_name, _, name = member.partition(".")
+    ours = getattr(importlib.import_module(module), class_name)
+    library_module, _, library_class = library_path.rpartition(".")
+    library = getattr(importlib.import_module(library_module), library_class)
+    assert issubclass(ours, library), f"{key}: {class_name} no longer extends {library_path}"
+    assert name in vars(ours), f"{key}: {class_name} no longer overrides {name}; remove the entry"
+    assert hasattr(library, name), f"{library_path} has no {name} any more: the override {key} is dead code"
+    if expected is not None:
+        actual = str(inspect.signature(getattr(library, name)))
+        assert actual == expected, f"{library_path}.{name} changed its signature: {actual} (written for {expected})"
+
+
+def test_every_private_member_a_product_class_overrides_is_listed():
+    # a private member of a library base class redefined in rlhfv must be in _compat.TRAINER_OVERRIDES
+    import ast
+    import importlib
+
+    from rlhfv._compat import TRAINER_OVERRIDES
+
+    root, files = _product_files()
+    unlisted = []
+    for path in files:
+        module = _module_of(root, path)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        # the members each class body defines (not those a metaclass adds, such as torch's `_backward_cls`)
+        classes = {
+            node.name: {
+                getattr(child, "name", None) or getattr(getattr(child, "targets", [None])[0], "id", None)
+                for child in node.body
+            }
+            for node in tree.body
+            if isinstance(node, ast.ClassDef) and node.bases
+        }
+        if not classes or module in ("rlhfv.__main__",):
+            continue
+        loaded = importlib.import_module(module)
+        for class_name, defined in classes.items():
+            cls = getattr(loaded, class_name)
+            library_bases = [b for b in cls.__mro__[1:] if b.__module__.split(".")[0] in LIBRARIES]
+            for name in sorted(n for n in defined if n):
+                if _is_private(name) and any(name in vars(base) for base in library_bases):
+                    if f"{module}:{class_name}.{name}" not in TRAINER_OVERRIDES:
+                        unlisted.append(f"{module}:{class_name}.{name}")
+    assert not unlisted, f"overrides of library private members missing from _compat.TRAINER_OVERRIDES: {unlisted}"
+
+
+def test_the_trl_state_the_accessors_read_is_set_by_trl():
+    # _compat entries 8-11 and 13: the libraries set or read these attributes themselves (read from its source, without building a trainer)
+    import trl.trainer.utils as trl_utils
+    from trl import DPOTrainer, RewardTrainer
+
+    from rlhfv import _compat
+
+    source = inspect.getsource(DPOTrainer)
+    for attribute in ("_metrics", "_is_vision_dataset", "_precompute_model_hash", "_precompute_engine"):
+        assert f"self.{attribute} =" in source, f"DPOTrainer no longer sets self.{attribute}"
+    assert "self._signature_columns" in inspect.getsource(DPOTrainer._set_signature_columns_if_needed)
+    for trainer in (DPOTrainer, RewardTrainer):
+        assert isinstance(trainer._tag_names, list) and isinstance(trainer._name, str)
+    assert {"title", "id", "citation"} <= set(DPOTrainer._paper)  # the Dense DPO model card reads these keys
+    assert isinstance(trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE, int) and _compat.trl_chunk_size() > 0
+    for name in _compat.TRL_TRAINER_INTERNALS:
+        assert callable(getattr(_compat, name)), name
+    assert isinstance(_compat.dataset_fingerprint(Dataset.from_dict({"a": [1]})), str)
+    # entry 13: DDP reads the module attribute that lists what not to broadcast
+    from torch.nn.parallel import DistributedDataParallel
+
+    assert "_ddp_params_and_buffers_to_ignore" in inspect.getsource(DistributedDataParallel)
+    model = torch.nn.Module()
+    model.register_buffer("flag", torch.zeros(2, dtype=torch.bool))
+    model.register_buffer("scale", torch.ones(2))
+    _compat.ignore_bool_buffers_in_ddp(model)
+    assert model._ddp_params_and_buffers_to_ignore == ["flag"]

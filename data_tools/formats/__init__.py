@@ -10,7 +10,17 @@ from __future__ import annotations
 from types import ModuleType
 
 from data_tools.formats import corrections, llava_rlhf, pairs, rlaif_v, rlhf_v
-from data_tools.formats._fields import ParsedPair
+
+# the field readers every layout shares, public for the other readers of rows (instructions, RL prompts)
+from data_tools.formats._fields import (
+    ParsedPair,
+    check_text,
+    first_id,
+    image_fields,
+    optional_id,
+    prompt_messages,
+    text_field,
+)
 
 
 # Detection tries the layouts in this order: the most specific first (`rlaif-v` is `pairs` plus metadata).
@@ -27,4 +37,15 @@ def detect_format(columns: set[str]) -> tuple[str, str] | None:
     return None
 
 
-__all__ = ["FORMATS", "FORMAT_NAMES", "ParsedPair", "detect_format"]
+__all__ = [
+    "FORMATS",
+    "FORMAT_NAMES",
+    "ParsedPair",
+    "check_text",
+    "detect_format",
+    "first_id",
+    "image_fields",
+    "optional_id",
+    "prompt_messages",
+    "text_field",
+]

@@ -65,6 +65,10 @@ def _conversation(record: dict) -> list[dict[str, str]]:
     return messages
 
 
+# public: other readers of LLaVA-RLHF records (rlhfv feedback's instructions) take a record's turns from here
+conversation = _conversation
+
+
 def _output(record: dict, key: str) -> str:
     if key not in record:
         raise RowError(MISSING_FIELD, key, "is missing")

@@ -62,7 +62,7 @@ def _add_generation_arguments(p, prompt_suffix: str = "") -> None:
 
 
 def _options(args):
-    from rlhfv.eval.generate import GenerationOptions
+    from rlhfv.generation.generate import GenerationOptions
 
     if args.batch_size < 1 or args.max_new_tokens < 1 or args.num_beams < 1:
         raise CommandError("--batch-size, --max-new-tokens and --num-beams must be at least 1")

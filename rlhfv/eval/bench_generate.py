@@ -15,8 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from data_tools.outputs import write_text
-from rlhfv.eval.generate import GenerationOptions, decode, done_ids, generate_batch, load_model
 from rlhfv.eval.io import EvalInputError, check_answers_output
+from rlhfv.generation.generate import GenerationOptions, decode, done_ids, generate_batch, load_model
 
 
 def settings_path(answers: str | Path) -> Path:

@@ -85,8 +85,8 @@ def _register_generate(commands, name: str, best_of_n: bool) -> None:
 
 
 def _run_generate(args) -> int:
-    from rlhfv.eval.generate import GenerationOptions, generate_answers
     from rlhfv.eval.io import EvalInputError
+    from rlhfv.generation.generate import GenerationOptions, generate_answers
 
     if args.batch_size < 1 or args.max_new_tokens < 1:
         raise CommandError("--batch-size and --max-new-tokens must be at least 1")

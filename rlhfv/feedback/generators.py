@@ -34,14 +34,14 @@ def _not_empty(text: str) -> None:
 
 @dataclass
 class TransformersGenerator:
-    """Greedy completions from a local causal LM (an `rlhfv.eval.generate.LoadedModel`), batched."""
+    """Greedy completions from a local causal LM (an `rlhfv.generation.generate.LoadedModel`), batched."""
 
     loaded: object
     max_new_tokens: int = 128
     batch_size: int = 8
 
     def complete(self, prompts: list[str], desc: str = "llm") -> list[str]:
-        from rlhfv.eval.generate import GenerationOptions, decode, generate_batch
+        from rlhfv.generation.generate import GenerationOptions, decode, generate_batch
 
         options = GenerationOptions(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
         texts = []

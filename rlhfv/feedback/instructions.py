@@ -27,8 +27,18 @@ from pathlib import Path
 from typing import Any
 
 from data_tools.errors import BAD_VALUE, DUPLICATE_ID, MALFORMED_JSON, MISSING_FIELD, ConversionError, RowError
-from data_tools.formats import FORMAT_NAMES, detect_format, llava_rlhf, rlaif_v, rlhf_v
-from data_tools.formats._fields import first_id, image_fields, optional_id, prompt_messages, text_field
+from data_tools.formats import (
+    FORMAT_NAMES,
+    detect_format,
+    first_id,
+    image_fields,
+    llava_rlhf,
+    optional_id,
+    prompt_messages,
+    rlaif_v,
+    rlhf_v,
+    text_field,
+)
 
 
 # The layout of `rlhfv eval generate` prompt files ({id, question, image}); detected when no converter layout fits.
@@ -84,8 +94,8 @@ def _rlaif_v(record: dict):
 
 
 def _llava_rlhf(record: dict):
-    # _conversation checks every turn and ends at the human's last question (a closing model turn is dropped)
-    return optional_id(record), _last_user_turn(llava_rlhf._conversation(record)), image_fields(record)
+    # conversation checks every turn and ends at the human's last question (a closing model turn is dropped)
+    return optional_id(record), _last_user_turn(llava_rlhf.conversation(record)), image_fields(record)
 
 
 def _plain(record: dict):

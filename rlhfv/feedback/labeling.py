@@ -8,7 +8,7 @@ A claim is judged true when P(yes) + P(Yes) > P(no) + P(No) for the first answer
   from one more forward pass over the prompt followed by those tokens.
 - `EndpointLabeler`: an OpenAI-compatible endpoint with log-probabilities (`rlhfv.endpoint`), one token per answer;
   the probabilities come from the first token's top alternatives.
-- `TruthLabeler`: the synthetic world's ground truth (the annotator of `data_tools.synthetic`), for the CPU recipe
+- `TruthLabeler`: the synthetic world's ground truth (the annotator of `experiments.synthetic`), for the CPU recipe
   and for measuring how often a model labeler agrees with the truth.
 
 An endpoint that fails or an image that cannot be read leaves the claim without a verdict, with its reason; so does
@@ -85,7 +85,7 @@ def multi_token_words(tokenizer, words: tuple[str, ...], single_ids: list[int]) 
 
 
 class TransformersLabeler:
-    """A local model (an `rlhfv.eval.generate.LoadedModel`) answering yes/no questions in one forward pass."""
+    """A local model (an `rlhfv.generation.generate.LoadedModel`) answering yes/no questions in one forward pass."""
 
     def __init__(self, loaded, batch_size: int = 16, min_answer_probability: float = 0.0):
         self.loaded = loaded
@@ -102,7 +102,7 @@ class TransformersLabeler:
         """(P(yes)+P(Yes), P(no)+P(No)) of the first answer token, for one batch."""
         import torch
 
-        from rlhfv.eval.generate import build_inputs
+        from rlhfv.generation.generate import build_inputs
 
         rows = [
             {"question": r.question, "_where": r.question, **({"_image_path": r.image_path} if r.image_path else {})}
@@ -250,12 +250,16 @@ class TruthLabeler:
 
     @classmethod
     def from_file(cls, path: str | Path) -> TruthLabeler:
-        from data_tools.synthetic import load_scenes
+        from rlhfv.extensions import import_object
+
+        load_scenes = import_object("experiments.synthetic:load_scenes", what="labeler truth")
 
         return cls(load_scenes(path))
 
     def label_many(self, requests: list[LabelRequest], progress: bool = True) -> list[Label]:
-        from data_tools.synthetic import correct
+        from rlhfv.extensions import import_object
+
+        correct = import_object("experiments.synthetic:correct", what="labeler truth")
 
         labels = []
         for request in requests:

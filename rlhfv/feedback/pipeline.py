@@ -81,7 +81,7 @@ class FeedbackRun:
     # ---- models ------------------------------------------------------------------------------------------------
     def policy(self):
         if self._policy is None:
-            from rlhfv.eval.generate import load_model
+            from rlhfv.generation.generate import load_model
 
             self._policy = load_model(self.config.policy, self.device)
         return self._policy
@@ -112,7 +112,7 @@ class FeedbackRun:
 
         if kind == "endpoint":
             return EndpointGenerator(self.client())
-        from rlhfv.eval.generate import load_model
+        from rlhfv.generation.generate import load_model
 
         return TransformersGenerator(load_model(self.config.llm_model, self.device))
 
@@ -126,7 +126,7 @@ class FeedbackRun:
             elif c.labeler == "endpoint":
                 self._labeler = EndpointLabeler(self.client(), c.top_logprobs, c.min_answer_probability)
             else:
-                from rlhfv.eval.generate import load_model
+                from rlhfv.generation.generate import load_model
 
                 loaded = self.policy() if c.labeler == "self" else load_model(c.labeler, self.device)
                 try:

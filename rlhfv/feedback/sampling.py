@@ -34,7 +34,7 @@ def check_image(row: dict) -> tuple[str, str] | None:
 
 
 def done_ids(path: Path) -> set[str]:
-    from rlhfv.eval.generate import done_ids as generation_done_ids
+    from rlhfv.generation.generate import done_ids as generation_done_ids
 
     try:
         return generation_done_ids(path)
@@ -58,7 +58,7 @@ class TransformersSampler:
     def sample(self, batch: list[dict]) -> list[list[str]]:
         import torch
 
-        from rlhfv.eval.generate import GenerationOptions, decode, generate_batch
+        from rlhfv.generation.generate import GenerationOptions, decode, generate_batch
 
         c = self.config
         options = GenerationOptions(max_new_tokens=c.max_new_tokens, do_sample=True, temperature=c.temperature,

@@ -4,7 +4,7 @@ processes as the transformers sampler, much faster on a GPU.
 vLLM is an optional dependency (`pip install 'rlhfv[vllm]'`): it pins its own torch build, so it is never required.
 Asking for it when it is absent fails at config time, before any model loads (`require_vllm`).
 
-Each request: the prompt rendered with the policy processor's chat template by `rlhfv.eval.generate.render_prompt`
+Each request: the prompt rendered with the policy processor's chat template by `rlhfv.generation.generate.render_prompt`
 (the function the transformers sampler uses, so both ask the same text), the image through `multi_modal_data`, and
 RLAIF-V's settings: n = num_samples, temperature, top_p, max_tokens, a seed per request from (seed, instruction id).
 Under `accelerate launch` each process builds its own engine on its own GPU (vLLM's `external_launcher` backend,
@@ -31,7 +31,7 @@ def require_vllm() -> None:
 
 
 def load_processor(path: str):
-    """The policy's processor (a tokenizer for a text-only model), loaded as `rlhfv.eval.generate.load_model` does."""
+    """The policy's processor (a tokenizer for a text-only model), loaded as `rlhfv.generation.generate.load_model` does."""
     from pathlib import Path
 
     from transformers import AutoProcessor, AutoTokenizer
@@ -51,7 +51,7 @@ def build_requests(processor, batch: list[dict]) -> list[dict]:
     """vLLM prompt inputs: {"prompt": text} plus {"multi_modal_data": {"image": PIL image}} for a row with an image."""
     from PIL import Image
 
-    from rlhfv.eval.generate import render_prompt
+    from rlhfv.generation.generate import render_prompt
 
     requests = []
     for row in batch:

@@ -20,7 +20,10 @@ REWARD_SETTINGS_FILE = "fact_rlhf_reward.json"
 
 def world_corpus() -> list[str]:
     """Sentences covering the synthetic world's vocabulary (and the facts template), to train a tiny tokenizer."""
-    from data_tools.synthetic import COLOURS, KINDS, POSITIONS, QUESTIONS
+    from rlhfv.extensions import import_module
+
+    world = import_module("experiments.synthetic", what="tiny reward models (the synthetic world's words)")
+    COLOURS, KINDS, POSITIONS, QUESTIONS = world.COLOURS, world.KINDS, world.POSITIONS, world.QUESTIONS
     from rlhfv.reward.facts import DEFAULT_FACTS_TEMPLATE
     from rlhfv.tiny_models import DEFAULT_CORPUS
 

@@ -2,7 +2,7 @@
 
     rlhfv reward-pairs --prompts PROMPTS.jsonl --reward-model DIR --policy MODEL --n 8 --margin 1.0 --out DIR
 
-For each prompt (the RL prompt layout: image, question, facts; see rlhfv/rl/data.py) the policy samples `--n`
+For each prompt (the RL prompt layout: image, question, facts; see rlhfv/reward/prompts.py) the policy samples `--n`
 answers (or the rows' own `samples` lists are used, without `--policy`), the reward model scores them (reading the
 row's facts if it was trained with them), and the best and the worst answer become a pair when their scores differ by
 at least `--margin`. The output folder is a dense preference dataset (`save_to_disk`), with word-diff spans, that
@@ -74,7 +74,7 @@ def run(args) -> int:
     from rlhfv.reward.inputs import score_answers
     from rlhfv.reward.loading import load_reward_model_and_processor, load_vlm
     from rlhfv.reward.pairs import PairReport, build_pair, pairs_dataset, sample_answers
-    from rlhfv.rl.data import load_rl_prompts
+    from rlhfv.reward.prompts import load_rl_prompts
 
     if args.n < 2:
         raise CommandError("--n must be at least 2 (a pair needs two answers)")

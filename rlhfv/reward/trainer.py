@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from trl import RewardTrainer
 
+from rlhfv._compat import set_signature_columns_if_unset
 from rlhfv.reward.facts import load_template
 from rlhfv.reward.inputs import RewardPreferenceCollator
 
@@ -52,8 +53,7 @@ class VisionRewardTrainer(RewardTrainer):
         return dataset
 
     def _set_signature_columns_if_needed(self):
-        if self._signature_columns is None:
-            self._signature_columns = [*REQUIRED_COLUMNS, "images", "facts", "margin"]
+        set_signature_columns_if_unset(self, [*REQUIRED_COLUMNS, "images", "facts", "margin"])
 
     def _save(self, output_dir: str | None = None, state_dict=None):
         super()._save(output_dir, state_dict)

@@ -112,7 +112,7 @@ def policy_and_processor(model_args, training_args):
 def build_trainer(script_args, training_args, model_args, callbacks=None):
     from trl import RLOOTrainer, get_peft_config
 
-    from rlhfv.rl.data import load_rl_prompts
+    from rlhfv.reward.prompts import load_rl_prompts
     from rlhfv.rl.reward_model import FactRewardModelFunction
     from rlhfv.rl.symbolic import NoStopTokenPenalty
 

@@ -70,7 +70,7 @@ class FactRLOOConfig(RLOOConfig):
 @dataclass
 class RLScriptArguments(ScriptArguments):
     """Data of `rlhfv rl`: `dataset_name` is a JSONL file of prompts {id, image or images, question or prompt,
-    facts, yes_no_truth, mc_answer, ...} (as written by `python -m rlhfv.reward.synthetic`)."""
+    facts, yes_no_truth, mc_answer, ...} (as written by `python -m experiments.fact_rlhf_data`)."""
 
     image_root: str | None = field(
         default=None,

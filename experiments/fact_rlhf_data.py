@@ -1,6 +1,6 @@
-"""Fact-RLHF data on the synthetic world (`data_tools.synthetic`), where the facts are the scene's true object list.
+"""Fact-RLHF data on the synthetic world (`experiments.synthetic`), where the facts are the scene's true object list.
 
-    python -m rlhfv.reward.synthetic --out DIR [--n-train 512] [--n-heldout 128] [--n-probe 128] [--n-rl 128]
+    python -m experiments.fact_rlhf_data --out DIR [--n-train 512] [--n-heldout 128] [--n-probe 128] [--n-rl 128]
 
 Writes, into DIR (image paths relative to it):
 - `reward_train.jsonl`, `reward_heldout.jsonl`: LLaVA-RLHF-style preferences (`conversations`, `output_1`,
@@ -27,9 +27,9 @@ import string
 import sys
 from pathlib import Path
 
-from data_tools.synthetic import KINDS, POSITIONS, draw_scene, hallucinated_answer
-from data_tools.synthetic.describe import TEMPLATES, join, object_sentence
-from data_tools.synthetic.writers import make_item
+from experiments.synthetic import KINDS, POSITIONS, draw_scene, hallucinated_answer
+from experiments.synthetic.describe import TEMPLATES, join, object_sentence
+from experiments.synthetic.writers import make_item
 
 
 def scene_facts(scene, rng: random.Random) -> list[str]:
@@ -149,7 +149,7 @@ def write_fact_rlhf_data(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rlhfv.reward.synthetic",
+        prog="python -m experiments.fact_rlhf_data",
         description="Fact-RLHF data on the synthetic world: reward-model preferences with facts, a reward-hacking "
         "probe and RL prompts (descriptions, yes/no, multiple choice). Same seed, same files.",
     )

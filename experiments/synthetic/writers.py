@@ -19,10 +19,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_tools.synthetic.annotator import correct
-from data_tools.synthetic.describe import QUESTIONS, TEMPLATES, Sentence, describe, join, object_sentence
-from data_tools.synthetic.hallucinate import hallucinated_answer
-from data_tools.synthetic.world import (
+from experiments.synthetic.annotator import correct
+from experiments.synthetic.describe import QUESTIONS, TEMPLATES, Sentence, describe, join, object_sentence
+from experiments.synthetic.hallucinate import hallucinated_answer
+from experiments.synthetic.world import (
     DEFAULT_CANVAS,
     KINDS,
     MAX_OBJECTS,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field, replace
 
-from data_tools.synthetic.world import POSITIONS, Scene
+from experiments.synthetic.world import POSITIONS, Scene
 
 
 # "Describe in detail" prompts in the spirit of Object HalBench's eight

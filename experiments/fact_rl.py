@@ -6,7 +6,7 @@ Protocol (docs/fact_rlhf.md, section 6, states it with the hypotheses, written b
    proof run to copy them from; without it they are built here with prior_proof's own stages.
 2. Two reward models with `rlhfv reward`, both initialised from the SFT policy (as LLaVA-RLHF initialises its reward
    model from its SFT model), on the same pairs with a `facts` column (the scene's true objects as short captions,
-   rendered by `rlhfv.reward.synthetic.scene_facts`): `facts: row` and `facts: none`; nothing else differs.
+   rendered by `experiments.fact_rlhf_data.scene_facts`): `facts: row` and `facts: none`; nothing else differs.
 3. Both measured on the held-out pairs (accuracy, Wilson 95%) and on the reward-hacking probe of this world
    (`probe_pairs`): true description vs. the same with a fluent sentence naming the absent companion, added at an
    empty slot ("added") or in place of another object's sentence ("replaced", about the same length).
@@ -16,8 +16,8 @@ Protocol (docs/fact_rlhf.md, section 6, states it with the hypotheses, written b
 5. SFT, RL-facts and RL-plain answer the test images greedily; companion metrics (`companion`) with paired per-image
    bootstrap intervals; the mean reward and KL of each RL run from its log.
 
-    python -m rlhfv.experiments.fact_rl --config recipes/proof/prior/config_fact_rl.yaml --ready outputs/proof --select-rl
-    python -m rlhfv.experiments.fact_rl --config recipes/proof/prior/config_fact_rl.yaml --ready outputs/proof
+    python -m experiments.fact_rl --config recipes/proof/prior/config_fact_rl.yaml --ready outputs/proof --select-rl
+    python -m experiments.fact_rl --config recipes/proof/prior/config_fact_rl.yaml --ready outputs/proof
 
 Checks beside the chosen setting (their runs are named by their setting, next to the others):
 `--rl-learning-rate 1e-4 --rl-max-steps 80` (another setting), `--rl-seed-offset 100` (RL's own randomness),
@@ -90,7 +90,7 @@ class FactRLConfig:
 
     @classmethod
     def from_yaml(cls, path: str | None, overrides: dict) -> FactRLConfig:
-        from rlhfv.experiments.proof import read_experiment_config
+        from experiments.proof import read_experiment_config
 
         config = read_experiment_config(cls, path, overrides)
         if config.eval_split != "eval":
@@ -105,7 +105,7 @@ class FactRLConfig:
         return config
 
     def proof(self):
-        from rlhfv.experiments.prior_proof import PriorProofConfig
+        from experiments.prior_proof import PriorProofConfig
 
         return PriorProofConfig.from_yaml(self.proof_config, {"out": self.out, "seeds": self.seeds})
 
@@ -115,8 +115,8 @@ class FactRLConfig:
 
 def facts_of(scene, key: str) -> list[str]:
     """The scene's true objects as short captions ("a red cup on the left"), shuffled by a stream named by `key`
-    (the facts of `rlhfv.reward.synthetic`, drawn reproducibly per row)."""
-    from rlhfv.reward.synthetic import scene_facts
+    (the facts of `experiments.fact_rlhf_data`, drawn reproducibly per row)."""
+    from experiments.fact_rlhf_data import scene_facts
 
     return scene_facts(scene, random.Random(f"rlhfv-fact-rl/facts/{key}"))
 
@@ -129,8 +129,8 @@ def probe_pairs(item) -> dict | None:
     `replaced`: the same companion sentence in place of the sentence of another (non-anchor) object, so both answers
     have about the same length. Returns {true, added, replaced, companion, slot, replaced_kind}.
     """
-    from data_tools.synthetic.describe import join
-    from data_tools.synthetic.prior import (
+    from experiments.synthetic.describe import join
+    from experiments.synthetic.prior import (
         COMPANIONS,
         PRIOR_TEMPLATES,
         _reading_key,
@@ -138,7 +138,7 @@ def probe_pairs(item) -> dict | None:
         companion_case,
         prior_sentence,
     )
-    from data_tools.synthetic.world import COLOURS, POSITIONS
+    from experiments.synthetic.world import COLOURS, POSITIONS
 
     scene = item.scene
     if companion_case(scene) != "absent":
@@ -171,8 +171,8 @@ def probe_pairs(item) -> dict | None:
 def prepare_inputs(config: FactRLConfig, seed: int) -> Path:
     """The proof's data, SFT policy and pairs under out/seed{N} (copied from `ready` or built), plus validation,
     probe images, pairs with facts and the RL prompts."""
-    from data_tools.synthetic.prior_writers import write_prior_prompts
-    from rlhfv.experiments.prior_proof import prepare_seed
+    from experiments.prior_proof import prepare_seed
+    from experiments.synthetic.prior_writers import write_prior_prompts
 
     proof = config.proof()
     seed_dir = Path(config.out) / f"seed{seed}"
@@ -204,7 +204,7 @@ def _image_key(pair_id: str) -> str:
 def add_facts_column(pairs_dir: Path, scenes_path: Path, out: Path) -> None:
     from datasets import Sequence, Value, load_from_disk
 
-    from data_tools.synthetic.writers import load_scenes
+    from experiments.synthetic.writers import load_scenes
 
     scenes = load_scenes(scenes_path)
     dataset = load_from_disk(str(pairs_dir))
@@ -221,7 +221,7 @@ def add_facts_column(pairs_dir: Path, scenes_path: Path, out: Path) -> None:
 def write_rl_prompts(image_dir: Path, path: Path) -> None:
     """The preference images' questions with their facts: {id, image, question, facts} (describe prompts only, so the
     yes/no and multiple-choice rules never apply)."""
-    from data_tools.synthetic.writers import load_scenes
+    from experiments.synthetic.writers import load_scenes
 
     scenes = load_scenes(image_dir / "scenes.json")
     rows = []
@@ -265,14 +265,14 @@ def train_reward_model(config: FactRLConfig, seed: int, seed_dir: Path, arm: str
 
 
 def _wilson(hits: list[bool]) -> dict:
-    from rlhfv.experiments.fact_rlhf import wilson
+    from experiments.fact_rlhf import wilson
 
     low, high = wilson(sum(hits), len(hits))
     return {"rate": sum(hits) / len(hits) if hits else None, "low": low, "high": high, "n": len(hits)}
 
 
 def _paired(a: list[bool], b: list[bool], seed: int) -> dict:
-    from rlhfv.experiments.fact_rlhf import paired_bootstrap
+    from experiments.fact_rlhf import paired_bootstrap
 
     diff, low, high = paired_bootstrap(a, b, seed=seed)
     return {"diff": diff, "low": low, "high": high}
@@ -284,7 +284,7 @@ def evaluate_reward_models(config: FactRLConfig, seed: int, seed_dir: Path, mode
     from datasets import load_from_disk
     from PIL import Image
 
-    from data_tools.synthetic.prior_writers import iter_prior_items
+    from experiments.synthetic.prior_writers import iter_prior_items
     from rlhfv.reward.data import _answer_text
     from rlhfv.reward.inputs import score_answers
     from rlhfv.reward.loading import load_reward_model_and_processor
@@ -383,13 +383,13 @@ def rl_log(run_dir: Path) -> dict:
 
 
 def evaluate_policy(config: FactRLConfig, model_dir: Path, image_dir: Path, answers_path: Path) -> dict:
-    from rlhfv.experiments.prior_proof import evaluate_model
+    from experiments.prior_proof import evaluate_model
 
     return evaluate_model(config.proof(), model_dir, image_dir, answers_path)
 
 
 def _summary(records: dict) -> dict:
-    from rlhfv.experiments.companion import summarize
+    from experiments.companion import summarize
 
     return {**summarize(list(records.values())), "images": len(records)}
 
@@ -457,7 +457,7 @@ def rl_tag(config: FactRLConfig) -> str:
 
 
 def run_seed(config: FactRLConfig, seed: int) -> dict:
-    from rlhfv.experiments.companion import paired_bootstrap
+    from experiments.companion import paired_bootstrap
 
     timings, tag = {}, rl_tag(config)
     start = time.time()
@@ -503,16 +503,16 @@ def run_seed(config: FactRLConfig, seed: int) -> dict:
 # --- report ----------------------------------------------------------------------------------------------------------
 
 
-def _pct(value) -> str:
+def pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
 def _ci(entry: dict, key: str = "rate") -> str:
-    return f"{_pct(entry[key])} [{_pct(entry['low'])}, {_pct(entry['high'])}]"
+    return f"{pct(entry[key])} [{pct(entry['low'])}, {pct(entry['high'])}]"
 
 
 def markdown_report(results: list[dict]) -> str:
-    from rlhfv.experiments.companion import METRICS
+    from experiments.companion import METRICS
 
     lines = ["Reward models (held-out pairs: accuracy; probe: share preferring the hallucinated answer; Wilson 95%):",
              "", "| seed | reward model | held-out accuracy | probe, added sentence | probe, replaced sentence |",
@@ -533,7 +533,7 @@ def markdown_report(results: list[dict]) -> str:
         for method in METHODS:
             m = r["metrics"][method]
             cells = [str(r["seed"]), method]
-            cells += [f"{m[k]:.1f}" if k == "length_words" else _pct(m[k]) for k in METRICS]
+            cells += [f"{m[k]:.1f}" if k == "length_words" else pct(m[k]) for k in METRICS]
             log = r["rl_logs"].get(method)
             if log and "reward" in log:
                 cells += [f"{log['reward']['first']:.2f} -> {log['reward']['last']:.2f}",
@@ -565,7 +565,7 @@ def _key_value(item: str) -> tuple[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rlhfv.experiments.fact_rl",
+        prog="python -m experiments.fact_rl",
         description="Fact-RLHF on the language-prior world: two reward models (facts / plain) from the SFT policy, "
         "the reward-hacking probe, RLOO with each, companion metrics with paired bootstrap intervals.",
     )
@@ -597,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
                  "rl_max_steps": args.rl_max_steps, "rl_seed_offset": args.rl_seed_offset}  # fmt: skip
     config = FactRLConfig.from_yaml(args.config, overrides)
     config.rl_variant = {**config.rl_variant, **dict(_key_value(item) for item in args.rl_set)}
-    from rlhfv.experiments.proof import prepare_run
+    from experiments.proof import prepare_run
 
     out = prepare_run(config)
     if args.select_rl:

@@ -84,7 +84,7 @@ def implicit_rewards(policy, reference, prompt_inputs: dict, answers: list[list[
 
 def pick_best(loaded, reference, row: dict, candidates: list[list[int]], beta: float) -> tuple[int, list[float]]:
     """Index of the candidate with the highest implicit reward, and every candidate's reward."""
-    from rlhfv.eval.generate import build_inputs
+    from rlhfv.generation.inputs import build_inputs
 
     prompt_inputs = build_inputs(loaded, [row])
     if reference is not None and reference.model.device != loaded.model.device:

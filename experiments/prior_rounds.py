@@ -2,7 +2,7 @@
 plain DPO.
 
 Protocol (docs/feedback.md states it with the hypotheses, written before the runs). For each seed, on CPU:
-1. Data of the language-prior world (`data_tools.synthetic.prior`) as in `make proof`, plus `verification_items`
+1. Data of the language-prior world (`experiments.synthetic.prior`) as in `make proof`, plus `verification_items`
    SFT conversations that ask whether one statement about the image is true and answer from the scene
    (`write_prior_sft(..., verification_items=...)`), so the SFT model can be its own labeler. Validation images
    (`val`) choose each round's checkpoint; test images (`eval`) are only used for the final table.
@@ -15,10 +15,10 @@ Protocol (docs/feedback.md states it with the hypotheses, written before the run
    SFT model: sample 10 answers per preference image, split, label, pair by RLAIF-V's rules, train with the round's
    model as the reference, keep the checkpoint with the lowest `select_metric` on the validation images.
 5. Test: every round's kept model answers the test images greedily; companion hallucination and recall, CHAIR,
-   recall, length (`rlhfv.experiments.companion`), with paired per-image bootstrap intervals against SFT, dense
+   recall, length (`experiments.companion`), with paired per-image bootstrap intervals against SFT, dense
    against plain, and self against truth.
 
-    python -m rlhfv.experiments.prior_rounds --config recipes/proof/prior/config_rounds.yaml
+    python -m experiments.prior_rounds --config recipes/proof/prior/config_rounds.yaml
 
 Stages whose output exists are skipped, so an interrupted run resumes.
 """
@@ -33,8 +33,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rlhfv.experiments.intervals import wilson
-from rlhfv.experiments.prior_proof import PriorProofConfig, _pct
+from experiments.intervals import wilson
+from experiments.prior_proof import PriorProofConfig, pct
 
 
 logger = logging.getLogger("rlhfv.prior_rounds")
@@ -62,8 +62,8 @@ class PriorRoundsConfig(PriorProofConfig):
 
     @classmethod
     def from_yaml(cls, path: str | None, overrides: dict) -> PriorRoundsConfig:
-        from rlhfv.experiments.companion import METRICS
-        from rlhfv.experiments.proof import read_experiment_config
+        from experiments.companion import METRICS
+        from experiments.proof import read_experiment_config
 
         config = read_experiment_config(cls, path, overrides)
         if set(config.labelers) - set(LABELERS):
@@ -79,7 +79,7 @@ class PriorRoundsConfig(PriorProofConfig):
 
 
 def write_round_data(config: PriorRoundsConfig, seed: int, data: Path) -> None:
-    from data_tools.synthetic.prior_writers import write_prior_prompts, write_prior_sft
+    from experiments.synthetic.prior_writers import write_prior_prompts, write_prior_sft
 
     world = config.world()
     if not (data / "sft" / "sft.jsonl").is_file():
@@ -96,9 +96,9 @@ def write_round_data(config: PriorRoundsConfig, seed: int, data: Path) -> None:
 def label_agreement(feedback_dir: Path, scenes_path: Path) -> dict:
     """The self verdicts of `feedback_dir` against the world's truth on the same claims; false claims split into
     those naming the scene's absent companion (the prior's hallucination) and the others."""
-    from data_tools.synthetic.prior import COMPANIONS, anchor_of, companion_case
-    from data_tools.synthetic.writers import load_scenes
-    from rlhfv.experiments.self_feedback import judged_claims
+    from experiments.self_feedback import judged_claims
+    from experiments.synthetic.prior import COMPANIONS, anchor_of, companion_case
+    from experiments.synthetic.writers import load_scenes
     from rlhfv.feedback.labeling import TruthLabeler
 
     scenes = load_scenes(scenes_path)
@@ -160,17 +160,17 @@ def check_self_labeler(config: PriorRoundsConfig, seed: int, seed_dir: Path) -> 
 
 def make_iterator(config: PriorRoundsConfig, seed: int, seed_dir: Path, labeler: str, arm: str):
     """An `rlhfv iterate` loop from the seed's SFT model whose checkpoints are judged on the validation images."""
-    from rlhfv.experiments.prior_proof import evaluate_model
+    from experiments.prior_proof import evaluate_model
     from rlhfv.iterate import IterateConfig, Iteration
 
     class PriorWorldIteration(Iteration):
         def table_metrics(self) -> tuple[str, ...]:
-            from rlhfv.experiments.companion import METRICS
+            from experiments.companion import METRICS
 
             return tuple(METRICS)
 
         def evaluate(self, model: Path, answers: Path) -> dict:
-            from rlhfv.experiments.companion import summarize
+            from experiments.companion import summarize
 
             cache = answers.with_suffix(".metrics.json")
             if cache.is_file():
@@ -194,7 +194,7 @@ def make_iterator(config: PriorRoundsConfig, seed: int, seed_dir: Path, labeler:
 
 def records_on_test_images(config: PriorRoundsConfig, seed_dir: Path, name: str, model: Path) -> dict:
     """Per-image records of `model`'s greedy answers on the test images (cached)."""
-    from rlhfv.experiments.prior_proof import evaluate_model
+    from experiments.prior_proof import evaluate_model
 
     cache = seed_dir / "test" / f"{name}.records.json"
     if cache.is_file():
@@ -206,8 +206,8 @@ def records_on_test_images(config: PriorRoundsConfig, seed_dir: Path, name: str,
 
 
 def run_seed(config: PriorRoundsConfig, seed: int) -> dict:
-    from rlhfv.experiments.companion import paired_bootstrap, summarize
-    from rlhfv.experiments.proof import train_sft
+    from experiments.companion import paired_bootstrap, summarize
+    from experiments.proof import train_sft
 
     timings: dict = {}
     seed_dir = Path(config.out) / f"seed{seed}"
@@ -267,8 +267,8 @@ def run_seed(config: PriorRoundsConfig, seed: int) -> dict:
 
 
 def aggregate(results: list[dict]) -> dict:
-    from rlhfv.experiments.companion import METRICS
-    from rlhfv.experiments.proof import summarize_over_seeds
+    from experiments.companion import METRICS
+    from experiments.proof import summarize_over_seeds
 
     keys = [k for k in results[0]["metrics"] if all(k in r["metrics"] for r in results)]
     return summarize_over_seeds(results, keys, METRICS)
@@ -297,7 +297,7 @@ def markdown_report(config: PriorRoundsConfig, results: list[dict], summary: dic
         for r in results:
             a = r["self_labeler"]
             lines.append(f"| {r['seed']} | {a['claims']} | {_ci(a['answered_yes_no'])} | {_ci(a['accuracy'])} | "
-                         f"{_pct(a['majority_baseline'])} | {_ci(a['true_claims_kept'])} | "
+                         f"{pct(a['majority_baseline'])} | {_ci(a['true_claims_kept'])} | "
                          f"{_ci(a['false_claims_caught'])} | {_ci(a['companion_claims_caught'])} "
                          f"({a['companion']}) | {_ci(a['other_false_claims_caught'])} ({a['other']}) |")  # fmt: skip
         lines.append("")
@@ -347,7 +347,7 @@ def combine(result_files: list[Path], round_: int) -> dict:
     """Every paired contrast of round `round_` present in all seeds of `result_files` (runs of this experiment on
     different seeds), per seed and across seeds: the mean difference with a t interval over seeds, and how many seeds
     have it below 0 with a two-sided sign test (seeds whose difference is exactly 0 are left out of the test)."""
-    from rlhfv.experiments.intervals import sign_test, t_interval
+    from experiments.intervals import sign_test, t_interval
 
     seeds = [seed for path in result_files for seed in json.loads(Path(path).read_text())["seeds"]]
     numbers = [s["seed"] for s in seeds]
@@ -396,9 +396,7 @@ def combined_report(combined: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m rlhfv.experiments.prior_rounds", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m experiments.prior_rounds", description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="recipes/proof/prior/config_rounds.yaml", help="settings (YAML)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the seeds")
     parser.add_argument("--out", default=None, help="override the output folder")
@@ -423,12 +421,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     overrides = {"seeds": args.seeds, "out": args.out, "rounds": args.rounds, "labelers": args.labelers}
     config = PriorRoundsConfig.from_yaml(args.config, overrides)
-    from rlhfv.experiments.proof import prepare_run
+    from experiments.proof import prepare_run
 
     out = prepare_run(config)
     start = time.time()
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    from rlhfv.experiments.proof import run_seeds_in_processes
+    from experiments.proof import run_seeds_in_processes
 
     results = run_seeds_in_processes(run_seed, config)
     summary = aggregate(results)

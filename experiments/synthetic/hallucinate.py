@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
-from data_tools.synthetic.describe import (
+from experiments.synthetic.describe import (
     TEMPLATES,
     Sentence,
     join,
@@ -21,7 +21,7 @@ from data_tools.synthetic.describe import (
     sentence_offsets,
     with_field,
 )
-from data_tools.synthetic.world import COLOURS, KINDS, POSITIONS, Scene
+from experiments.synthetic.world import COLOURS, KINDS, POSITIONS, Scene
 
 
 HALLUCINATION_TYPES = ("object", "colour", "added")

@@ -1,31 +1,27 @@
 """Before/after evaluation for the demo: companion hallucination rate and recall on held-out images of the
 language-prior world, measured on the model being trained, at the start and at the end of training.
 
-`CompanionEvalCallback` is a `transformers.TrainerCallback`. The demo recipe names it (`callbacks:`), and the
-trainer then:
+`CompanionEvalCallback` is a `rlhfv.heldout_eval.HeldOutEvalCallback` (a `transformers.TrainerCallback`). The demo
+recipe names it (`callbacks:`), and the trainer then:
 - at the start of training, answers the held-out prompts greedily with the starting (SFT) model;
 - at the end of training, answers them again with the trained model and prints both next to each other;
 - adds `companion_hallucination_before/after` and `companion_recall_before/after` (and CHAIR_i and recall) to the
   evaluation metrics that follow, so they appear in TRL's `***** eval metrics *****` block and `eval_results.json`,
   and writes `companion_eval.json` into `output_dir`.
 
-The held-out set is a folder written by `data_tools.synthetic.prior_writers.write_prior_prompts` (`prompts.jsonl`,
+The held-out set is a folder written by `experiments.synthetic.prior_writers.write_prior_prompts` (`prompts.jsonl`,
 `scenes.json`, `images/`); by default `recipes/demo/prior/heldout` of the source checkout.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import time
 from pathlib import Path
 
-from transformers import TrainerCallback
+from rlhfv.heldout_eval import HeldOutEvalCallback
 
 
-logger = logging.getLogger("rlhfv.demo_eval")
-
-DEFAULT_HELDOUT = Path(__file__).resolve().parents[2] / "recipes" / "demo" / "prior" / "heldout"
+DEFAULT_HELDOUT = Path(__file__).resolve().parents[1] / "recipes" / "demo" / "prior" / "heldout"
 SHOWN = ("companion_hallucination", "companion_recall", "chair_i", "recall", "length_words")
 
 
@@ -35,9 +31,9 @@ def evaluate_in_memory(model, processor, heldout: Path, max_new_tokens: int = 12
 
     import torch
 
-    from data_tools.synthetic.writers import load_scenes
-    from rlhfv.eval.generate import GenerationOptions, LoadedModel, generate_answers
-    from rlhfv.experiments.companion import image_records, summarize
+    from experiments.companion import image_records, summarize
+    from experiments.synthetic.writers import load_scenes
+    from rlhfv.generation.generate import GenerationOptions, LoadedModel, generate_answers
 
     was_training = model.training
     model.eval()
@@ -57,50 +53,34 @@ def evaluate_in_memory(model, processor, heldout: Path, max_new_tokens: int = 12
     return summary
 
 
-class CompanionEvalCallback(TrainerCallback):
+class CompanionEvalCallback(HeldOutEvalCallback):
     """Companion hallucination rate and recall on held-out images, before and after training (see the module)."""
 
+    reported_metrics = ("companion_hallucination", "companion_recall", "chair_i", "recall")
+    file_name = "companion_eval.json"
+    description = "held-out companion metrics"
+
     def __init__(self, heldout: str | Path | None = None, max_new_tokens: int = 128):
+        super().__init__()
         self.heldout = Path(heldout) if heldout else DEFAULT_HELDOUT
         if not (self.heldout / "prompts.jsonl").is_file() or not (self.heldout / "scenes.json").is_file():
             raise FileNotFoundError(
                 f"CompanionEvalCallback: {self.heldout} has no prompts.jsonl and scenes.json; write it with "
-                "`python -m rlhfv.experiments.demo_data --out recipes/demo/prior`"
+                "`python -m experiments.demo_data --out recipes/demo/prior`"
             )
         self.max_new_tokens = max_new_tokens
-        self.before: dict | None = None
-        self.after: dict | None = None
 
-    def _measure(self, model, processor) -> dict:
-        start = time.time()
-        result = evaluate_in_memory(model, processor, self.heldout, self.max_new_tokens)
-        result["seconds"] = round(time.time() - start, 1)
-        return result
+    def measure(self, model, processor) -> dict:
+        return evaluate_in_memory(model, processor, self.heldout, self.max_new_tokens)
 
-    def on_train_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
-        if state.is_world_process_zero and self.before is None:
-            self.before = self._measure(model, processing_class)
-            logger.info("held-out companion metrics before training: %s", _line(self.before))
+    def record(self) -> dict:
+        return {"heldout": str(self.heldout)}
 
-    def on_train_end(self, args, state, control, model=None, processing_class=None, **kwargs):
-        if not state.is_world_process_zero or self.before is None:
-            return
-        self.after = self._measure(model, processing_class)
-        table = format_before_after(self.before, self.after, self.heldout)
-        print(table, flush=True)
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-        Path(args.output_dir, "companion_eval.json").write_text(
-            json.dumps({"heldout": str(self.heldout), "before": self.before, "after": self.after}, indent=2) + "\n"
-        )
+    def summary_line(self, result: dict) -> str:
+        return _line(result)
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if metrics is None or self.before is None:
-            return
-        prefix = "eval_" if any(k.startswith("eval_") for k in metrics) else ""
-        for name in ("companion_hallucination", "companion_recall", "chair_i", "recall"):
-            metrics[f"{prefix}{name}_before"] = self.before[name]
-            if self.after is not None:
-                metrics[f"{prefix}{name}_after"] = self.after[name]
+    def format_before_after(self, before: dict, after: dict) -> str:
+        return format_before_after(before, after, self.heldout)
 
 
 def _line(summary: dict) -> str:

@@ -1,6 +1,6 @@
 """Build the demo's bundle (`recipes/demo/prior/`) from the language-prior proof's first seed.
 
-    python -m rlhfv.experiments.demo_data                      # = --config recipes/proof/prior/config_proof.yaml
+    python -m experiments.demo_data                      # = --config recipes/proof/prior/config_proof.yaml
                                                                #   --work outputs/proof --out recipes/demo/prior
 
 Writes into `--out`:
@@ -9,7 +9,7 @@ Writes into `--out`:
 - `corrections.jsonl` + `images/`: its sampled answers on the preference images and their annotator corrections
   (corrections layout, image paths relative to `--out`): the demo's training data;
 - `heldout/`: held-out prompts and ground truth of the same world (a split of its own) for the before/after
-  evaluation (`rlhfv.experiments.demo_eval.CompanionEvalCallback`).
+  evaluation (`experiments.demo_eval.CompanionEvalCallback`).
 
 The SFT model, pairs and images are those of `make proof`'s seed 0 (reused from `--work` when it already ran;
 trained otherwise, several minutes on a CPU).
@@ -38,8 +38,8 @@ MODEL_FILES = (
 def build(config_path: str, work: str, out: str, heldout_items: int = 100) -> Path:
     import torch
 
-    from data_tools.synthetic.prior_writers import write_prior_prompts
-    from rlhfv.experiments.prior_proof import PriorProofConfig, prepare_seed
+    from experiments.prior_proof import PriorProofConfig, prepare_seed
+    from experiments.synthetic.prior_writers import write_prior_prompts
 
     config = PriorProofConfig.from_yaml(config_path, {"seeds": [0], "out": work})
     torch.set_num_threads(config.threads)
@@ -67,7 +67,7 @@ def build(config_path: str, work: str, out: str, heldout_items: int = 100) -> Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rlhfv.experiments.demo_data", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.demo_data", description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="recipes/proof/prior/config_proof.yaml", help="the proof's settings")
     parser.add_argument("--work", default="outputs/proof", help="the proof's output folder (seed 0 is reused)")
     parser.add_argument("--out", default="recipes/demo/prior", help="where the bundle goes")

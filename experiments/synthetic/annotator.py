@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from data_tools.synthetic.world import COLOURS, KINDS, POSITIONS, Scene
+from experiments.synthetic.world import COLOURS, KINDS, POSITIONS, Scene
 
 
 _KIND_RE = re.compile(

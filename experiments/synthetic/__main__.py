@@ -1,16 +1,16 @@
-"""`python -m data_tools.synthetic {corrections,sft,prompts} --n N --seed S --out DIR`: seeded synthetic data sets."""
+"""`python -m experiments.synthetic {corrections,sft,prompts} --n N --seed S --out DIR`: seeded synthetic data sets."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from data_tools.synthetic.world import DEFAULT_CANVAS, MAX_OBJECTS
+from experiments.synthetic.world import DEFAULT_CANVAS, MAX_OBJECTS
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m data_tools.synthetic",
+        prog="python -m experiments.synthetic",
         description="Generate a synthetic world with known truth: images of simple objects at known positions, "
         "questions, true descriptions, hallucinated answers and their corrections. Same seed, same files.",
     )
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
             choices=["glyph", "prior"],
             default="glyph",
             help="glyph: the first world (errors between look-alike glyphs); prior: the language-prior world, where "
-            "SFT captions name an anchor's usual companion even when it is absent (data_tools/synthetic/prior.py). "
+            "SFT captions name an anchor's usual companion even when it is absent (experiments/synthetic/prior.py). "
             "Default glyph",
         )
         sub.add_argument(
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from data_tools.synthetic.writers import write_corrections, write_prompts, write_sft
+    from experiments.synthetic.writers import write_corrections, write_prompts, write_sft
 
     args = build_parser().parse_args(argv)
     if args.n < 1:
@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main_prior(args) -> int:
-    from data_tools.synthetic.prior import PriorWorld
-    from data_tools.synthetic.prior_writers import write_prior_corrections, write_prior_prompts, write_prior_sft
+    from experiments.synthetic.prior import PriorWorld
+    from experiments.synthetic.prior_writers import write_prior_corrections, write_prior_prompts, write_prior_sft
 
     if args.prior_rate is not None and not 0.0 <= args.prior_rate <= 1.0:
         print("error: --prior-rate must be in [0, 1]", file=sys.stderr)

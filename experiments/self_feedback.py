@@ -6,7 +6,7 @@ images, the rule-based splitter makes claims, and the model answers each claim's
 accuracy of the self verdicts, recall of false claims (the ones a labeler exists to catch), the share of questions
 answered yes/no at all (P(yes)+P(Yes)+P(no)+P(No) >= 0.5), and the agreement of the pairs the two labelers build.
 
-    python -m rlhfv.experiments.self_feedback --iterate-out outputs/rlaif_v_synthetic --out outputs/self_feedback
+    python -m experiments.self_feedback --iterate-out outputs/rlaif_v_synthetic --out outputs/self_feedback
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rlhfv.experiments.intervals import wilson
+from experiments.intervals import wilson
 
 
 def judged_claims(feedback_dir: Path, truth):
@@ -65,9 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from rlhfv.feedback.config import FeedbackConfig
     from rlhfv.feedback.pipeline import run_feedback
 
-    parser = argparse.ArgumentParser(
-        prog="python -m rlhfv.experiments.self_feedback", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m experiments.self_feedback", description=__doc__.split("\n")[0])
     parser.add_argument("--iterate-out", required=True, help="output folder of a synthetic `rlhfv iterate` run")
     parser.add_argument("--out", required=True)
     parser.add_argument("--num-samples", type=int, default=4)

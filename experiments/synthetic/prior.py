@@ -24,8 +24,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from data_tools.synthetic.describe import QUESTIONS, Sentence, join, render_sentence
-from data_tools.synthetic.world import _SLOT_CELLS, COLOURS, POSITIONS, Scene, place_objects
+from experiments.synthetic.describe import QUESTIONS, Sentence, join, render_sentence
+from experiments.synthetic.world import _SLOT_CELLS, COLOURS, POSITIONS, Scene, place_objects
 
 
 # anchor -> its usual companion. None of these pairs is a look-alike pair of the glyph world (ball<->apple,

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import random
 
-from data_tools.synthetic.annotator import find_claims
-from data_tools.synthetic.prior import COMPANIONS, anchor_of, companion_case
-from data_tools.synthetic.world import KINDS, Scene
+from experiments.synthetic.annotator import find_claims
+from experiments.synthetic.prior import COMPANIONS, anchor_of, companion_case
+from experiments.synthetic.world import KINDS, Scene
 
 
 METRICS = (

@@ -14,7 +14,7 @@ from data_tools.errors import BAD_VALUE, MALFORMED_JSON, MISSING_FIELD, CommandE
 
 
 def _row(record, image_root: str, has_facts: bool, default_id: str) -> dict:
-    from data_tools.formats._fields import check_text, image_fields, prompt_messages
+    from data_tools.formats import check_text, image_fields, prompt_messages
     from data_tools.images import resolve_image
     from rlhfv.reward.facts import fact_lines
 

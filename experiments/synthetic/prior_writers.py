@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_tools.synthetic.annotator import correct
-from data_tools.synthetic.describe import join
-from data_tools.synthetic.prior import (
+from experiments.synthetic.annotator import correct
+from experiments.synthetic.describe import join
+from experiments.synthetic.prior import (
     COMPANIONS,
     PRIOR_KINDS,
     PRIOR_TEMPLATES,
@@ -27,8 +27,8 @@ from data_tools.synthetic.prior import (
     make_prior_item,
     prior_sentence,
 )
-from data_tools.synthetic.world import COLOURS, POSITIONS
-from data_tools.synthetic.writers import _progress, _write_common, _write_jsonl
+from experiments.synthetic.world import COLOURS, POSITIONS
+from experiments.synthetic.writers import _progress, _write_common, _write_jsonl
 
 
 def iter_prior_items(split: str, n: int, seed: int, world: PriorWorld, canvas: int):

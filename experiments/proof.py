@@ -16,8 +16,8 @@ Writes `<out>/results.json`, `<out>/results.md` (mean +- std over seeds) and `<o
 output exists are skipped, so an interrupted run resumes. (Over 350 lines on purpose: one experiment script in
 protocol order; its SFT and preference-training stages are reused by the language-prior proof, `prior_proof`.)
 
-    python -m rlhfv.experiments.proof --config recipes/proof/config_proof.yaml
-    python -m rlhfv.experiments.proof --config recipes/proof/config_proof.yaml --seeds 0 --sft-steps 300  # quick
+    python -m experiments.proof --config recipes/proof/config_proof.yaml
+    python -m experiments.proof --config recipes/proof/config_proof.yaml --seeds 0 --sft-steps 300  # quick
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def build_model(config: ProofConfig, corpus: list[str], seed: int):
     return model, processor
 
 
-def _sft_examples(processor, data_dir: Path, rows: list[dict]):
+def sft_examples(processor, data_dir: Path, rows: list[dict]):
     """Token ids, labels (-100 on the prompt) and pixel values of every SFT conversation, computed once."""
     from PIL import Image
 
@@ -156,13 +156,13 @@ def train_sft(config: ProofConfig, seed: int, data_dir: Path, out_dir: Path) -> 
     from torch.nn.utils.rnn import pad_sequence
     from tqdm.auto import tqdm
 
-    from data_tools.synthetic.describe import QUESTIONS
+    from experiments.synthetic.describe import QUESTIONS
 
     rows = [json.loads(line) for line in (data_dir / "sft.jsonl").read_text().splitlines()]
     corpus = [r["messages"][1]["content"][0]["text"] for r in rows[:1000]] + QUESTIONS
     corpus += sorted({r["messages"][0]["content"][1]["text"] for r in rows} - set(QUESTIONS))
     model, processor = build_model(config, corpus, seed)
-    examples = _sft_examples(processor, data_dir, rows)
+    examples = sft_examples(processor, data_dir, rows)
     pad_id = processor.tokenizer.pad_token_id
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.sft_learning_rate, weight_decay=0.0)
     warmup = max(1, config.sft_steps // 20)
@@ -215,9 +215,9 @@ def train_sft(config: ProofConfig, seed: int, data_dir: Path, out_dir: Path) -> 
 def collect_corrections(config: ProofConfig, seed: int, sft_dir: Path, pref_dir: Path, seed_dir: Path) -> dict:
     """Sample the SFT model's answers, correct them with the annotator, convert the pairs. Returns counts."""
     from data_tools.convert import convert
-    from data_tools.synthetic.annotator import correct
-    from data_tools.synthetic.writers import load_scenes
-    from rlhfv.eval.generate import GenerationOptions, generate_answers
+    from experiments.synthetic.annotator import correct
+    from experiments.synthetic.writers import load_scenes
+    from rlhfv.generation.generate import GenerationOptions, generate_answers
 
     answers_path = seed_dir / "preference_answers.jsonl"
     options = GenerationOptions(
@@ -284,11 +284,11 @@ def train_preference(
 
 
 def evaluate(config: ProofConfig, model_dir: Path, eval_dir: Path, answers_path: Path) -> dict:
-    from data_tools.synthetic.annotator import find_claims
-    from data_tools.synthetic.writers import load_scenes
+    from experiments.synthetic.annotator import find_claims
+    from experiments.synthetic.writers import load_scenes
     from rlhfv.eval.chair import ObjectExtractor, load_ground_truth, score_answers
-    from rlhfv.eval.generate import GenerationOptions, generate_answers
     from rlhfv.eval.io import read_rows
+    from rlhfv.generation.generate import GenerationOptions, generate_answers
 
     options = GenerationOptions(max_new_tokens=config.max_new_tokens, batch_size=config.generation_batch_size)
     generate_answers(model_dir, eval_dir / "prompts.jsonl", answers_path, options, device="cpu", progress=False)
@@ -313,7 +313,7 @@ def evaluate(config: ProofConfig, model_dir: Path, eval_dir: Path, answers_path:
 
 
 def run_seed(config: ProofConfig, seed: int) -> dict:
-    from data_tools.synthetic.writers import write_prompts, write_sft
+    from experiments.synthetic.writers import write_prompts, write_sft
 
     seed_dir = Path(config.out) / f"seed{seed}"
     data = seed_dir / "data"
@@ -471,7 +471,7 @@ def run_seeds_in_processes(run_seed, config) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rlhfv.experiments.proof",
+        prog="python -m experiments.proof",
         description="SFT a tiny VLM on the synthetic world, correct its answers with the synthetic annotator, train "
         "DPO and Dense DPO on the same pairs, and compare hallucination on held-out images.",
     )

@@ -1,7 +1,7 @@
 """Fact-RLHF evidence on the synthetic world: how well reward models rank held-out pairs, and how often they fall for
 fluent hallucinations (the reward-hacking probe).
 
-    python -m rlhfv.experiments.fact_rlhf --data outputs/fact_rlhf/data \
+    python -m experiments.fact_rlhf --data outputs/fact_rlhf/data \
         --reward-model facts=outputs/fact_rlhf/rm_facts_s42 --reward-model plain=outputs/fact_rlhf/rm_plain_s42 \
         --out outputs/fact_rlhf/reward_eval.json
 
@@ -26,7 +26,7 @@ import json
 import random
 import sys
 
-from rlhfv.experiments.intervals import wilson as wilson_interval
+from experiments.intervals import wilson as wilson_interval
 
 
 def wilson(successes: int, total: int) -> tuple[float | None, float | None]:
@@ -68,9 +68,9 @@ def best_of_n_candidates(n_items: int, seed: int, image_dir: str, n_hallucinated
     """Fresh scenes, each with its true description and `n_hallucinated` hallucinated variants (with error counts)."""
     import os
 
-    from data_tools.synthetic import draw_scene, hallucinated_answer
-    from data_tools.synthetic.writers import make_item
-    from rlhfv.reward.synthetic import scene_facts
+    from experiments.fact_rlhf_data import scene_facts
+    from experiments.synthetic import draw_scene, hallucinated_answer
+    from experiments.synthetic.writers import make_item
 
     os.makedirs(image_dir, exist_ok=True)
     items = []
@@ -168,10 +168,8 @@ def evaluate(models: dict[str, str], data: str, bon_items: int = 0, seed: int = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m rlhfv.experiments.fact_rlhf", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--data", required=True, help="folder written by `python -m rlhfv.reward.synthetic`")
+    parser = argparse.ArgumentParser(prog="python -m experiments.fact_rlhf", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="folder written by `python -m experiments.fact_rlhf_data`")
     parser.add_argument("--reward-model", action="append", required=True, help="NAME=DIR (repeat)")
     parser.add_argument("--bon-items", type=int, default=128, help="scenes for the best-of-6 proxy (0: skip)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the best-of-6 scenes")

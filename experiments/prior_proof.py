@@ -2,7 +2,7 @@
 language prior, does Dense DPO do it better than DPO, and better than SFT on the corrected answers?
 
 Protocol (docs/proof.md states it with the hypotheses, written before the runs). For each seed, on CPU:
-1. Data of the language-prior world (`data_tools.synthetic.prior`): SFT captions name an anchor's usual companion
+1. Data of the language-prior world (`experiments.synthetic.prior`): SFT captions name an anchor's usual companion
    (kite -> umbrella, ...) when it is absent at `prior_rate`; preference, validation, test and held-out-pair images.
 2. SFT: a tiny LLaVA learns the captions from scratch (`proof.train_sft`), and with them the prior.
 3. Feedback: the SFT model answers each preference image `samples_per_image` times (sampling); the synthetic
@@ -14,12 +14,12 @@ Protocol (docs/proof.md states it with the hypotheses, written before the runs).
    N so that its steps compare with the sums). The learning rate of each arm comes from `learning_rates`, chosen on
    validation images (`--select-lr`), never on the test images.
 5. Evaluation, greedy, on the test images: companion hallucination rate and recall, CHAIR_s, CHAIR_i, recall,
-   length (`rlhfv.experiments.companion`), with paired per-image bootstrap intervals against SFT and between arms,
+   length (`experiments.companion`), with paired per-image bootstrap intervals against SFT and between arms,
    and the held-out reward accuracy of the preference arms (the trainer's `eval_rewards/accuracies` on the held-out
    pairs, each arm with its own score).
 
-    python -m rlhfv.experiments.prior_proof --config recipes/proof/prior/config_proof.yaml          # make proof
-    python -m rlhfv.experiments.prior_proof --config recipes/proof/prior/config_proof.yaml --select-lr
+    python -m experiments.prior_proof --config recipes/proof/prior/config_proof.yaml          # make proof
+    python -m experiments.prior_proof --config recipes/proof/prior/config_proof.yaml --select-lr
 
 Stages whose output exists are skipped, so an interrupted run resumes.
 
@@ -109,7 +109,7 @@ class PriorProofConfig:
 
     @classmethod
     def from_yaml(cls, path: str | None, overrides: dict) -> PriorProofConfig:
-        from rlhfv.experiments.proof import read_experiment_config
+        from experiments.proof import read_experiment_config
 
         config = read_experiment_config(cls, path, overrides)
         bad = [arm for arm in config.arms if arm not in ARMS]
@@ -121,7 +121,7 @@ class PriorProofConfig:
         return config
 
     def world(self):
-        from data_tools.synthetic.prior import PriorWorld
+        from experiments.synthetic.prior import PriorWorld
 
         return PriorWorld(together=self.together, prior_rate=self.prior_rate, anchor_rate=self.anchor_rate)
 
@@ -130,7 +130,7 @@ class PriorProofConfig:
 
 
 def write_data(config: PriorProofConfig, seed: int, data: Path) -> None:
-    from data_tools.synthetic.prior_writers import write_prior_prompts, write_prior_sft
+    from experiments.synthetic.prior_writers import write_prior_prompts, write_prior_sft
 
     world, canvas = config.world(), config.canvas
     if not (data / "sft" / "sft.jsonl").is_file():
@@ -147,9 +147,9 @@ def write_data(config: PriorProofConfig, seed: int, data: Path) -> None:
 def collect_pairs(config: PriorProofConfig, seed: int, sft_dir: Path, image_dir: Path, out: Path, samples: int):
     """Sample `samples` answers per image, correct them, convert the pairs to `out/pairs`. Returns counts."""
     from data_tools.convert import convert
-    from data_tools.synthetic.annotator import correct
-    from data_tools.synthetic.writers import load_scenes
-    from rlhfv.eval.generate import GenerationOptions, generate_answers
+    from experiments.synthetic.annotator import correct
+    from experiments.synthetic.writers import load_scenes
+    from rlhfv.generation.generate import GenerationOptions, generate_answers
 
     out.mkdir(parents=True, exist_ok=True)
     prompts = [json.loads(line) for line in (image_dir / "prompts.jsonl").read_text().splitlines()]
@@ -201,7 +201,7 @@ def collect_pairs(config: PriorProofConfig, seed: int, sft_dir: Path, image_dir:
 
 
 def _names_absent_companion(answer: str, scene) -> bool:
-    from data_tools.synthetic.prior import COMPANIONS, anchor_of, companion_case
+    from experiments.synthetic.prior import COMPANIONS, anchor_of, companion_case
 
     return companion_case(scene) == "absent" and COMPANIONS[anchor_of(scene)] in answer.lower()
 
@@ -257,7 +257,7 @@ def train_sft_corrected(config: PriorProofConfig, seed: int, sft_dir: Path, pair
     from torch.nn.utils.rnn import pad_sequence
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from rlhfv.experiments.proof import _sft_examples
+    from experiments.proof import sft_examples
 
     processor = AutoProcessor.from_pretrained(str(sft_dir))
     model = AutoModelForImageTextToText.from_pretrained(str(sft_dir))
@@ -275,7 +275,7 @@ def train_sft_corrected(config: PriorProofConfig, seed: int, sft_dir: Path, pair
         }
         for row in corrections
     ]
-    examples = _sft_examples(processor, Path("/"), rows)
+    examples = sft_examples(processor, Path("/"), rows)
     pad_id = processor.tokenizer.pad_token_id
     steps = config.epochs * math.ceil(len(examples) / config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
@@ -310,7 +310,7 @@ def train_sft_corrected(config: PriorProofConfig, seed: int, sft_dir: Path, pair
 
 
 def train_arm(config: PriorProofConfig, arm: str, seed: int, seed_dir: Path, out_dir: Path, lr: float) -> None:
-    from rlhfv.experiments.proof import train_preference
+    from experiments.proof import train_preference
 
     sft_dir, pairs_dir = seed_dir / "sft", seed_dir / "feedback" / "pairs"
     if arm == "sft_corrected":
@@ -342,9 +342,9 @@ def train_arm(config: PriorProofConfig, arm: str, seed: int, seed_dir: Path, out
 
 def evaluate_model(config: PriorProofConfig, model_dir: Path, image_dir: Path, answers_path: Path) -> dict:
     """Greedy answers on `image_dir`'s prompts and their per-image records ({image: record})."""
-    from data_tools.synthetic.writers import load_scenes
-    from rlhfv.eval.generate import GenerationOptions, generate_answers
-    from rlhfv.experiments.companion import image_records
+    from experiments.companion import image_records
+    from experiments.synthetic.writers import load_scenes
+    from rlhfv.generation.generate import GenerationOptions, generate_answers
 
     options = GenerationOptions(max_new_tokens=config.max_new_tokens, batch_size=config.generation_batch_size)
     generate_answers(model_dir, image_dir / "prompts.jsonl", answers_path, options, device="cpu", progress=False)
@@ -364,7 +364,7 @@ def reward_accuracy(model_dir: Path) -> float | None:
 
 def prepare_seed(config: PriorProofConfig, seed: int) -> Path:
     """Data, SFT and feedback of one seed (shared by every arm and by --select-lr)."""
-    from rlhfv.experiments.proof import train_sft
+    from experiments.proof import train_sft
 
     seed_dir = Path(config.out) / f"seed{seed}"
     data = seed_dir / "data"
@@ -417,7 +417,7 @@ def run_seed(config: PriorProofConfig, seed: int) -> dict:
 
 
 def _summary_with_reward(records: dict, model_dir: Path) -> dict:
-    from rlhfv.experiments.companion import summarize
+    from experiments.companion import summarize
 
     summary = summarize(list(records.values()))
     summary["reward_accuracy"] = reward_accuracy(model_dir)
@@ -435,7 +435,7 @@ CONTRASTS = (
 def paired_contrasts(config: PriorProofConfig, records: dict, seed: int) -> dict:
     """b - a for each contrast, with a paired per-image bootstrap 95% interval; for dpo vs dense_dpo also split by
     where the SFT model named the absent companion (first half of its answer: early; second half: late)."""
-    from rlhfv.experiments.companion import paired_bootstrap
+    from experiments.companion import paired_bootstrap
 
     out = {}
     for a, b in CONTRASTS:
@@ -456,19 +456,19 @@ def paired_contrasts(config: PriorProofConfig, records: dict, seed: int) -> dict
 
 
 def aggregate(results: list[dict]) -> dict:
-    from rlhfv.experiments.companion import METRICS
-    from rlhfv.experiments.proof import summarize_over_seeds
+    from experiments.companion import METRICS
+    from experiments.proof import summarize_over_seeds
 
     methods = [m for m in METHODS if all(m in r["metrics"] for r in results)]
     return summarize_over_seeds(results, methods, (*METRICS, "reward_accuracy"))
 
 
-def _pct(value, scale=100.0, digits=1) -> str:
+def pct(value, scale=100.0, digits=1) -> str:
     return "n/a" if value is None else f"{scale * value:.{digits}f}"
 
 
 def markdown_report(summary: dict, results: list[dict], seeds: list[int], split: str) -> str:
-    from rlhfv.experiments.companion import METRICS
+    from experiments.companion import METRICS
 
     headers = ["method", "companion halluc. (%)", "companion recall (%)", "CHAIR_s (%)", "CHAIR_i (%)",
                "recall (%)", "length (words)", "other false claims (%)", "held-out reward acc. (%)"]  # fmt: skip
@@ -483,7 +483,7 @@ def markdown_report(summary: dict, results: list[dict], seeds: list[int], split:
         for metric in (*METRICS, "reward_accuracy"):
             s = stats[metric]
             scale = 1.0 if metric == "length_words" else 100.0
-            cells.append("n/a" if s["mean"] is None else f"{_pct(s['mean'], scale)} ± {_pct(s['std'], scale)}")
+            cells.append("n/a" if s["mean"] is None else f"{pct(s['mean'], scale)} ± {pct(s['std'], scale)}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Paired differences (b - a, points), per seed, with 95% paired per-image bootstrap intervals:", ""]
     lines += [
@@ -497,7 +497,7 @@ def markdown_report(summary: dict, results: list[dict], seeds: list[int], split:
             cells = [contrast, str(result["seed"])]
             for metric in ("companion_hallucination", "companion_recall", "chair_i", "recall"):
                 v = values[metric]
-                cells.append(f"{_pct(v['diff'])} [{_pct(v['low'])}, {_pct(v['high'])}]")
+                cells.append(f"{pct(v['diff'])} [{pct(v['low'])}, {pct(v['high'])}]")
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Dense DPO - DPO, companion hallucination (points) by where the claim comes:", ""]
     lines += ["| seed | early: diff [95% CI] (images) | late: diff [95% CI] (images) |", "|---|---|---|"]
@@ -509,7 +509,7 @@ def markdown_report(summary: dict, results: list[dict], seeds: list[int], split:
                 cells.append("n/a")
                 continue
             v = entry["companion_hallucination"]
-            cells.append(f"{_pct(v['diff'])} [{_pct(v['low'])}, {_pct(v['high'])}] ({entry['images']})")
+            cells.append(f"{pct(v['diff'])} [{pct(v['low'])}, {pct(v['high'])}] ({entry['images']})")
         lines.append("| " + " | ".join(cells) + " |")
     pairs = ", ".join(f"seed {r['seed']}: {r['feedback']['pairs']} ({r['feedback']['pairs_naming_absent_companion']} "
                       f"companion)" for r in results)  # fmt: skip
@@ -586,8 +586,8 @@ def select_learning_rates(config: PriorProofConfig) -> dict:
         "|---|---|---|---|---|---|",
     ]
     for name, m in table.items():
-        lines.append(f"| {name} | {_pct(m['companion_hallucination'])} | {_pct(m['companion_recall'])} | "
-                     f"{_pct(m['chair_i'])} | {_pct(m['recall'])} | {_pct(m['length_words'], 1)} |")  # fmt: skip
+        lines.append(f"| {name} | {pct(m['companion_hallucination'])} | {pct(m['companion_recall'])} | "
+                     f"{pct(m['chair_i'])} | {pct(m['recall'])} | {pct(m['length_words'], 1)} |")  # fmt: skip
     lines.append(f"\nchosen: {chosen}")
     (Path(config.out) / "lr_selection.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -596,7 +596,7 @@ def select_learning_rates(config: PriorProofConfig) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rlhfv.experiments.prior_proof",
+        prog="python -m experiments.prior_proof",
         description="The language-prior proof: SFT a tiny VLM on captions with a companion habit, correct its "
         "answers, train SFT-on-corrections, DPO, Dense DPO and the paper's form on the same pairs, compare on "
         "held-out images with paired bootstrap intervals.",
@@ -608,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
                         "images of the first seed (writes <out>/lr_selection.{json,md})")  # fmt: skip
     args = parser.parse_args(argv)
     config = PriorProofConfig.from_yaml(args.config, {"seeds": args.seeds, "out": args.out})
-    from rlhfv.experiments.proof import prepare_run
+    from experiments.proof import prepare_run
 
     out = prepare_run(config)
     if args.select_lr:
@@ -616,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     start = time.time()
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    from rlhfv.experiments.proof import run_seeds_in_processes
+    from experiments.proof import run_seeds_in_processes
 
     results = run_seeds_in_processes(run_seed, config)
     summary = aggregate(results)
