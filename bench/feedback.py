@@ -225,9 +225,9 @@ def vllm_skip_reason() -> str | None:
 def one_round(root: Path, policy: Path, loaded, prompts: Path, held_out: Path, settings: dict) -> dict:
     import yaml
 
-    from rlhfv.generation.generate import GenerationOptions, generate_answers
     from rlhfv.feedback.config import FeedbackConfig
     from rlhfv.feedback.pipeline import run_feedback
+    from rlhfv.generation.generate import GenerationOptions, generate_answers
     from rlhfv.train import cli_main as train_main
 
     base = {

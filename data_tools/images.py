@@ -29,6 +29,16 @@ def _verify(data: bytes | str, label: str, shown: str) -> None:
         raise RowError(IMAGE_UNREADABLE, label, f"PIL cannot read the image {shown}: {error}") from None
 
 
+def is_inside(path, roots) -> bool:
+    """True when `path` (symbolic links followed) is one of `roots` or lies under one (--strict-paths)."""
+    real = os.path.realpath(path)
+    for root in roots:
+        top = os.path.realpath(root)
+        if real == top or real.startswith(top.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
 def resolve_image(value: Any, label: str, image_root: str, strict_paths: bool = False) -> dict[str, Any]:
     """The image as `datasets.Image` storage ({"bytes", "path"}), after checking that PIL can decode it.
 
@@ -69,13 +79,11 @@ def resolve_image(value: Any, label: str, image_root: str, strict_paths: bool = 
         _verify(data, label, f"(embedded, {len(data)} bytes)")
         return {"bytes": data, "path": path}
     full_path = os.path.abspath(os.path.join(image_root, os.path.expanduser(path)))
-    if strict_paths:
+    if strict_paths and not is_inside(full_path, [image_root]):
         root = os.path.realpath(image_root)
-        real = os.path.realpath(full_path)
-        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
-            raise RowError(
-                IMAGE_OUTSIDE_ROOT, label, f"image path {path!r} leads outside the image root {root} (--strict-paths)"
-            )
+        raise RowError(
+            IMAGE_OUTSIDE_ROOT, label, f"image path {path!r} leads outside the image root {root} (--strict-paths)"
+        )
     if not os.path.isfile(full_path):
         raise RowError(IMAGE_MISSING, label, f"image file not found: {full_path}")
     _verify(full_path, label, full_path)

@@ -184,7 +184,7 @@ def check_answers_output(out: str | Path, inputs) -> None:
 
 def rows_outside(rows: list[dict], roots: list[str]) -> None:
     """--strict-paths for benchmark rows: an image file (`_image`, a Path) outside every root is refused."""
-    from rlhfv.generation.generate import is_inside
+    from data_tools.images import is_inside
 
     for row in rows:
         image = row.get("_image")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data_tools.images import is_inside
 from rlhfv.eval.io import EvalInputError, check_answers_output, check_unique_ids, read_rows, require, row_id
 
 # the prompt rendering every sampler shares (re-exported: callers import them from here)
@@ -128,7 +128,7 @@ def read_prompts(path: str | Path, strict_paths: bool = False) -> list[dict]:
 def _image_key(row: dict) -> str | None:
     """The column holding the row's one image path, or None for a text-only prompt."""
     from data_tools.errors import RowError
-    from data_tools.formats._fields import image_fields
+    from data_tools.formats import image_fields
 
     try:
         images = image_fields({k: v for k, v in row.items() if k != "_where"})
@@ -139,16 +139,6 @@ def _image_key(row: dict) -> str | None:
     if images[0][0].startswith("images["):
         raise EvalInputError(f"{row['_where']}: field 'images': a prompt takes one image path, under 'image'")
     return images[0][0]
-
-
-def is_inside(path: Path, roots) -> bool:
-    """True when `path` (symbolic links followed) is one of `roots` or lies under one."""
-    real = os.path.realpath(path)
-    for root in roots:
-        top = os.path.realpath(root)
-        if real == top or real.startswith(top.rstrip(os.sep) + os.sep):
-            return True
-    return False
 
 
 def done_ids(out: Path, answer_field: str | None = None) -> set[str]:
