@@ -19,11 +19,12 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from data_tools.errors import CommandError
 from rlhfv.iterate_evaluation import SYNTHETIC_METRICS
+from rlhfv.settings import OLD_OUTPUT_FLAGS, check_range, check_values, read_yaml, warn
 
 
 logger = logging.getLogger("rlhfv.iterate")
@@ -35,49 +36,77 @@ TABLE_METRICS = SYNTHETIC_METRICS
 @dataclass
 class IterateConfig:
     rounds: int = field(default=4, metadata={"help": "Rounds of sample -> label -> train -> evaluate (RLAIF-V: 4)."})
-    out: str = field(default="outputs/iterate", metadata={"help": "Output folder (one sub-folder per round)."})
+    out: str = field(
+        default="outputs/iterate",
+        metadata={
+            "flag": "output_dir",
+            "deprecated": ("out", *OLD_OUTPUT_FLAGS),
+            "help": "Output folder (one sub-folder per round).",
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed of round 1; round k uses seed + k - 1."})
     initial_policy: str | None = field(default=None, metadata={"help": "The round-1 policy and reference (folder)."})
-    synthetic: dict | None = field(default=None, metadata={"help": "Build the synthetic world and its SFT model "
-                                   "(rlhfv.experiments.proof settings: sft_items, sft_steps, preference_items, "
-                                   "eval_items, ...) instead of initial_policy."})  # fmt: skip
-    feedback: dict = field(default_factory=dict, metadata={"help": "FeedbackConfig keys (rlhfv feedback)."})
-    train: dict = field(default_factory=dict, metadata={"help": "`rlhfv train` recipe keys; model_name_or_path, "
-                        "dataset_name and output_dir are set per round."})  # fmt: skip
-    evaluation: dict = field(default_factory=dict, metadata={"help": "kind (none|synthetic|pope|object_halbench), "
-                             "select_metric, select_mode (min|max), the kind's files, max_new_tokens, batch_size "
-                             "(rlhfv/iterate_evaluation.py)."})  # fmt: skip
+    synthetic: dict | None = field(
+        default=None,
+        metadata={
+            "yaml_only": True,
+            "help": "Build the synthetic world and its SFT model (rlhfv.experiments.proof settings: sft_items, "
+            "sft_steps, preference_items, eval_items, ...) instead of initial_policy.",
+        },
+    )
+    feedback: dict = field(
+        default_factory=dict, metadata={"yaml_only": True, "help": "FeedbackConfig keys (rlhfv feedback)."}
+    )
+    train: dict = field(
+        default_factory=dict,
+        metadata={
+            "yaml_only": True,
+            "help": "`rlhfv train` recipe keys; model_name_or_path, dataset_name and output_dir are set per round.",
+        },
+    )
+    evaluation: dict = field(
+        default_factory=dict,
+        metadata={
+            "yaml_only": True,
+            "help": "kind (none|synthetic|pope|object_halbench), select_metric, select_mode (min|max), the kind's "
+            "files, max_new_tokens, batch_size (rlhfv/iterate_evaluation.py).",
+        },
+    )
+
+    def __post_init__(self):
+        from rlhfv.iterate_evaluation import check_settings
+
+        check_range("rounds", self.rounds, minimum=1)
+        check_range("seed", self.seed, minimum=0)
+        if bool(self.initial_policy) == bool(self.synthetic):
+            raise CommandError("give exactly one of initial_policy (a model folder) and synthetic (settings)")
+        kind = self.evaluation.get("kind", "synthetic" if self.synthetic else "none")
+        self.evaluation = check_settings({**self.evaluation, "kind": kind}, "evaluation")
+        if self.evaluation["kind"] == "synthetic" and not self.synthetic:
+            raise CommandError("evaluation.kind synthetic needs the synthetic block (the world's test images)")
+        self.check_feedback()
+
+    def check_feedback(self) -> None:
+        """The feedback block's keys and ranges now, not when round 1 starts (the per-round paths filled in)."""
+        from rlhfv.feedback.config import FeedbackConfig
+
+        values = check_values(self.feedback, FeedbackConfig, source="feedback")
+        placeholders = {"prompts": "prompts", "truth_scenes": "scenes.json", "policy": "policy", "out": "out"}
+        try:
+            FeedbackConfig(**{**placeholders, **values})
+        except CommandError as error:
+            raise type(error)(f"feedback: {error}") from None
+        self.feedback = values
 
     @classmethod
     def from_yaml(cls, path: str, overrides: dict) -> IterateConfig:
-        import yaml
-
-        file = Path(path)
-        if not file.is_file():
-            raise CommandError(f"{file}: no such recipe file")
-        values = yaml.safe_load(file.read_text()) or {}
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise CommandError(f"{file}: unknown keys {sorted(unknown)}; known: {sorted(f.name for f in fields(cls))}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        config = cls(**values)
-        if config.rounds < 1:
-            raise CommandError(f"{file}: rounds must be at least 1")
-        if bool(config.initial_policy) == bool(config.synthetic):
-            raise CommandError(f"{file}: give exactly one of initial_policy (a model folder) and synthetic (settings)")
-        from rlhfv.iterate_evaluation import check_settings
-
-        kind = config.evaluation.get("kind", "synthetic" if config.synthetic else "none")
-        config.evaluation = check_settings({**config.evaluation, "kind": kind}, str(file))
-        if config.evaluation["kind"] == "synthetic" and not config.synthetic:
-            raise CommandError(
-                f"{file}: evaluation.kind synthetic needs the synthetic block (the world's test images)"
-            )
-        if config.feedback.get("sampler") == "vllm":
-            from rlhfv.feedback.vllm_sampling import require_vllm
-
-            require_vllm()  # at start, not after round 1's set-up
-        return config
+        """The settings of a recipe file and overrides (None = not given), read by the settings parser."""
+        values = check_values(read_yaml(path), cls, source=str(path))
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        try:
+            return cls(**values)
+        except CommandError as error:
+            raise type(error)(f"{path}: {error}") from None
 
 
 class Iteration:
@@ -85,6 +114,35 @@ class Iteration:
         self.config = config
         self.out = Path(config.out)
         self.timings: dict = {}
+
+    # ---- a rerun into the same folder: the rounds already done keep their settings -----------------------------
+    SETTINGS_FILE = "iterate_settings.json"
+    # `rounds` may grow (more rounds on top of the finished ones) and `out` is the folder itself
+    RESUMABLE = ("rounds", "out")
+
+    def check_previous_settings(self) -> list[str]:
+        """Record the settings in the output folder; on a rerun, warn with every setting that differs from the
+        recorded run's, because the rounds already done are reused as they are (as `rlhfv train` warns on resume)."""
+        settings = {key: value for key, value in asdict(self.config).items() if key not in self.RESUMABLE}
+        current = json.loads(json.dumps(_flatten(settings)))  # as it reads back (tuples become lists)
+        path = self.out / self.SETTINGS_FILE
+        changed = []
+        if path.is_file():
+            previous = _flatten(json.loads(path.read_text()))
+            changed = [
+                f"{key}: {_show(previous.get(key))} -> {_show(current.get(key))}"
+                for key in sorted(set(previous) | set(current))
+                if previous.get(key) != current.get(key)
+            ]
+            if changed:
+                warn(
+                    f"{self.out} holds a run with other settings; its finished rounds and stages are reused as they "
+                    f"are (a new output folder starts afresh). Changed: {'; '.join(changed)}"
+                )
+                return changed
+        self.out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+        return changed
 
     # ---- set-up: the synthetic world and its SFT model -----------------------------------------------------------
     def proof_config(self):
@@ -106,10 +164,16 @@ class Iteration:
         proof = self.proof_config()
         data, seed = self.out / "data", self.config.seed
         if not (data / "preference" / "prompts.jsonl").is_file():
-            write_sft(data / "sft", n=proof.sft_items, seed=seed, canvas=proof.canvas,
-                      visual_questions=proof.sft_visual_questions)  # fmt: skip
-            write_prompts(data / "preference", n=proof.preference_items, seed=seed, split="preference",
-                          canvas=proof.canvas)  # fmt: skip
+            write_sft(
+                data / "sft",
+                n=proof.sft_items,
+                seed=seed,
+                canvas=proof.canvas,
+                visual_questions=proof.sft_visual_questions,
+            )
+            write_prompts(
+                data / "preference", n=proof.preference_items, seed=seed, split="preference", canvas=proof.canvas
+            )
             write_prompts(data / "eval", n=proof.eval_items, seed=seed, split=proof.eval_split, canvas=proof.canvas)
         sft = self.out / "sft"
         if not (sft / "config.json").is_file():
@@ -132,8 +196,7 @@ class Iteration:
                 values.setdefault("truth_scenes", str(self.out / "data" / "preference" / "scenes.json"))
         # images embedded in the prompts rows are written once for all rounds
         values.setdefault("images_dir", str(self.out / "images"))
-        values.update(policy=str(policy), out=str(self.out / f"round_{k}" / "feedback"),
-                      seed=self.config.seed + k - 1)  # fmt: skip
+        values.update(policy=str(policy), out=str(self.out / f"round_{k}" / "feedback"), seed=self.config.seed + k - 1)
         return FeedbackConfig(**values)
 
     def train_round(self, k: int, policy: Path, dataset: Path) -> Path | None:
@@ -147,8 +210,13 @@ class Iteration:
             return out
         if dataset_rows(dataset) == 0:
             return None
-        recipe = {**self.config.train, "model_name_or_path": str(policy), "dataset_name": str(dataset),
-                  "output_dir": str(out), "seed": self.config.seed + k - 1}  # fmt: skip
+        recipe = {
+            **self.config.train,
+            "model_name_or_path": str(policy),
+            "dataset_name": str(dataset),
+            "output_dir": str(out),
+            "seed": self.config.seed + k - 1,
+        }
         recipe_path = self.out / f"round_{k}" / "train_recipe.yaml"
         recipe_path.write_text(yaml.safe_dump(recipe, sort_keys=False))
         try:
@@ -221,16 +289,27 @@ class Iteration:
 
         check_files(self.config.evaluation)  # the held-out files exist before anything trains
         metrics_shown = self.table_metrics()
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.check_previous_settings()
         start = time.time()
         policy = self.setup()
         rows_path = self.out / "rounds.json"
         start_eval = time.time()
-        base = self.evaluate(policy, self.out / "round_0" / "eval_answers.jsonl") if self.config.evaluation[
-            "kind"] != "none" else {}  # fmt: skip
+        base = (
+            self.evaluate(policy, self.out / "round_0" / "eval_answers.jsonl")
+            if self.config.evaluation["kind"] != "none"
+            else {}
+        )
         (self.out / "round_0").mkdir(exist_ok=True)
-        rows = [{"round": 0, "policy": str(policy), "pairs": None, "feedback_false_claim_rate": None,
-                 **{m: base.get(m) for m in metrics_shown}, "seconds": round(time.time() - start_eval, 1)}]  # fmt: skip
+        rows = [
+            {
+                "round": 0,
+                "policy": str(policy),
+                "pairs": None,
+                "feedback_false_claim_rate": None,
+                **{m: base.get(m) for m in metrics_shown},
+                "seconds": round(time.time() - start_eval, 1),
+            }
+        ]
         for k in range(1, self.config.rounds + 1):
             round_dir = self.out / f"round_{k}"
             selected_file = round_dir / "selected.json"
@@ -247,10 +326,15 @@ class Iteration:
             if (policy / "adapter_config.json").is_file():
                 # the selected LoRA adapter (final or a checkpoint) merged: the next policy and reference
                 policy = merge_adapter(policy, round_dir / "merged")
-            row = {"round": k, "policy": str(policy), "pairs": summary.get("pairs"),
-                   "feedback_false_claim_rate": summary.get("false_claim_rate"),
-                   **{m: metrics.get(m) for m in metrics_shown}, "selected": why,
-                   "seconds": round(time.time() - round_start, 1)}  # fmt: skip
+            row = {
+                "round": k,
+                "policy": str(policy),
+                "pairs": summary.get("pairs"),
+                "feedback_false_claim_rate": summary.get("false_claim_rate"),
+                **{m: metrics.get(m) for m in metrics_shown},
+                "selected": why,
+                "seconds": round(time.time() - round_start, 1),
+            }
             selected_file.write_text(json.dumps(row, indent=2) + "\n")
             rows.append(row)
             write_table(rows, self.out, metrics_shown)
@@ -258,6 +342,20 @@ class Iteration:
         write_table(rows, self.out, metrics_shown)
         logger.info("iterate: %d rounds in %.0f s", self.config.rounds, time.time() - start)
         return rows
+
+
+def _flatten(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _show(value) -> str:
+    return "(unset)" if value is None else json.dumps(value)
 
 
 def dataset_rows(path: Path) -> int:
@@ -350,6 +448,8 @@ def write_table(rows: list[dict], out: Path, metrics=TABLE_METRICS) -> None:
 
 
 def register(subparsers) -> None:
+    from rlhfv.settings import add_settings_arguments
+
     parser = subparsers.add_parser(
         "iterate",
         help="RLAIF-V's iterative rounds: sample -> label -> train -> evaluate, the best checkpoint becomes the next "
@@ -357,14 +457,22 @@ def register(subparsers) -> None:
         description="K rounds of `rlhfv feedback` + `rlhfv train` + held-out evaluation; resumable per round and "
         "stage; writes rounds.md / rounds.json / rounds.png in the output folder.",
     )
-    parser.add_argument("--config", required=True, help="iterate recipe (YAML)")
-    parser.add_argument("--rounds", type=int, default=None, help="override the recipe's rounds")
-    parser.add_argument("--out", default=None, help="override the recipe's output folder")
+    add_settings_arguments(parser, IterateConfig)
     parser.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    config = IterateConfig.from_yaml(args.config, {"rounds": args.rounds, "out": args.out})
+    from rlhfv.settings import read_settings
+
+    if not args.config:
+        raise CommandError(
+            "--config is required: the iterate recipe (YAML), e.g. recipes/synthetic/rlaif_v/iterate.yaml"
+        )
+    (config,) = read_settings(args, IterateConfig)
+    if config.feedback.get("sampler") == "vllm":
+        from rlhfv.feedback.vllm_sampling import require_vllm
+
+        require_vllm()  # at start, not after round 1's set-up
     start = time.time()
     iteration = Iteration(config)
     rows = iteration.run()
