@@ -27,9 +27,9 @@ interrupted run leaves the previous outputs as they were.
 
 EPILOG = """\
 examples:
-  rlhfv convert corrections.jsonl --image-root images/ --output data/dense
-  rlhfv convert RLHF-V-Dataset.parquet --output data/rlhf-v --to parquet --to jsonl
-  rlhfv convert raw/*.jsonl --output data/dense --on-error skip --num-proc 2
+  rlhfv convert corrections.jsonl --image-root images/ --output_dir data/dense
+  rlhfv convert RLHF-V-Dataset.parquet --output_dir data/rlhf-v --to parquet --to jsonl
+  rlhfv convert raw/*.jsonl --output_dir data/dense --on-error skip --num-proc 2
   rlhfv inspect data/dense --rows 5 --html pairs.html
 """
 
@@ -44,6 +44,7 @@ CHANGES_HELP = (
 def register(subparsers) -> None:
     from data_tools.export import EXPORT_FORMATS
     from data_tools.formats import FORMAT_NAMES
+    from data_tools.output_flag import add_output_argument
     from data_tools.segments import CHANGES_CHOICES, DEFAULT_CHANGES
 
     parser = subparsers.add_parser(
@@ -54,7 +55,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="JSONL, JSON or Parquet files, or datasets folders")
-    parser.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to save the dataset to")
+    add_output_argument(parser, dest="output", required=True, metavar="DIR", help="folder to save the dataset to")
     parser.add_argument(
         "--format", default="auto", choices=("auto", *FORMAT_NAMES), help="input layout (default: auto-detect)"
     )
@@ -101,7 +102,7 @@ def register(subparsers) -> None:
 
 def _targets(args: argparse.Namespace, output: str) -> list[tuple[str, str, str]]:
     """(label, path, kind) of everything this run writes; kind as in `data_tools.outputs.check_replaceable`."""
-    targets = [("--output", output, "dataset")]
+    targets = [("--output_dir", output, "dataset")]
     for kind in dict.fromkeys(args.to):
         targets.append((f"--to {kind}", f"{output}.{kind}", "file"))
         if kind == "jsonl":
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             os.makedirs(dataset_stage.path)
         except OSError as error:
-            raise CommandError(f"--output {output}: cannot write beside it ({error.strerror})") from None
+            raise CommandError(f"--output_dir {output}: cannot write beside it ({error.strerror})") from None
         try:
             result = convert(
                 args.inputs,

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
-import sys
 import types
 import typing
 from dataclasses import MISSING, fields
@@ -32,20 +31,12 @@ from enum import Enum
 from pathlib import Path
 
 from data_tools.errors import CommandError
-
-
-# The one output flag of every command (docs/cli.md says why this name); the old ones warn
-OUTPUT_FLAG = "output_dir"
-OLD_OUTPUT_FLAGS = ("--out", "--output", "-o")
+from data_tools.output_flag import OLD_OUTPUT_FLAGS, OUTPUT_FLAG, add_output_argument, warn  # noqa: F401 (re-exported)
 
 
 class SettingError(CommandError, ValueError):
     """A setting out of its range: one line naming the field (a ValueError for callers that build configs in code,
     as TRL's configs raise; a CommandError for the `rlhfv` program)."""
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 # ---- range checks used by every config's __post_init__ ---------------------------------------------------------
@@ -189,7 +180,7 @@ def _add_field(parser, item, annotation) -> None:
             item.name, nargs=item.metadata.get("nargs"), metavar=item.metadata.get("metavar"), help=help_text
         )
         return
-    spellings = list(dict.fromkeys([f"--{name}", f"--{name.replace('_', '-')}"]))
+    spellings = list(dict.fromkeys([f"--{name}", f"--{name.replace('_', '-')}", *item.metadata.get("aliases", ())]))
     if base is bool:
         parser.add_argument(*spellings, nargs="?", const=True, type=_to_bool, metavar="true|false", **common)
         negatives = dict.fromkeys([f"--no_{name}", f"--no-{name.replace('_', '-')}"])
