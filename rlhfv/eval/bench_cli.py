@@ -1,15 +1,18 @@
 """`rlhfv eval {mmhal,object-halbench,amber,pope,report}`: the hallucination benchmarks papers report.
 
-    rlhfv eval mmhal generate  --model M --template response_template.json --images DIR --out mmhal_filled.json
-    rlhfv eval mmhal judge     --responses mmhal_filled.json --model gpt-4o [--prompt-file PROMPT] --out mmhal.json
-    rlhfv eval object-halbench generate --model M --questions obj_halbench.jsonl [--images DIR] --out answers.jsonl
+    rlhfv eval mmhal generate  --model M --template response_template.json --images DIR --output_dir mmhal_filled.json
+    rlhfv eval mmhal judge     --responses mmhal_filled.json --model gpt-4o [--prompt-file PROMPT]
+                               --output_dir mmhal.json
+    rlhfv eval object-halbench generate --model M --questions obj_halbench.jsonl [--images DIR]
+                               --output_dir answers.jsonl
     rlhfv eval object-halbench score --questions Q --answers A --instances I --captions C [--extract llm ...]
-    rlhfv eval amber generate  --model M --queries query_all.json --images DIR --out answers.jsonl
+    rlhfv eval amber generate  --model M --queries query_all.json --images DIR --output_dir answers.jsonl
     rlhfv eval amber score     --answers A --annotations annotations.json --relation relation.json
-                               --safe-words safe_words.txt --queries query_all.json --out amber.json
-    rlhfv eval pope generate   --model M --pope-dir output/coco --images DIR --out answers_dir
-    rlhfv eval pope score      --pope-dir output/coco --answers answers_dir --out pope.json
-    rlhfv eval report          --result sft=mmhal.json --result dpo=mmhal.json ... --out report.md --plot report.png
+                               --safe-words safe_words.txt --queries query_all.json --output_dir amber.json
+    rlhfv eval pope generate   --model M --pope-dir output/coco --images DIR --output_dir answers_dir
+    rlhfv eval pope score      --pope-dir output/coco --answers answers_dir --output_dir pope.json
+    rlhfv eval report          --result sft=mmhal.json --result dpo=mmhal.json ... --output_dir report.md
+                               --plot report.png
 
 Generation is batched and resumable; its decoding settings are written next to the answers. Heavy imports happen
 inside the commands. (Over 350 lines on purpose: only argument parsing and dispatch, one block per benchmark; each
@@ -21,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_tools.errors import CommandError
+from data_tools.output_flag import add_output_argument
 
 
 def register(commands) -> None:
@@ -52,10 +56,10 @@ def _add_generation_arguments(p, prompt_suffix: str = "") -> None:
 
 
 def _options(args):
+    from rlhfv.eval.cli import check_generation_ranges
     from rlhfv.eval.generate import GenerationOptions
 
-    if args.batch_size < 1 or args.max_new_tokens < 1 or args.num_beams < 1:
-        raise CommandError("--batch-size, --max-new-tokens and --num-beams must be at least 1")
+    check_generation_ranges(args)
     return GenerationOptions(
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
@@ -91,7 +95,7 @@ def _write(args, rep, details=None) -> None:
 
 
 def _add_output_arguments(p) -> None:
-    p.add_argument("--out", default=None, help="write the report (JSON) here; `rlhfv eval report` reads it")
+    add_output_argument(p, help="write the report (JSON) here; `rlhfv eval report` reads it")
     p.add_argument("--details", default=None, help="write per-item results (JSONL) here")
     p.add_argument("--allow-missing", action="store_true", help="score the answered items and list the missing "
                    "ones in the report (default: a missing answer is an error)")  # fmt: skip
@@ -135,8 +139,12 @@ def _register_mmhal(commands) -> None:
     p = sub.add_parser("generate", help="answer the 96 questions; writes the filled response file")
     p.add_argument("--template", required=True, help="MMHal-Bench's response_template.json")
     p.add_argument("--images", required=True, help="the benchmark's image folder (file names as in image_src)")
-    p.add_argument("--out", required=True, help="the filled response file (JSON list; may be the template itself). "
-                   "Answers accumulate in <out stem>.answers.jsonl, so a rerun resumes")  # fmt: skip
+    add_output_argument(
+        p,
+        required=True,
+        help="the filled response file (JSON list; may be the template itself). Answers accumulate in "
+        "<output stem>.answers.jsonl, so a rerun resumes",
+    )
     _add_generation_arguments(p)
     p.set_defaults(func=_guard(_run_mmhal_generate))
 
@@ -202,7 +210,7 @@ def _register_object_halbench(commands) -> None:
     p = sub.add_parser("generate", help="answer the prompts")
     p.add_argument("--questions", required=True, help="the question file (JSONL: image_id, question, image)")
     p.add_argument("--images", default=None, help="COCO val2014 image folder (when the file embeds no images)")
-    p.add_argument("--out", required=True, help="answers JSONL (a rerun resumes)")
+    add_output_argument(p, required=True, help="answers JSONL (a rerun resumes)")
     _add_generation_arguments(p)
     p.set_defaults(func=_guard(_run_objhal_generate))
 
@@ -279,7 +287,7 @@ def _register_amber(commands) -> None:
     p = sub.add_parser("generate", help="answer AMBER's queries")
     p.add_argument("--queries", required=True, help="data/query/query_all.json (or one of the per-task files)")
     p.add_argument("--images", required=True, help="AMBER's image folder (AMBER_<n>.jpg)")
-    p.add_argument("--out", required=True, help="answers JSONL (a rerun resumes)")
+    add_output_argument(p, required=True, help="answers JSONL (a rerun resumes)")
     _add_generation_arguments(p)
     p.set_defaults(func=_guard(_run_amber_generate))
 
@@ -342,7 +350,7 @@ def _register_pope(commands) -> None:
     p = sub.add_parser("generate", help="answer the split files")
     p.add_argument("--pope-dir", required=True, help="folder with POPE's coco_pope_{random,popular,adversarial}.json")
     p.add_argument("--images", required=True, help="COCO val2014 image folder")
-    p.add_argument("--out", required=True, help="answers folder: one <split>.jsonl per split (a rerun resumes)")
+    add_output_argument(p, required=True, help="answers folder: one <split>.jsonl per split (a rerun resumes)")
     _add_generation_arguments(p, prompt_suffix=POPE_SUFFIX)
     p.set_defaults(func=_guard(_run_pope_generate))
 
@@ -394,12 +402,12 @@ def _register_report(commands) -> None:
     p = commands.add_parser(
         "report",
         help="several models' benchmark results in one Markdown table and one plot",
-        description="Put several models' benchmark reports (the --out files of the benchmark commands) side by "
+        description="Put several models' benchmark reports (the --output_dir files of the benchmark commands) side by "
         "side: one Markdown table (a row per model, a column per headline number) and one PNG plot.",
     )
     p.add_argument("--result", action="append", required=True, metavar="MODEL=PATH", help="a model's report; "
                    "repeat for each model and benchmark")  # fmt: skip
-    p.add_argument("--out", default=None, help="write the Markdown table here (default: print it)")
+    add_output_argument(p, help="write the Markdown table here (default: print it)")
     p.add_argument("--plot", default=None, help="write the PNG plot here (needs matplotlib)")
     p.set_defaults(func=_guard(_run_report))
 
