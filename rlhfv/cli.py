@@ -94,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CommandError as error:
-        print(f"rlhfv {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"{args.command_parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"rlhfv {args.command}: interrupted", file=sys.stderr)
+        print(f"{args.command_parser.prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return _stdout_closed()

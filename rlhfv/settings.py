@@ -69,6 +69,26 @@ def check_range(name: str, value, minimum=None, maximum=None, *, above=None, bel
         raise SettingError(f"`{name}` must be {allowed}; got {value}")
 
 
+def check_training_ranges(args) -> None:
+    """The numbers every `transformers.TrainingArguments` has (train, reward, rl), checked before any model loads:
+    transformers leaves nan, negative or zero values to fail deep in the run, or to train nothing without a word."""
+    check_range("learning_rate", args.learning_rate, minimum=0)
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        check_range(name, getattr(args, name), minimum=1)
+    check_range("num_train_epochs", args.num_train_epochs, minimum=0)
+    check_range("max_steps", args.max_steps, minimum=-1)  # -1: run num_train_epochs
+    check_range("warmup_steps", args.warmup_steps, minimum=0)  # below 1: a share of the steps
+    check_range("weight_decay", args.weight_decay, minimum=0)
+    check_range("max_grad_norm", args.max_grad_norm, minimum=0)  # 0: no clipping
+    check_range("adam_beta1", args.adam_beta1, minimum=0, below=1)
+    check_range("adam_beta2", args.adam_beta2, minimum=0, below=1)
+    check_range("adam_epsilon", args.adam_epsilon, minimum=0)
+    for name in ("logging_steps", "save_steps", "eval_steps"):
+        check_range(name, getattr(args, name, None), above=0, optional=True)
+    check_range("save_total_limit", args.save_total_limit, minimum=1, optional=True)
+    check_range("dataloader_num_workers", args.dataloader_num_workers, minimum=0)
+
+
 def check_choice(name: str, value, choices, optional=False) -> None:
     if value is None and optional:
         return

@@ -268,3 +268,19 @@ def test_convert_takes_output_dir_and_the_old_names_warn(tmp_path):
     assert old.returncode == 0, old.stderr
     assert "-o is deprecated; use --output_dir" in old.stderr
     assert (tmp_path / "old").is_dir() and (tmp_path / "new").is_dir()
+
+
+@pytest.mark.parametrize(
+    "argv, field_name",
+    [
+        (["train", "--gradient_accumulation_steps", "0"], "gradient_accumulation_steps"),
+        (["train", "--learning_rate", "nan"], "learning_rate"),
+        (["reward", "--per_device_train_batch_size", "0"], "per_device_train_batch_size"),
+        (["reward", "--max_length", "0"], "max_length"),
+        (["rl", "--num_generations", "1"], "num_generations"),
+        (["rl", "--temperature", "nan"], "temperature"),
+    ],
+)
+def test_training_commands_refuse_nonsense_numbers_at_start(tmp_path, argv, field_name):
+    result = rlhfv(*argv, "--output_dir", tmp_path / "o", "--use_cpu", "true")
+    one_line_error(result, field_name, "must be")

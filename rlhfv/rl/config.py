@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import RLOOConfig, ScriptArguments
 
-from rlhfv.settings import check_range
+from rlhfv.settings import check_range, check_training_ranges
 
 
 @dataclass
@@ -70,6 +70,7 @@ class FactRLOOConfig(RLOOConfig):
     def check_ranges(self) -> None:
         """The rewards' and the sampling's numbers in range at start (a zero length used to fail inside the
         trainer with a traceback)."""
+        check_training_ranges(self)
         check_range("reward_model_batch_size", self.reward_model_batch_size, minimum=1)
         for name in (
             "multiple_choice_bonus",
