@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from data_tools.errors import CommandError
 from rlhfv.settings import (
     OLD_OUTPUT_FLAGS,
-    add_output_argument,
+    SettingError,
     add_settings_arguments,
     check_choice,
     check_range,
@@ -180,6 +180,46 @@ def _run_generate(arguments) -> int:
     return 0
 
 
+def _output_field(help_text: str):
+    return field(
+        default=None,
+        metadata={"flag": "output_dir", "deprecated": ("out", *OLD_OUTPUT_FLAGS), "help": help_text},
+    )
+
+
+@dataclass
+class ChairSettings:
+    """`rlhfv eval chair`: object hallucination against ground-truth objects."""
+
+    answers: str = field(
+        default="",
+        metadata={"required": True, "help": "Answers JSONL (from `rlhfv eval generate`): id, image, answer."},
+    )
+    objects: str = field(
+        default="",
+        metadata={
+            "required": True,
+            "help": "Ground truth: COCO instances annotations JSON, or JSON {image path or id: [object names]} (e.g. "
+            "the synthetic world's objects.json).",
+        },
+    )
+    synonyms: str | None = field(
+        default=None,
+        metadata={
+            "help": "Your own synonym table, JSON {class: [surface forms]} (default: the built-in table for the 80 "
+            "COCO classes)."
+        },
+    )
+    out: str | None = _output_field("Write the report (JSON) here.")
+    details: str | None = field(default=None, metadata={"help": "Write per-answer mentions (JSONL) here."})
+    # last: from this line on, `field` in the class body is this attribute, not dataclasses.field
+    field: str = field(default="answer", metadata={"help": "The answer field."})
+
+    def __post_init__(self):
+        if not self.field:
+            raise SettingError("`field` must name the answer field; got an empty name")
+
+
 def _register_chair(commands) -> None:
     p = commands.add_parser(
         "chair",
@@ -189,29 +229,15 @@ def _register_chair(commands) -> None:
         "(responses with a hallucinated object / responses mentioning any object), CHAIR_i (hallucinated mentions "
         "/ all mentions), recall of ground-truth objects, mean answer length and per-class counts.",
     )
-    p.add_argument("--answers", required=True, help="answers JSONL (from `rlhfv eval generate`): id, image, answer")
-    p.add_argument(
-        "--objects",
-        required=True,
-        help="ground truth: COCO instances annotations JSON, or JSON "
-        "{image path or id: [object names]} (e.g. the synthetic world's objects.json)",
-    )
-    p.add_argument("--field", default="answer", help="the answer field (default: answer)")
-    p.add_argument(
-        "--synonyms",
-        default=None,
-        help="your own synonym table, JSON {class: [surface forms]} "
-        "(default: the built-in table for the 80 COCO classes)",
-    )
-    add_output_argument(p, help="write the report (JSON) here")
-    p.add_argument("--details", default=None, help="write per-answer mentions (JSONL) here")
+    add_settings_arguments(p, ChairSettings)
     p.set_defaults(func=_run_chair)
 
 
-def _run_chair(args) -> int:
+def _run_chair(arguments) -> int:
     from rlhfv.eval.chair import ObjectExtractor, format_report, load_ground_truth, load_synonyms, score_answers
     from rlhfv.eval.io import EvalInputError, read_rows, write_json, write_jsonl
 
+    (args,) = read_settings(arguments, ChairSettings)
     try:
         extractor = ObjectExtractor(load_synonyms(args.synonyms) if args.synonyms else None)
         truth = load_ground_truth(args.objects, extractor)
@@ -227,6 +253,30 @@ def _run_chair(args) -> int:
     return 0
 
 
+@dataclass
+class JudgeSettings:
+    """`rlhfv eval judge`: MMHal-Bench style 0-6 ratings (the endpoint's own flags: rlhfv/endpoint.py)."""
+
+    answers: str = field(
+        default="",
+        metadata={
+            "required": True,
+            "help": "JSONL or JSON list of {id, question, answer, image_content, reference, question_type?}; "
+            "MMHal-Bench's own response file (model_answer, gt_answer) works as is.",
+        },
+    )
+    prompt_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Judge prompt with placeholders {image_content} {question} {reference} {answer}, e.g. "
+            "MMHal-Bench's published one (default: rlhfv's rubric)."
+        },
+    )
+    out: str | None = _output_field("Write the summary (JSON) here.")
+    details: str | None = field(default=None, metadata={"help": "Write per-answer ratings and replies (JSONL) here."})
+    quiet: bool = field(default=False, metadata={"help": "No progress bar."})
+
+
 def _register_judge(commands) -> None:
     from rlhfv.endpoint import add_endpoint_arguments
 
@@ -237,33 +287,19 @@ def _register_judge(commands) -> None:
         "behind any OpenAI-compatible chat endpoint, and report the mean score and the hallucination rate "
         "(share rated below 3), overall and per question type. Replies are cached on disk, so reruns are free.",
     )
-    p.add_argument(
-        "--answers",
-        required=True,
-        help="JSONL or JSON list of {id, question, answer, image_content, "
-        "reference, question_type?}; MMHal-Bench's own response file (model_answer, gt_answer) works as "
-        "is",
-    )
-    p.add_argument(
-        "--prompt-file",
-        default=None,
-        help="judge prompt with placeholders {image_content} {question} "
-        "{reference} {answer}, e.g. MMHal-Bench's published one (default: rlhfv's rubric)",
-    )
+    add_settings_arguments(p, JudgeSettings)
     add_endpoint_arguments(p)
-    add_output_argument(p, help="write the summary (JSON) here")
-    p.add_argument("--details", default=None, help="write per-answer ratings and replies (JSONL) here")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_judge)
 
 
-def _run_judge(args) -> int:
+def _run_judge(arguments) -> int:
     from rlhfv.endpoint import EndpointError, client_from_args
     from rlhfv.eval.io import EvalInputError, read_rows, write_json, write_jsonl
     from rlhfv.eval.judge import JudgeError, format_summary, judge_items, load_prompt, normalize_items, summarize
 
+    (args,) = read_settings(arguments, JudgeSettings)
     try:
-        client = client_from_args(args)
+        client = client_from_args(arguments)
         template = load_prompt(args.prompt_file) if args.prompt_file else None
         items = normalize_items(read_rows(args.answers))
         results = judge_items(client, items, progress=not args.quiet, prompt_template=template)
