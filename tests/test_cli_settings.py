@@ -284,3 +284,18 @@ def test_convert_takes_output_dir_and_the_old_names_warn(tmp_path):
 def test_training_commands_refuse_nonsense_numbers_at_start(tmp_path, argv, field_name):
     result = rlhfv(*argv, "--output_dir", tmp_path / "o", "--use_cpu", "true")
     one_line_error(result, field_name, "must be")
+
+
+def test_a_folder_that_holds_no_model_is_one_line(prompts, tmp_path):
+    (tmp_path / "not_a_model").mkdir()
+    result = rlhfv(
+        "eval",
+        "generate",
+        "--model",
+        tmp_path / "not_a_model",
+        "--prompts",
+        prompts,
+        "--output_dir",
+        tmp_path / "a.jsonl",
+    )
+    one_line_error(result, "not_a_model", "not a model folder")
