@@ -462,6 +462,8 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from rlhfv.endpoint import EndpointError
+    from rlhfv.eval.io import EvalInputError
     from rlhfv.settings import read_settings
 
     if not args.config:
@@ -473,9 +475,16 @@ def main(args: argparse.Namespace) -> int:
         from rlhfv.feedback.vllm_sampling import require_vllm
 
         require_vllm()  # at start, not after round 1's set-up
+    if config.initial_policy and not Path(config.initial_policy).is_dir():
+        raise CommandError(f"initial_policy: {config.initial_policy}: no such model folder")
+    if config.initial_policy and not config.feedback.get("prompts"):
+        raise CommandError("feedback.prompts is required with initial_policy (the synthetic world has its own)")
     start = time.time()
     iteration = Iteration(config)
-    rows = iteration.run()
+    try:
+        rows = iteration.run()
+    except (EvalInputError, EndpointError) as error:  # a file or a server a round depends on: one line
+        raise CommandError(str(error)) from None
     print(markdown_table(rows, iteration.table_metrics()))
     print(f"{config.rounds} round(s) in {time.time() - start:.0f} s; table and plot in {config.out}")
     return 0

@@ -299,3 +299,25 @@ def test_a_folder_that_holds_no_model_is_one_line(prompts, tmp_path):
         tmp_path / "a.jsonl",
     )
     one_line_error(result, "not_a_model", "not a model folder")
+
+
+def test_iterate_rerun_into_the_same_folder_names_the_changed_settings(prompts, tmp_path):
+    (tmp_path / "not_a_model").mkdir()
+    recipe = tmp_path / "it.yaml"
+    recipe.write_text(
+        f"initial_policy: {tmp_path / 'not_a_model'}\noutput_dir: {tmp_path / 'o'}\n"
+        f"feedback:\n  prompts: {prompts}\n  num_samples: 4\n"
+    )
+    first = rlhfv("iterate", "--config", recipe)
+    one_line_error(first, "not_a_model", "not a model folder")
+    assert "warning" not in first.stderr
+    again = rlhfv("iterate", "--config", recipe, "--seed", "3")
+    one_line_error(again, "not_a_model")
+    assert "seed: 0 -> 3" in again.stderr
+
+
+def test_iterate_without_prompts_or_a_world_stops_at_start(tmp_path):
+    recipe = tmp_path / "it.yaml"
+    recipe.write_text(f"initial_policy: {tmp_path}\noutput_dir: {tmp_path / 'o'}\n")
+    one_line_error(rlhfv("iterate", "--config", recipe), "feedback", "prompts")
+    assert not (tmp_path / "o").exists()
