@@ -321,3 +321,27 @@ def test_iterate_without_prompts_or_a_world_stops_at_start(tmp_path):
     recipe.write_text(f"initial_policy: {tmp_path}\noutput_dir: {tmp_path / 'o'}\n")
     one_line_error(rlhfv("iterate", "--config", recipe), "feedback", "prompts")
     assert not (tmp_path / "o").exists()
+
+
+def leaf_parsers(parser, path=()):
+    """(command words, parser) of every command that runs, walking the sub-command tree."""
+    import argparse
+
+    children = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not children:
+        yield path, parser
+    for action in children:
+        for name, child in action.choices.items():
+            yield from leaf_parsers(child, (*path, name))
+
+
+def test_every_command_builds_its_flags_and_names_its_output_flag_output_dir():
+    from rlhfv.cli import build_parser
+
+    found = dict(leaf_parsers(build_parser()))
+    assert len(found) >= 20
+    for words, parser in found.items():
+        if words[0] in ("train", "reward", "rl", "bench", "inspect"):
+            continue  # TRL's parser (output_dir is TrainingArguments'), or no output file at all
+        options = {option for action in parser._actions for option in action.option_strings}
+        assert "--output_dir" in options, words
