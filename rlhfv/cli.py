@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from data_tools.errors import CommandError
+from data_tools.settings import UsageError
 from rlhfv import __version__
 
 
@@ -88,11 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args, extras = parser.parse_known_args(argv)
         if extras:
-            from rlhfv.settings import unknown_flag_message
+            from data_tools.settings import unknown_flag_message
 
             args.command_parser.error(unknown_flag_message(args.command_parser, extras))
     try:
         return int(args.func(args) or 0)
+    except UsageError as error:  # a required setting not given: exit 2, as argparse's own usage errors
+        args.command_parser.error(str(error))
     except CommandError as error:
         print(f"{args.command_parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1

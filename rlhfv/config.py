@@ -187,7 +187,7 @@ class DenseDPOConfig(DPOConfig):
     )
 
     def __post_init__(self):
-        from rlhfv.settings import check_training_ranges
+        from data_tools.settings import check_training_ranges
 
         check_training_ranges(self)
         super().__post_init__()

@@ -79,7 +79,7 @@ class EndpointConfig:
     concurrency: int = field(default=4, metadata={"help": "Requests in flight at once in `chat_many`."})
 
     def __post_init__(self):
-        from rlhfv.settings import check_range
+        from data_tools.settings import check_range
 
         check_range("timeout", self.timeout, above=0)  # nan and inf too: a timeout that never fires hangs the run
         check_range("max_retries", self.max_retries, minimum=0)

@@ -335,7 +335,7 @@ def write_table(rows: list[dict], out: Path, metrics=TABLE_METRICS) -> None:
 
 
 def register(subparsers) -> None:
-    from rlhfv.settings import add_settings_arguments
+    from data_tools.settings import add_settings_arguments
 
     parser = subparsers.add_parser(
         "iterate",
@@ -349,9 +349,9 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from data_tools.settings import read_settings
     from rlhfv.endpoint import EndpointError
     from rlhfv.eval.io import EvalInputError
-    from rlhfv.settings import read_settings
 
     if not args.config:
         raise CommandError(

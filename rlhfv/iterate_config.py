@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from data_tools.errors import CommandError
-from rlhfv.settings import OLD_OUTPUT_FLAGS, check_range, check_values, read_yaml, warn
+from data_tools.settings import OLD_OUTPUT_FLAGS, check_range, check_values, read_yaml, warn
 
 
 SETTINGS_FILE = "iterate_settings.json"

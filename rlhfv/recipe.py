@@ -1,6 +1,6 @@
 """Recipes: YAML files of settings parsed with TRL's `TrlParser` into the three dataclasses of `rlhfv train`
 (also `rlhfv reward` and `rlhfv rl`). Keys and values are checked by the same functions as every other command's
-settings (rlhfv/settings.py); TRL's parser stays for these three because their settings are `TrainingArguments`.
+settings (data_tools/settings.py); TRL's parser stays for these three because their settings are `TrainingArguments`.
 
 `DenseDPOScriptArguments` (data), `DenseDPOConfig` (every `trl.DPOConfig` field plus Dense DPO's) and `trl.ModelConfig`
 (model, dtype, LoRA, quantization). Command-line flags override the recipe. Every key is checked against the
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 
 from data_tools.errors import CommandError
-from rlhfv.settings import matches, suggestion, type_name
+from data_tools.settings import matches, suggestion, type_name
 
 
 DESCRIPTION = (

@@ -63,7 +63,7 @@ class Example:
 def parse(argv, tmp_path=None):
     import argparse
 
-    from rlhfv.settings import add_settings_arguments, read_settings
+    from data_tools.settings import add_settings_arguments, read_settings
 
     parser = argparse.ArgumentParser(prog="example")
     add_settings_arguments(parser, Example)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_tools.errors import CommandError
-from data_tools.output_flag import add_output_argument
+from data_tools.settings import add_output_argument
 
 
 def register(commands) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from data_tools.errors import CommandError
-from rlhfv.settings import (
+from data_tools.settings import (
     OLD_OUTPUT_FLAGS,
     SettingError,
     add_settings_arguments,

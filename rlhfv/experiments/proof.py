@@ -87,7 +87,7 @@ def read_experiment_config(cls, path: str | None, overrides: dict):
     settings parser of the `rlhfv` commands (unknown keys named with the closest one, values type-checked), with its
     `eval_split` checked."""
     from data_tools.errors import CommandError
-    from rlhfv.settings import check_values, read_yaml
+    from data_tools.settings import check_values, read_yaml
 
     try:
         values = check_values(read_yaml(path), cls, source=str(path)) if path else {}

@@ -15,7 +15,7 @@ from rlhfv.feedback.config import FeedbackConfig
 
 def config_from_args(args) -> FeedbackConfig:
     """The settings from `--config` (its `feedback:` section, or the whole file) and the flags, checked."""
-    from rlhfv.settings import read_settings
+    from data_tools.settings import read_settings
 
     (config,) = read_settings(args, FeedbackConfig, section="feedback")
     return config
@@ -32,7 +32,7 @@ def check_model_folders(config: FeedbackConfig) -> None:
 
 
 def register(subparsers) -> None:
-    from rlhfv.settings import add_settings_arguments
+    from data_tools.settings import add_settings_arguments
 
     parser = subparsers.add_parser(
         "feedback",

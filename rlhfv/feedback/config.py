@@ -1,5 +1,5 @@
 """`FeedbackConfig`: every option of `rlhfv feedback`, with RLAIF-V's defaults; also one round's settings in
-`rlhfv iterate` recipes. Read by the settings parser of every command (rlhfv/settings.py); every field's range is
+`rlhfv iterate` recipes. Read by the settings parser of every command (data_tools/settings.py); every field's range is
 checked at start."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from data_tools.errors import CommandError
+from data_tools.settings import OLD_OUTPUT_FLAGS, SettingError, check_choice, check_range
 from rlhfv.feedback.instructions import INSTRUCTION_FORMATS
 from rlhfv.feedback.spans import CHOSEN_SPAN_MODES
-from rlhfv.settings import OLD_OUTPUT_FLAGS, SettingError, check_choice, check_range
 
 
 SPLITTERS = ("rule", "transformers", "endpoint")

@@ -43,7 +43,7 @@ class FactRewardConfig(RewardConfig):
     )
 
     def __post_init__(self):
-        from rlhfv.settings import check_range, check_training_ranges
+        from data_tools.settings import check_range, check_training_ranges
 
         if self.facts not in ("row", "none"):
             raise ValueError(f"`facts` must be `row` or `none`, got {self.facts!r}")

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 
 from data_tools.errors import CommandError
-from rlhfv.settings import OLD_OUTPUT_FLAGS, add_settings_arguments, check_range, read_settings
+from data_tools.settings import OLD_OUTPUT_FLAGS, add_settings_arguments, check_range, read_settings
 
 
 @dataclass

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import RLOOConfig, ScriptArguments
 
-from rlhfv.settings import check_range, check_training_ranges
+from data_tools.settings import check_range, check_training_ranges
 
 
 @dataclass

@@ -7,7 +7,8 @@ suggested for a typo; a value of the field's type), lets the flags override it, 
 `__post_init__` checks every value's range. Every failure is one line naming the file or the command line and the
 field (`SettingError`, a `CommandError`).
 
-`rlhfv train`, `rlhfv reward` and `rlhfv rl` keep TRL's `TrlParser` (their settings are `transformers`
+It lives in `data_tools`, at the bottom of the import graph (as `CommandError` does), so that `rlhfv convert` and
+`rlhfv inspect`, defined here, use it too. `rlhfv train`, `rlhfv reward` and `rlhfv rl` keep TRL's `TrlParser` (their settings are `transformers`
 `TrainingArguments`); `rlhfv.recipe` checks their keys with the same functions as here.
 
 Field metadata understood besides `help`:
@@ -16,6 +17,8 @@ Field metadata understood besides `help`:
 - `deprecated`: old flag spellings (`--out`, `-o`) and YAML keys that still work and print a warning.
 - `choices`: allowed values.
 - `positional`: the field is a positional argument (`nargs` in the metadata).
+- `append`: a list field whose flag repeats (`--to parquet --to jsonl`).
+- `aliases`: more spellings of the flag (`-n`).
 - `yaml_only`: no flag (nested mappings such as `rlhfv iterate`'s `feedback:` block).
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
+import sys
 import types
 import typing
 from dataclasses import MISSING, fields
@@ -31,7 +35,41 @@ from enum import Enum
 from pathlib import Path
 
 from data_tools.errors import CommandError
-from data_tools.output_flag import OLD_OUTPUT_FLAGS, OUTPUT_FLAG, add_output_argument, warn  # noqa: F401 (re-exported)
+
+
+# ---- the one output flag -----------------------------------------------------------------------------------------
+# TRL and transformers users already type `--output_dir` for `rlhfv train`, `rlhfv reward` and `rlhfv rl` (a
+# `TrainingArguments` field), so every other command takes the same name, whether its output is a folder or one
+# file. The names used before (`--out`, `--output`, `-o`) keep working and print a deprecation warning.
+OUTPUT_FLAG = "output_dir"
+OLD_OUTPUT_FLAGS = ("--out", "--output", "-o")
+
+
+class UsageError(CommandError):
+    """A required setting not given: a usage error, exit code 2, as argparse's own."""
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+class _Output(argparse.Action):
+    """The output flag in every spelling; the old spellings warn."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string in OLD_OUTPUT_FLAGS:
+            warn(f"{option_string} is deprecated; use --{OUTPUT_FLAG}")
+        setattr(namespace, self.dest, values)
+
+
+def add_output_argument(parser, dest: str = "out", required: bool = False, help: str = "", metavar: str = "PATH"):
+    """The one output flag, `--output_dir` (also `--output-dir`), for a command whose settings are still plain
+    argparse options; `--out`, `--output` and `-o` keep working with a warning."""
+    spellings = [f"--{OUTPUT_FLAG}", f"--{OUTPUT_FLAG.replace('_', '-')}", *OLD_OUTPUT_FLAGS]
+    help = f"{help} (--out, --output, -o: old spellings, deprecated)"
+    parser.add_argument(
+        *spellings, dest=dest, required=required, default=None, metavar=metavar, help=help, action=_Output
+    )
 
 
 class SettingError(CommandError, ValueError):
@@ -151,15 +189,6 @@ def _base_type(annotation):
     return annotation
 
 
-def _to_bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("true", "yes", "1"):
-        return True
-    if lowered in ("false", "no", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 class _Deprecated(argparse.Action):
     """An old spelling of a flag: stores like the new one, with a warning naming the new one."""
 
@@ -202,7 +231,8 @@ def _add_field(parser, item, annotation) -> None:
         return
     spellings = list(dict.fromkeys([f"--{name}", f"--{name.replace('_', '-')}", *item.metadata.get("aliases", ())]))
     if base is bool:
-        parser.add_argument(*spellings, nargs="?", const=True, type=_to_bool, metavar="true|false", **common)
+        # no value after the flag (`--overwrite`, `--no-overwrite`), so that a positional argument can follow it
+        parser.add_argument(*spellings, action="store_true", **common)
         negatives = dict.fromkeys([f"--no_{name}", f"--no-{name.replace('_', '-')}"])
         parser.add_argument(
             *negatives, dest=item.name, action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS
@@ -210,7 +240,9 @@ def _add_field(parser, item, annotation) -> None:
         return
     kwargs = dict(common)
     if typing.get_origin(base) is list:
-        kwargs.update(nargs="+", type=typing.get_args(base)[0] if typing.get_args(base) else str)
+        item_type = typing.get_args(base)[0] if typing.get_args(base) else str
+        # `append`: the flag repeats (`--to parquet --to jsonl`); otherwise it takes several values at once
+        kwargs.update(type=item_type, **({"action": "append"} if item.metadata.get("append") else {"nargs": "+"}))
     elif base in (int, float, str):
         kwargs["type"] = base
     kwargs.setdefault("metavar", item.metadata.get("metavar", name.upper()))
@@ -289,7 +321,7 @@ def read_settings(args: argparse.Namespace, *dataclass_types, section: str | Non
         for item in fields(dataclass_type):
             if item.metadata.get("required") and own.get(item.name) in (None, ""):
                 name = public_name(item)
-                raise CommandError(f"--{name} is required (or `{name}:` in the --config file)")
+                raise UsageError(f"--{name} is required (or `{name}:` in the --config file)")
         try:
             built.append(dataclass_type(**own))
         except SettingError as error:
