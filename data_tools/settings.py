@@ -245,7 +245,8 @@ def _add_field(parser, item, annotation) -> None:
         kwargs.update(type=item_type, **({"action": "append"} if item.metadata.get("append") else {"nargs": "+"}))
     elif base in (int, float, str):
         kwargs["type"] = base
-    kwargs.setdefault("metavar", item.metadata.get("metavar", name.upper()))
+    if "choices" not in kwargs or "metavar" in item.metadata:  # argparse lists the choices itself
+        kwargs.setdefault("metavar", item.metadata.get("metavar", name.upper()))
     parser.add_argument(*spellings, **kwargs)
     for old in item.metadata.get("deprecated", ()):
         if old.startswith("-"):

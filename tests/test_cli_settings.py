@@ -345,3 +345,9 @@ def test_every_command_builds_its_flags_and_names_its_output_flag_output_dir():
             continue  # TRL's parser (output_dir is TrainingArguments'), or no output file at all
         options = {option for action in parser._actions for option in action.option_strings}
         assert "--output_dir" in options, words
+
+
+def test_inspect_refuses_a_negative_row_count(tmp_path):
+    rows = tmp_path / "pairs.jsonl"
+    rows.write_text("{}\n")
+    one_line_error(rlhfv("inspect", rows, "--rows", "-1"), "rows", ">= 0")
