@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass, field
+
+from data_tools.export import EXPORT_FORMATS
+from data_tools.formats import FORMAT_NAMES
+from data_tools.segments import CHANGES_CHOICES, DEFAULT_CHANGES
+from data_tools.settings import (
+    OLD_OUTPUT_FLAGS,
+    OUTPUT_FLAG,
+    SettingError,
+    add_settings_arguments,
+    check_choice,
+    check_range,
+    read_settings,
+)
 
 
 DESCRIPTION = """\
 Convert corrected answers or preference pairs into the dense preference dataset that `rlhfv train` reads (TRL's
 conversational preference format plus `chosen_spans` / `rejected_spans`: the character spans that differ between
-the two answers, which Dense DPO weighs by gamma). The dataset is written with `save_to_disk` to --output.
+the two answers, which Dense DPO weighs by gamma). The dataset is written with `save_to_disk` to --output_dir.
 
 formats (--format, default auto: detected per input from its columns, and printed):
   corrections   id, image | images, question, response, corrected   (chosen = corrected, rejected = response)
@@ -27,9 +41,9 @@ interrupted run leaves the previous outputs as they were.
 
 EPILOG = """\
 examples:
-  rlhfv convert corrections.jsonl --image-root images/ --output data/dense
-  rlhfv convert RLHF-V-Dataset.parquet --output data/rlhf-v --to parquet --to jsonl
-  rlhfv convert raw/*.jsonl --output data/dense --on-error skip --num-proc 2
+  rlhfv convert corrections.jsonl --image-root images/ --output_dir data/dense
+  rlhfv convert RLHF-V-Dataset.parquet --output_dir data/rlhf-v --to parquet --to jsonl
+  rlhfv convert raw/*.jsonl --output_dir data/dense --on-error skip --num-proc 2
   rlhfv inspect data/dense --rows 5 --html pairs.html
 """
 
@@ -41,11 +55,91 @@ CHANGES_HELP = (
 )
 
 
-def register(subparsers) -> None:
-    from data_tools.export import EXPORT_FORMATS
-    from data_tools.formats import FORMAT_NAMES
-    from data_tools.segments import CHANGES_CHOICES, DEFAULT_CHANGES
+@dataclass
+class ConvertSettings:
+    """Every option of `rlhfv convert` (read by the settings parser: flags or a `--config` YAML file)."""
 
+    inputs: list[str] = field(
+        default_factory=list,
+        metadata={
+            "positional": True,
+            "nargs": "+",
+            "metavar": "INPUT",
+            "help": "JSONL, JSON or Parquet files, or datasets folders",
+        },
+    )
+    output: str = field(
+        default="",
+        metadata={
+            "required": True,
+            "flag": OUTPUT_FLAG,
+            "deprecated": OLD_OUTPUT_FLAGS,
+            "metavar": "DIR",
+            "help": "folder to save the dataset to",
+        },
+    )
+    format: str = field(
+        default="auto",
+        metadata={"choices": ("auto", *FORMAT_NAMES), "help": "input layout (auto: detected per input)"},
+    )
+    image_root: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "DIR",
+            "help": "folder that relative image paths start from (default: the folder of each input file)",
+        },
+    )
+    changes: str = field(default=DEFAULT_CHANGES, metadata={"choices": CHANGES_CHOICES, "help": CHANGES_HELP})
+    on_error: str = field(
+        default="fail",
+        metadata={
+            "choices": ("fail", "skip"),
+            "help": "'fail': stop with exit code 1 at the first bad row; 'skip': leave bad rows out and list each one "
+            "with its reason in the rejects file",
+        },
+    )
+    rejects: str | None = field(
+        default=None,
+        metadata={"metavar": "FILE", "help": "rejects file for --on-error skip (default: <output_dir>.rejects.jsonl)"},
+    )
+    to: list[str] = field(
+        default_factory=list,
+        metadata={
+            "append": True,
+            "choices": EXPORT_FORMATS,
+            "help": "also write <output_dir>.parquet (images embedded) or <output_dir>.jsonl (images as files in "
+            "<output_dir>_images/); repeat for both",
+        },
+    )
+    num_proc: int = field(default=1, metadata={"metavar": "N", "help": "worker processes"})
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "replace existing outputs (a saved dataset at --output_dir, exports, the rejects file); the new "
+            "outputs are written beside them and swapped in only when the conversion succeeded"
+        },
+    )
+    strict_paths: bool = field(
+        default=False,
+        metadata={
+            "help": "reject rows whose image path leads outside the image root ('..', absolute paths, symlinks out); "
+            "by default such paths are followed, which suits trusted data whose images live in several folders"
+        },
+    )
+    no_progress: bool = field(default=False, metadata={"help": "no progress bar"})
+
+    def __post_init__(self):
+        if not self.inputs:
+            raise SettingError("`inputs` must name at least one file or folder")
+        check_choice("format", self.format, ("auto", *FORMAT_NAMES))
+        check_choice("changes", self.changes, CHANGES_CHOICES)
+        check_choice("on_error", self.on_error, ("fail", "skip"))
+        for kind in self.to:
+            check_choice("to", kind, EXPORT_FORMATS)
+        check_range("num_proc", self.num_proc, minimum=1)
+
+
+def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "convert",
         help="turn corrections or preference pairs into a dense preference dataset",
@@ -53,55 +147,13 @@ def register(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="JSONL, JSON or Parquet files, or datasets folders")
-    parser.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to save the dataset to")
-    parser.add_argument(
-        "--format", default="auto", choices=("auto", *FORMAT_NAMES), help="input layout (default: auto-detect)"
-    )
-    parser.add_argument(
-        "--image-root",
-        metavar="DIR",
-        help="folder that relative image paths start from (default: the folder of each input file)",
-    )
-    parser.add_argument("--changes", default=DEFAULT_CHANGES, choices=CHANGES_CHOICES, help=CHANGES_HELP)
-    parser.add_argument(
-        "--on-error",
-        default="fail",
-        choices=("fail", "skip"),
-        help="'fail' (default): stop with exit code 1 at the first bad row; "
-        "'skip': leave bad rows out and list each one with its reason in the rejects file",
-    )
-    parser.add_argument(
-        "--rejects", metavar="FILE", help="rejects file for --on-error skip (default: <output>.rejects.jsonl)"
-    )
-    parser.add_argument(
-        "--to",
-        action="append",
-        default=[],
-        choices=EXPORT_FORMATS,
-        help="also write <output>.parquet (images embedded) or <output>.jsonl (images as files in "
-        "<output>_images/); repeat for both",
-    )
-    parser.add_argument("--num-proc", type=int, default=1, metavar="N", help="worker processes (default: 1)")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace existing outputs (a saved dataset at --output, exports, the rejects file); the new outputs "
-        "are written beside them and swapped in only when the conversion succeeded",
-    )
-    parser.add_argument(
-        "--strict-paths",
-        action="store_true",
-        help="reject rows whose image path leads outside the image root ('..', absolute paths, symlinks out); "
-        "by default such paths are followed, which suits trusted data whose images live in several folders",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_settings_arguments(parser, ConvertSettings)
     parser.set_defaults(func=run)
 
 
 def _targets(args: argparse.Namespace, output: str) -> list[tuple[str, str, str]]:
     """(label, path, kind) of everything this run writes; kind as in `data_tools.outputs.check_replaceable`."""
-    targets = [("--output", output, "dataset")]
+    targets = [("--output_dir", output, "dataset")]
     for kind in dict.fromkeys(args.to):
         targets.append((f"--to {kind}", f"{output}.{kind}", "file"))
         if kind == "jsonl":
@@ -111,7 +163,7 @@ def _targets(args: argparse.Namespace, output: str) -> list[tuple[str, str, str]
     return targets
 
 
-def run(args: argparse.Namespace) -> int:
+def run(arguments: argparse.Namespace) -> int:
     from data_tools.convert import convert
     from data_tools.errors import CommandError, ConversionError
     from data_tools.export import write_jsonl, write_parquet
@@ -123,9 +175,8 @@ def run(args: argparse.Namespace) -> int:
         resolved,
     )
 
+    (args,) = read_settings(arguments, ConvertSettings)
     output = os.path.normpath(args.output)
-    if args.num_proc < 1:
-        raise CommandError(f"--num-proc must be at least 1, got {args.num_proc}")
     targets = _targets(args, output)
     # Everything that could lose data or fail late is checked before the first row is read
     missing = [path for path in args.inputs if not os.path.exists(path)]
@@ -145,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             os.makedirs(dataset_stage.path)
         except OSError as error:
-            raise CommandError(f"--output {output}: cannot write beside it ({error.strerror})") from None
+            raise CommandError(f"--output_dir {output}: cannot write beside it ({error.strerror})") from None
         try:
             result = convert(
                 args.inputs,

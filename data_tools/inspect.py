@@ -13,14 +13,41 @@ import io
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from data_tools.settings import add_settings_arguments, check_range, read_settings
 
 
 RED = "\x1b[1;31m"
 GREEN = "\x1b[1;32m"
 DIM = "\x1b[2m"
 RESET = "\x1b[0m"
+
+
+@dataclass
+class InspectSettings:
+    """The options of `rlhfv inspect` (read by the settings parser)."""
+
+    dataset: str = field(
+        default="",
+        metadata={"positional": True, "metavar": "DATASET", "help": "save_to_disk folder, .parquet or .jsonl file"},
+    )
+    index: list[int] | None = field(default=None, metadata={"metavar": "I", "help": "row indices to show (0-based)"})
+    rows: int = field(default=3, metadata={"metavar": "N", "help": "show the first N rows"})
+    html: str | None = field(
+        default=None, metadata={"metavar": "FILE", "help": "also write the shown rows to one self-contained HTML page"}
+    )
+    no_color: bool = field(
+        default=False,
+        metadata={
+            "help": "no ANSI colours (also off when stdout is not a TTY or NO_COLOR is set; FORCE_COLOR=1 forces them)"
+        },
+    )
+    no_stats: bool = field(default=False, metadata={"help": "skip the statistics over the whole dataset"})
+
+    def __post_init__(self):
+        check_range("rows", self.rows, minimum=0)
 
 
 def register(subparsers) -> None:
@@ -33,16 +60,7 @@ def register(subparsers) -> None:
             "{+...+}). Prints dataset statistics first; --html writes one self-contained page."
         ),
     )
-    parser.add_argument("dataset", metavar="DATASET", help="save_to_disk folder, .parquet or .jsonl file")
-    parser.add_argument("--index", type=int, nargs="+", metavar="I", help="row indices to show (0-based)")
-    parser.add_argument("--rows", type=int, default=3, metavar="N", help="show the first N rows (default: 3)")
-    parser.add_argument("--html", metavar="FILE", help="also write the shown rows to one self-contained HTML page")
-    parser.add_argument(
-        "--no-color",
-        action="store_true",
-        help="no ANSI colours (also off when stdout is not a TTY or NO_COLOR is set; FORCE_COLOR=1 forces them)",
-    )
-    parser.add_argument("--no-stats", action="store_true", help="skip the statistics over the whole dataset")
+    add_settings_arguments(parser, InspectSettings)
     parser.set_defaults(func=run)
 
 
@@ -284,9 +302,10 @@ def use_color(no_color: bool) -> bool:
     return bool(os.environ.get("FORCE_COLOR")) or sys.stdout.isatty()
 
 
-def run(args: argparse.Namespace) -> int:
+def run(arguments: argparse.Namespace) -> int:
     from data_tools.errors import CommandError
 
+    (args,) = read_settings(arguments, InspectSettings)
     if not os.path.exists(args.dataset):
         raise CommandError(f"{args.dataset}: no such file or folder")
     try:

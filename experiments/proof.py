@@ -31,7 +31,7 @@ import random
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -83,15 +83,16 @@ class ProofConfig:
 
 
 def read_experiment_config(cls, path: str | None, overrides: dict):
-    """An experiment config dataclass from a YAML file (unknown keys refused) and command-line overrides (None = not
-    given), with its `eval_split` checked."""
-    import yaml
+    """An experiment config dataclass from a YAML file and command-line overrides (None = not given), read by the
+    settings parser of the `rlhfv` commands (unknown keys named with the closest one, values type-checked), with its
+    `eval_split` checked."""
+    from data_tools.errors import CommandError
+    from data_tools.settings import check_values, read_yaml
 
-    values = yaml.safe_load(Path(path).read_text()) if path else {}
-    known = {f.name for f in fields(cls)}
-    unknown = set(values) - known
-    if unknown:
-        raise SystemExit(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    try:
+        values = check_values(read_yaml(path), cls, source=str(path)) if path else {}
+    except CommandError as error:
+        raise SystemExit(str(error)) from None
     values.update({k: v for k, v in overrides.items() if v is not None})
     config = cls(**values)
     if config.eval_split not in ("eval", "val"):

@@ -6,17 +6,21 @@ so that `rlhfv --help` answers at once.
 
 `CommandError` (defined in `data_tools.errors`, re-exported here) is the one-line failure every subcommand raises.
 
-Exit codes: 0 success, 1 the command ran and failed (bad data, failed training), 2 usage error (argparse).
+Exit codes: 0 success, 1 the command ran and failed (bad data, bad settings, failed training), 2 usage error (an
+unknown flag, named with the closest known one), 141 its output went to a pipe that closed (`rlhfv ... | head`).
+Expected failures are one line; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
 from data_tools.errors import CommandError
+from data_tools.settings import UsageError
 from rlhfv import __version__
 
 
@@ -43,8 +47,20 @@ def _add_source_checkout_to_path() -> None:
         sys.path.append(str(root))
 
 
+class CommandParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line, and whose sub-commands (built with the same class) name
+    themselves in the parsed arguments, so that an unknown flag is checked against the right command's options."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.set_defaults(command_parser=self)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="rlhfv",
         description="Train vision-language models and LLMs to hallucinate less, from segment-level corrections.",
     )
@@ -72,15 +88,31 @@ def main(argv: list[str] | None = None) -> int:
         args, rest = parser.parse_known_args(argv)
         args.train_argv = rest
     else:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            from data_tools.settings import unknown_flag_message
+
+            args.command_parser.error(unknown_flag_message(args.command_parser, extras))
     try:
         return int(args.func(args) or 0)
+    except UsageError as error:  # a required setting not given: exit 2, as argparse's own usage errors
+        args.command_parser.error(str(error))
     except CommandError as error:
-        print(f"rlhfv {args.command}: error: {error}", file=sys.stderr)
+        print(f"{args.command_parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"rlhfv {args.command}: interrupted", file=sys.stderr)
+        print(f"{args.command_parser.prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (`rlhfv ... | head`): end quietly, as a Unix tool killed by SIGPIPE does.
+    stdout is pointed at /dev/null so that the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 if __name__ == "__main__":

@@ -187,5 +187,8 @@ class DenseDPOConfig(DPOConfig):
     )
 
     def __post_init__(self):
+        from data_tools.settings import check_training_ranges
+
+        check_training_ranges(self)
         super().__post_init__()
         validate_dense_args(self)

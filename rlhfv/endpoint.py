@@ -91,12 +91,11 @@ class EndpointConfig:
         return f"EndpointConfig({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
 
     def __post_init__(self):
-        if self.timeout <= 0:
-            raise ValueError(f"timeout must be positive, got {self.timeout}")
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be 0 or more, got {self.max_retries}")
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        from data_tools.settings import check_range
+
+        check_range("timeout", self.timeout, above=0)  # nan and inf too: a timeout that never fires hangs the run
+        check_range("max_retries", self.max_retries, minimum=0)
+        check_range("concurrency", self.concurrency, minimum=1)
 
 
 def resolve_api_key(env_name: str = "OPENAI_API_KEY", key_file: str | Path | None = None) -> str | None:

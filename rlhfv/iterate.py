@@ -19,12 +19,13 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 
 from data_tools.errors import CommandError
 from data_tools.outputs import write_text
 from rlhfv.extensions import import_module, import_object
+from rlhfv.iterate_config import IterateConfig, record_or_compare_settings
 from rlhfv.iterate_evaluation import SYNTHETIC_METRICS, SYNTHETIC_WORLD
 
 
@@ -38,59 +39,17 @@ logger = logging.getLogger("rlhfv.iterate")
 TABLE_METRICS = SYNTHETIC_METRICS
 
 
-@dataclass
-class IterateConfig:
-    rounds: int = field(default=4, metadata={"help": "Rounds of sample -> label -> train -> evaluate (RLAIF-V: 4)."})
-    out: str = field(default="outputs/iterate", metadata={"help": "Output folder (one sub-folder per round)."})
-    seed: int = field(default=0, metadata={"help": "Seed of round 1; round k uses seed + k - 1."})
-    initial_policy: str | None = field(default=None, metadata={"help": "The round-1 policy and reference (folder)."})
-    synthetic: dict | None = field(default=None, metadata={"help": "Build the synthetic world and its SFT model "
-                                   "(experiments.proof settings: sft_items, sft_steps, preference_items, "
-                                   "eval_items, ...) instead of initial_policy."})  # fmt: skip
-    feedback: dict = field(default_factory=dict, metadata={"help": "FeedbackConfig keys (rlhfv feedback)."})
-    train: dict = field(default_factory=dict, metadata={"help": "`rlhfv train` recipe keys; model_name_or_path, "
-                        "dataset_name and output_dir are set per round."})  # fmt: skip
-    evaluation: dict = field(default_factory=dict, metadata={"help": "kind (none|synthetic|pope|object_halbench), "
-                             "select_metric, select_mode (min|max), the kind's files, max_new_tokens, batch_size "
-                             "(rlhfv/iterate_evaluation.py)."})  # fmt: skip
-
-    @classmethod
-    def from_yaml(cls, path: str, overrides: dict) -> IterateConfig:
-        import yaml
-
-        file = Path(path)
-        if not file.is_file():
-            raise CommandError(f"{file}: no such recipe file")
-        values = yaml.safe_load(file.read_text()) or {}
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise CommandError(f"{file}: unknown keys {sorted(unknown)}; known: {sorted(f.name for f in fields(cls))}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        config = cls(**values)
-        if config.rounds < 1:
-            raise CommandError(f"{file}: rounds must be at least 1")
-        if bool(config.initial_policy) == bool(config.synthetic):
-            raise CommandError(f"{file}: give exactly one of initial_policy (a model folder) and synthetic (settings)")
-        from rlhfv.iterate_evaluation import check_settings
-
-        kind = config.evaluation.get("kind", "synthetic" if config.synthetic else "none")
-        config.evaluation = check_settings({**config.evaluation, "kind": kind}, str(file))
-        if config.evaluation["kind"] == "synthetic" and not config.synthetic:
-            raise CommandError(
-                f"{file}: evaluation.kind synthetic needs the synthetic block (the world's test images)"
-            )
-        if config.feedback.get("sampler") == "vllm":
-            from rlhfv.feedback.vllm_sampling import require_vllm
-
-            require_vllm()  # at start, not after round 1's set-up
-        return config
-
-
 class Iteration:
     def __init__(self, config: IterateConfig):
         self.config = config
         self.out = Path(config.out)
         self.timings: dict = {}
+
+    # ---- a rerun into the same folder: the rounds already done keep their settings -----------------------------
+    def check_previous_settings(self) -> list[str]:
+        """Record the settings in the output folder; on a rerun, warn with each setting that differs (the finished
+        rounds are reused as they are, as `rlhfv train` warns on resume). Returns the changes."""
+        return record_or_compare_settings(self.config, self.out)
 
     # ---- set-up: the synthetic world and its SFT model -----------------------------------------------------------
     def proof_config(self):
@@ -113,10 +72,16 @@ class Iteration:
         proof = self.proof_config()
         data, seed = self.out / "data", self.config.seed
         if not (data / "preference" / "prompts.jsonl").is_file():
-            write_sft(data / "sft", n=proof.sft_items, seed=seed, canvas=proof.canvas,
-                      visual_questions=proof.sft_visual_questions)  # fmt: skip
-            write_prompts(data / "preference", n=proof.preference_items, seed=seed, split="preference",
-                          canvas=proof.canvas)  # fmt: skip
+            write_sft(
+                data / "sft",
+                n=proof.sft_items,
+                seed=seed,
+                canvas=proof.canvas,
+                visual_questions=proof.sft_visual_questions,
+            )
+            write_prompts(
+                data / "preference", n=proof.preference_items, seed=seed, split="preference", canvas=proof.canvas
+            )
             write_prompts(data / "eval", n=proof.eval_items, seed=seed, split=proof.eval_split, canvas=proof.canvas)
         sft = self.out / "sft"
         if not (sft / "config.json").is_file():
@@ -139,8 +104,7 @@ class Iteration:
                 values.setdefault("truth_scenes", str(self.out / "data" / "preference" / "scenes.json"))
         # images embedded in the prompts rows are written once for all rounds
         values.setdefault("images_dir", str(self.out / "images"))
-        values.update(policy=str(policy), out=str(self.out / f"round_{k}" / "feedback"),
-                      seed=self.config.seed + k - 1)  # fmt: skip
+        values.update(policy=str(policy), out=str(self.out / f"round_{k}" / "feedback"), seed=self.config.seed + k - 1)
         return FeedbackConfig(**values)
 
     def train_round(self, k: int, policy: Path, dataset: Path) -> Path | None:
@@ -154,8 +118,13 @@ class Iteration:
             return out
         if dataset_rows(dataset) == 0:
             return None
-        recipe = {**self.config.train, "model_name_or_path": str(policy), "dataset_name": str(dataset),
-                  "output_dir": str(out), "seed": self.config.seed + k - 1}  # fmt: skip
+        recipe = {
+            **self.config.train,
+            "model_name_or_path": str(policy),
+            "dataset_name": str(dataset),
+            "output_dir": str(out),
+            "seed": self.config.seed + k - 1,
+        }
         recipe_path = self.out / f"round_{k}" / "train_recipe.yaml"
         recipe_path.write_text(yaml.safe_dump(recipe, sort_keys=False))
         try:
@@ -238,15 +207,27 @@ class Iteration:
         metrics_shown = self.table_metrics()
         self.check_out()
         self.out.mkdir(parents=True, exist_ok=True)
+        self.check_previous_settings()
         start = time.time()
         policy = self.setup()
         rows_path = self.out / "rounds.json"
         start_eval = time.time()
-        base = self.evaluate(policy, self.out / "round_0" / "eval_answers.jsonl") if self.config.evaluation[
-            "kind"] != "none" else {}  # fmt: skip
+        base = (
+            self.evaluate(policy, self.out / "round_0" / "eval_answers.jsonl")
+            if self.config.evaluation["kind"] != "none"
+            else {}
+        )
         (self.out / "round_0").mkdir(exist_ok=True)
-        rows = [{"round": 0, "policy": str(policy), "pairs": None, "feedback_false_claim_rate": None,
-                 **{m: base.get(m) for m in metrics_shown}, "seconds": round(time.time() - start_eval, 1)}]  # fmt: skip
+        rows = [
+            {
+                "round": 0,
+                "policy": str(policy),
+                "pairs": None,
+                "feedback_false_claim_rate": None,
+                **{m: base.get(m) for m in metrics_shown},
+                "seconds": round(time.time() - start_eval, 1),
+            }
+        ]
         for k in range(1, self.config.rounds + 1):
             round_dir = self.out / f"round_{k}"
             selected_file = round_dir / "selected.json"
@@ -263,10 +244,15 @@ class Iteration:
             if (policy / "adapter_config.json").is_file():
                 # the selected LoRA adapter (final or a checkpoint) merged: the next policy and reference
                 policy = merge_adapter(policy, round_dir / "merged")
-            row = {"round": k, "policy": str(policy), "pairs": summary.get("pairs"),
-                   "feedback_false_claim_rate": summary.get("false_claim_rate"),
-                   **{m: metrics.get(m) for m in metrics_shown}, "selected": why,
-                   "seconds": round(time.time() - round_start, 1)}  # fmt: skip
+            row = {
+                "round": k,
+                "policy": str(policy),
+                "pairs": summary.get("pairs"),
+                "feedback_false_claim_rate": summary.get("false_claim_rate"),
+                **{m: metrics.get(m) for m in metrics_shown},
+                "selected": why,
+                "seconds": round(time.time() - round_start, 1),
+            }
             write_text(selected_file, json.dumps(row, indent=2) + "\n")
             rows.append(row)
             write_table(rows, self.out, metrics_shown)
@@ -366,6 +352,8 @@ def write_table(rows: list[dict], out: Path, metrics=TABLE_METRICS) -> None:
 
 
 def register(subparsers) -> None:
+    from data_tools.settings import add_settings_arguments
+
     parser = subparsers.add_parser(
         "iterate",
         help="RLAIF-V's iterative rounds: sample -> label -> train -> evaluate, the best checkpoint becomes the next "
@@ -373,17 +361,38 @@ def register(subparsers) -> None:
         description="K rounds of `rlhfv feedback` + `rlhfv train` + held-out evaluation; resumable per round and "
         "stage; writes rounds.md / rounds.json / rounds.png in the output folder.",
     )
-    parser.add_argument("--config", required=True, help="iterate recipe (YAML)")
-    parser.add_argument("--rounds", type=int, default=None, help="override the recipe's rounds")
-    parser.add_argument("--out", default=None, help="override the recipe's output folder")
+    add_settings_arguments(parser, IterateConfig)
     parser.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    config = IterateConfig.from_yaml(args.config, {"rounds": args.rounds, "out": args.out})
+    from data_tools.settings import read_settings
+    from rlhfv.endpoint import EndpointError
+    from rlhfv.eval.io import EvalInputError
+
+    if not args.config:
+        raise CommandError(
+            "--config is required: the iterate recipe (YAML), e.g. recipes/synthetic/rlaif_v/iterate.yaml"
+        )
+    (config,) = read_settings(args, IterateConfig)
+    try:
+        config.check_recipe()
+    except CommandError as error:
+        raise type(error)(f"{args.config}: {error}") from None
+    if config.feedback.get("sampler") == "vllm":
+        from rlhfv.feedback.vllm_sampling import require_vllm
+
+        require_vllm()  # at start, not after round 1's set-up
+    if config.initial_policy and not Path(config.initial_policy).is_dir():
+        raise CommandError(f"initial_policy: {config.initial_policy}: no such model folder")
+    if config.initial_policy and not config.feedback.get("prompts"):
+        raise CommandError("feedback.prompts is required with initial_policy (the synthetic world has its own)")
     start = time.time()
     iteration = Iteration(config)
-    rows = iteration.run()
+    try:
+        rows = iteration.run()
+    except (EvalInputError, EndpointError) as error:  # a file or a server a round depends on: one line
+        raise CommandError(str(error)) from None
     print(markdown_table(rows, iteration.table_metrics()))
     print(f"{config.rounds} round(s) in {time.time() - start:.0f} s; table and plot in {config.out}")
     return 0

@@ -1,4 +1,6 @@
-"""Recipes: YAML files of settings parsed with TRL's `TrlParser` into the three dataclasses of `rlhfv train`.
+"""Recipes: YAML files of settings parsed with TRL's `TrlParser` into the three dataclasses of `rlhfv train`
+(also `rlhfv reward` and `rlhfv rl`). Keys and values are checked by the same functions as every other command's
+settings (data_tools/settings.py); TRL's parser stays for these three because their settings are `TrainingArguments`.
 
 `DenseDPOScriptArguments` (data), `DenseDPOConfig` (every `trl.DPOConfig` field plus Dense DPO's) and `trl.ModelConfig`
 (model, dtype, LoRA, quantization). Command-line flags override the recipe. Every key is checked against the
@@ -10,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import types
 import typing
 from dataclasses import dataclass, field, fields
 from enum import Enum
 
 from data_tools.errors import CommandError
+from data_tools.settings import matches, suggestion, type_name
 
 
 DESCRIPTION = (
@@ -99,17 +101,13 @@ def parse_recipe(argv: list[str], prog: str | None = None, dataclass_types: tupl
 
 def check_command_line_flags(parser, argv: list[str]) -> None:
     """Every `--flag` of the command line names a field: an unknown one fails here, blamed on the command line."""
-    import difflib
-
     known = [option for option in parser._option_string_actions if option.startswith("--")]
     for token in argv:
         if not token.startswith("--"):
             continue
         flag = token.split("=", 1)[0]
         if flag not in ("--config", "--help") and flag not in parser._option_string_actions:
-            close = difflib.get_close_matches(flag, known, n=1)
-            hint = f" (did you mean `{close[0]}`?)" if close else ""
-            raise CommandError(f"command line: unknown option `{flag}`{hint}; {parser.help_hint}")
+            raise CommandError(f"command line: unknown option `{flag}`{suggestion(flag, known)}; {parser.help_hint}")
 
 
 def _apply_thread_count() -> None:
@@ -124,20 +122,16 @@ def _apply_thread_count() -> None:
 
 def check_recipe_values(parser, values: dict, source: str) -> None:
     """Check every recipe key against the parser: known field, value of the field's type (and choice)."""
-    import difflib
-
     known = _field_annotations(parser)
     for key, value in values.items():
         if key not in known:
-            close = difflib.get_close_matches(key, list(known), n=1)
-            hint = f" (did you mean `{close[0]}`?)" if close else ""
-            raise CommandError(f"{source}: unknown field `{key}`{hint}; {parser.help_hint}")
+            raise CommandError(f"{source}: unknown field `{key}`{suggestion(key, known)}; {parser.help_hint}")
         action = parser._option_string_actions.get(f"--{key}")
         if isinstance(value, str) and action is not None:
             _check_string_value(key, value, action, source)
-        elif value is not None and not _matches(value, known[key]):
+        elif value is not None and not matches(value, known[key]):
             raise CommandError(
-                f"{source}: field `{key}` expects {_type_name(known[key])}, got {type(value).__name__} {value!r}"
+                f"{source}: field `{key}` expects {type_name(known[key])}, got {type(value).__name__} {value!r}"
             )
 
 
@@ -164,43 +158,6 @@ def _field_annotations(parser) -> dict:
             if item.init:
                 annotations[item.name] = hints.get(item.name, typing.Any)
     return annotations
-
-
-def _matches(value, annotation) -> bool:
-    """Whether a YAML value fits a dataclass annotation; lenient where the annotation is unusual."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if annotation is typing.Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in args)
-    if annotation is type(None):
-        return value is None
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is str:
-        return isinstance(value, str)
-    if origin is list or annotation is list:
-        return isinstance(value, list) and (not args or all(_matches(item, args[0]) for item in value))
-    if origin is dict or annotation is dict:
-        return isinstance(value, dict)
-    if origin is typing.Literal:
-        return value in args
-    if isinstance(annotation, type) and issubclass(annotation, Enum):
-        return isinstance(value, annotation) or value in {member.value for member in annotation}
-    return True
-
-
-def _type_name(annotation) -> str:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(arg) for arg in typing.get_args(annotation))
-    if annotation is type(None):
-        return "null"
-    return getattr(annotation, "__name__", str(annotation))
 
 
 def _flags_given(parser, argv: list[str]) -> list[str]:

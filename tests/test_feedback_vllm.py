@@ -54,7 +54,7 @@ def test_asking_for_vllm_without_it_fails_at_start_with_what_to_install(tmp_path
     recipe.write_text(f"initial_policy: {tmp_path / 'no-model'}\nfeedback:\n  sampler: vllm\n")
     with pytest.raises(CommandError, match="rlhfv\\[vllm\\]"):
         IterateConfig.from_yaml(str(recipe), {})
-    with pytest.raises(CommandError, match="sampler must be one of transformers, vllm"):
+    with pytest.raises(CommandError, match="`sampler` must be one of transformers, vllm"):
         FeedbackConfig(prompts="p.jsonl", policy="m", out="o", sampler="sglang")
 
 

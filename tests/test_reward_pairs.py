@@ -1,5 +1,6 @@
 """Reward-ranked pairs: best vs worst of N scored samples -> dense preference rows that `rlhfv train` reads."""
 
+import argparse
 import json
 
 import pytest
@@ -108,6 +109,8 @@ def test_command_with_given_samples_feeds_dense_dpo(tmp_path):
     from data_tools.errors import CommandError
     from rlhfv.reward.pairs_cli import run
 
-    args = type("Args", (), {"prompts": str(data / "rl_prompts.jsonl"), "policy": None, "n": 4, "image_root": None})
+    args = argparse.Namespace(
+        prompts=str(data / "rl_prompts.jsonl"), reward_model=str(tmp_path / "rm"), n=4, out=str(tmp_path / "none")
+    )
     with pytest.raises(CommandError, match="4 rows have no `samples`; give --policy"):
         run(args)

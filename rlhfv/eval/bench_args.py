@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from data_tools.errors import CommandError
+from data_tools.settings import add_output_argument
 
 
 def write_outputs(args, rep, details=None) -> None:
@@ -15,7 +16,7 @@ def write_outputs(args, rep, details=None) -> None:
 
 
 def add_output_arguments(p) -> None:
-    p.add_argument("--out", default=None, help="write the report (JSON) here; `rlhfv eval report` reads it")
+    add_output_argument(p, help="write the report (JSON) here; `rlhfv eval report` reads it")
     p.add_argument("--details", default=None, help="write per-item results (JSONL) here")
     p.add_argument("--allow-missing", action="store_true", help="score the answered items and list the missing "
                    "ones in the report (default: a missing answer is an error)")  # fmt: skip

@@ -1,15 +1,18 @@
 """`rlhfv eval {mmhal,object-halbench,amber,pope,report}`: the hallucination benchmarks papers report.
 
-    rlhfv eval mmhal generate  --model M --template response_template.json --images DIR --out mmhal_filled.json
-    rlhfv eval mmhal judge     --responses mmhal_filled.json --model gpt-4o [--prompt-file PROMPT] --out mmhal.json
-    rlhfv eval object-halbench generate --model M --questions obj_halbench.jsonl [--images DIR] --out answers.jsonl
+    rlhfv eval mmhal generate  --model M --template response_template.json --images DIR --output_dir mmhal_filled.json
+    rlhfv eval mmhal judge     --responses mmhal_filled.json --model gpt-4o [--prompt-file PROMPT]
+                               --output_dir mmhal.json
+    rlhfv eval object-halbench generate --model M --questions obj_halbench.jsonl [--images DIR]
+                               --output_dir answers.jsonl
     rlhfv eval object-halbench score --questions Q --answers A --instances I --captions C [--extract llm ...]
-    rlhfv eval amber generate  --model M --queries query_all.json --images DIR --out answers.jsonl
+    rlhfv eval amber generate  --model M --queries query_all.json --images DIR --output_dir answers.jsonl
     rlhfv eval amber score     --answers A --annotations annotations.json --relation relation.json
-                               --safe-words safe_words.txt --queries query_all.json --out amber.json
-    rlhfv eval pope generate   --model M --pope-dir output/coco --images DIR --out answers_dir
-    rlhfv eval pope score      --pope-dir output/coco --answers answers_dir --out pope.json
-    rlhfv eval report          --result sft=mmhal.json --result dpo=mmhal.json ... --out report.md --plot report.png
+                               --safe-words safe_words.txt --queries query_all.json --output_dir amber.json
+    rlhfv eval pope generate   --model M --pope-dir output/coco --images DIR --output_dir answers_dir
+    rlhfv eval pope score      --pope-dir output/coco --answers answers_dir --output_dir pope.json
+    rlhfv eval report          --result sft=mmhal.json --result dpo=mmhal.json ... --output_dir report.md
+                               --plot report.png
 
 Generation is batched and resumable; its decoding settings are written next to the answers. Heavy imports happen
 inside the commands. The scoring steps (`mmhal judge`, `object-halbench score`, `amber score`) are in
@@ -26,6 +29,7 @@ from rlhfv.eval.bench_args import guard as _guard
 from rlhfv.eval.bench_args import refuse_unknown_answers as _unknown_answers
 from rlhfv.eval.bench_args import write_outputs as _write
 from rlhfv.eval.bench_score_cli import add_amber_score, add_mmhal_judge, add_objhal_score
+from data_tools.settings import add_output_argument
 
 
 def register(commands) -> None:
@@ -62,10 +66,10 @@ def _add_generation_arguments(p, prompt_suffix: str = "") -> None:
 
 
 def _options(args):
+    from rlhfv.eval.cli import check_generation_ranges
     from rlhfv.generation.generate import GenerationOptions
 
-    if args.batch_size < 1 or args.max_new_tokens < 1 or args.num_beams < 1:
-        raise CommandError("--batch-size, --max-new-tokens and --num-beams must be at least 1")
+    check_generation_ranges(args)
     return GenerationOptions(
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
@@ -126,8 +130,12 @@ def _register_mmhal(commands) -> None:
     p = sub.add_parser("generate", help="answer the 96 questions; writes the filled response file")
     p.add_argument("--template", required=True, help="MMHal-Bench's response_template.json")
     p.add_argument("--images", required=True, help="the benchmark's image folder (file names as in image_src)")
-    p.add_argument("--out", required=True, help="the filled response file (JSON list; may be the template itself). "
-                   "Answers accumulate in <out stem>.answers.jsonl, so a rerun resumes")  # fmt: skip
+    add_output_argument(
+        p,
+        required=True,
+        help="the filled response file (JSON list; may be the template itself). Answers accumulate in "
+        "<output stem>.answers.jsonl, so a rerun resumes",
+    )
     _add_generation_arguments(p)
     p.set_defaults(func=_guard(_run_mmhal_generate))
     add_mmhal_judge(sub)
@@ -159,7 +167,7 @@ def _register_object_halbench(commands) -> None:
     p = sub.add_parser("generate", help="answer the prompts")
     p.add_argument("--questions", required=True, help="the question file (JSONL: image_id, question, image)")
     p.add_argument("--images", default=None, help="COCO val2014 image folder (when the file embeds no images)")
-    p.add_argument("--out", required=True, help="answers JSONL (a rerun resumes)")
+    add_output_argument(p, required=True, help="answers JSONL (a rerun resumes)")
     _add_generation_arguments(p)
     p.set_defaults(func=_guard(_run_objhal_generate))
     add_objhal_score(sub)
@@ -184,7 +192,7 @@ def _register_amber(commands) -> None:
     p = sub.add_parser("generate", help="answer AMBER's queries")
     p.add_argument("--queries", required=True, help="data/query/query_all.json (or one of the per-task files)")
     p.add_argument("--images", required=True, help="AMBER's image folder (AMBER_<n>.jpg)")
-    p.add_argument("--out", required=True, help="answers JSONL (a rerun resumes)")
+    add_output_argument(p, required=True, help="answers JSONL (a rerun resumes)")
     _add_generation_arguments(p)
     p.set_defaults(func=_guard(_run_amber_generate))
     add_amber_score(sub)
@@ -212,7 +220,7 @@ def _register_pope(commands) -> None:
     p = sub.add_parser("generate", help="answer the split files")
     p.add_argument("--pope-dir", required=True, help="folder with POPE's coco_pope_{random,popular,adversarial}.json")
     p.add_argument("--images", required=True, help="COCO val2014 image folder")
-    p.add_argument("--out", required=True, help="answers folder: one <split>.jsonl per split (a rerun resumes)")
+    add_output_argument(p, required=True, help="answers folder: one <split>.jsonl per split (a rerun resumes)")
     _add_generation_arguments(p, prompt_suffix=POPE_SUFFIX)
     p.set_defaults(func=_guard(_run_pope_generate))
 
@@ -264,12 +272,12 @@ def _register_report(commands) -> None:
     p = commands.add_parser(
         "report",
         help="several models' benchmark results in one Markdown table and one plot",
-        description="Put several models' benchmark reports (the --out files of the benchmark commands) side by "
+        description="Put several models' benchmark reports (the --output_dir files of the benchmark commands) side by "
         "side: one Markdown table (a row per model, a column per headline number) and one PNG plot.",
     )
     p.add_argument("--result", action="append", required=True, metavar="MODEL=PATH", help="a model's report; "
                    "repeat for each model and benchmark")  # fmt: skip
-    p.add_argument("--out", default=None, help="write the Markdown table here (default: print it)")
+    add_output_argument(p, help="write the Markdown table here (default: print it)")
     p.add_argument("--plot", default=None, help="write the PNG plot here (needs matplotlib)")
     p.add_argument("--overwrite", action="store_true", help="replace existing --out/--plot files")
     p.set_defaults(func=_guard(_run_report))

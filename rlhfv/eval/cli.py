@@ -1,9 +1,9 @@
 """`rlhfv eval {generate,best-of-n,chair,judge}` and the benchmarks (`rlhfv.eval.bench_cli`): measure hallucination.
 
-    rlhfv eval generate  --model PATH --prompts prompts.jsonl --out answers.jsonl
-    rlhfv eval best-of-n --model PATH --reference SFT_PATH --prompts prompts.jsonl --out answers.jsonl -n 10
-    rlhfv eval chair     --answers answers.jsonl --objects objects.json [--out report.json]
-    rlhfv eval judge     --answers mmhal_answers.json --model gpt-4o [--base-url URL] [--out report.json]
+    rlhfv eval generate  --model PATH --prompts prompts.jsonl --output_dir answers.jsonl
+    rlhfv eval best-of-n --model PATH --reference SFT_PATH --prompts prompts.jsonl --output_dir answers.jsonl -n 10
+    rlhfv eval chair     --answers answers.jsonl --objects objects.json [--output_dir report.json]
+    rlhfv eval judge     --answers mmhal_answers.json --model gpt-4o [--base-url URL] [--output_dir report.json]
     rlhfv eval {mmhal,object-halbench,amber,pope,report} ...   (see rlhfv/eval/bench_cli.py)
 
 Heavy imports happen inside the commands, so `rlhfv --help` stays instant.
@@ -11,7 +11,17 @@ Heavy imports happen inside the commands, so `rlhfv --help` stays instant.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from data_tools.errors import CommandError
+from data_tools.settings import (
+    OLD_OUTPUT_FLAGS,
+    SettingError,
+    add_settings_arguments,
+    check_choice,
+    check_range,
+    read_settings,
+)
 
 
 def register(subparsers) -> None:
@@ -36,6 +46,98 @@ def register(subparsers) -> None:
     bench_cli.register(commands)
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def check_generation_ranges(settings) -> None:
+    """The decoding numbers every generating command shares, in range (`rlhfv eval` and the benchmarks)."""
+    check_range("batch_size", settings.batch_size, minimum=1)
+    check_range("max_new_tokens", settings.max_new_tokens, minimum=1)
+    check_range("temperature", settings.temperature, above=0)
+    check_range("top_p", settings.top_p, above=0, maximum=1)
+    check_range("top_k", settings.top_k, minimum=0)  # 0 = off
+    check_range("seed", settings.seed, minimum=0)
+    check_range("num_beams", getattr(settings, "num_beams", 1), minimum=1)
+
+
+@dataclass
+class GenerateSettings:
+    """`rlhfv eval generate`: answers for a prompt set, batched and resumable."""
+
+    model: str = field(
+        default="",
+        metadata={"required": True, "help": "Model folder: saved by `rlhfv train`, a base model, or a PEFT adapter."},
+    )
+    prompts: str = field(
+        default="",
+        metadata={
+            "required": True,
+            "help": "JSONL or JSON list of {id, image, question}; image paths are relative to the prompt file's "
+            "folder.",
+        },
+    )
+    out: str = field(
+        default="",
+        metadata={
+            "required": True,
+            "flag": "output_dir",
+            "deprecated": ("out", *OLD_OUTPUT_FLAGS),
+            "help": "Answers JSONL (appended to; ids already there are skipped).",
+        },
+    )
+    batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Longest answer, in tokens."})
+    do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (> 0; used with sampling)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold in (0, 1]."})
+    top_k: int = field(default=0, metadata={"help": "Top-k sampling, 0 = off."})
+    seed: int = field(default=0, metadata={"help": "Torch seed for sampling."})
+    device: str | None = field(default=None, metadata={"help": "cuda, cpu, ... (default: cuda if available)."})
+    dtype: str = field(default="auto", metadata={"choices": DTYPES, "help": "Weights' dtype."})
+    best_of: int = field(
+        default=1,
+        metadata={
+            "help": "Sample N answers and keep the best by implicit reward (as `rlhfv eval best-of-n`; 1 = off)."
+        },
+    )
+    reference: str | None = field(
+        default=None,
+        metadata={
+            "help": "Best-of-N reference model folder (default: for a PEFT adapter, its base model with the adapter "
+            "disabled)."
+        },
+    )
+    beta: float = field(default=0.1, metadata={"help": "Best-of-N reward scale (RLAIF-V's DPO beta)."})
+    strict_paths: bool = field(
+        default=False,
+        metadata={
+            "help": "Refuse image paths that lead outside the prompts file's folder (as `rlhfv convert "
+            "--strict-paths`)."
+        },
+    )
+    quiet: bool = field(default=False, metadata={"help": "No progress bar."})
+
+    def __post_init__(self):
+        check_generation_ranges(self)
+        check_range("best_of", self.best_of, minimum=1)
+        check_range("beta", self.beta, above=0)
+        check_choice("dtype", self.dtype, DTYPES)
+
+    def sampling(self) -> bool:
+        return self.do_sample or self.best_of > 1
+
+
+@dataclass
+class BestOfNSettings(GenerateSettings):
+    """`rlhfv eval best-of-n`: RLAIF-V's self-feedback at inference; always samples."""
+
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature (> 0)."})
+    best_of: int = field(default=10, metadata={"aliases": ("-n",), "help": "Answers sampled per prompt."})
+
+    def sampling(self) -> bool:
+        return True
+
+
 def _register_generate(commands, name: str, best_of_n: bool) -> None:
     if best_of_n:
         help_text = "sample N answers per prompt and keep the one with the highest implicit reward (RLAIF-V)"
@@ -51,52 +153,20 @@ def _register_generate(commands, name: str, best_of_n: bool) -> None:
             "question, answer}. Ids already in the output file are skipped, so an interrupted run resumes."
         )
     p = commands.add_parser(name, help=help_text, description=description)
-    p.add_argument(
-        "--model", required=True, help="model folder: saved by `rlhfv train`, a base model, or a PEFT adapter"
-    )
-    p.add_argument("--prompts", required=True, help="JSONL or JSON list of {id, image, question}; image paths are "
-                   "relative to the prompt file's folder")  # fmt: skip
-    p.add_argument("--out", required=True, help="answers JSONL (appended to; ids already there are skipped)")
-    p.add_argument("--batch-size", type=int, default=8, help="prompts per generate() call (default 8)")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="default 256")
-    p.add_argument("--temperature", type=float, default=0.7 if best_of_n else 1.0, help="sampling temperature "
-                   f"(default {0.7 if best_of_n else 1.0}; used with sampling)")  # fmt: skip
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (default 1.0)")
-    p.add_argument("--top-k", type=int, default=0, help="top-k sampling, 0 = off (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="torch seed for sampling (default 0)")
-    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda if available)")
-    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (default auto)")
-    if best_of_n:
-        p.add_argument("-n", "--best-of", type=int, default=10, help="answers sampled per prompt (default 10)")
-    else:
-        p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
-        p.add_argument("--best-of", type=int, default=1, help="sample N answers and keep the best by implicit reward "
-                       "(same as `rlhfv eval best-of-n`; default 1 = off)")  # fmt: skip
-    p.add_argument("--reference", default=None, help="best-of-N reference model folder (default: for a PEFT "
-                   "adapter, its base model with the adapter disabled)")  # fmt: skip
-    p.add_argument("--beta", type=float, default=0.1, help="best-of-N reward scale (default 0.1, RLAIF-V's DPO beta)")
-    p.add_argument(
-        "--strict-paths",
-        action="store_true",
-        help="refuse image paths that lead outside the prompts file's folder (as `rlhfv convert --strict-paths`)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run_generate, force_sampling=best_of_n)
+    settings = BestOfNSettings if best_of_n else GenerateSettings
+    add_settings_arguments(p, settings)
+    p.set_defaults(func=_run_generate, settings_type=settings)
 
 
-def _run_generate(args) -> int:
+def _run_generate(arguments) -> int:
     from rlhfv.eval.io import EvalInputError
     from rlhfv.generation.generate import GenerationOptions, generate_answers
 
-    if args.batch_size < 1 or args.max_new_tokens < 1:
-        raise CommandError("--batch-size and --max-new-tokens must be at least 1")
-    if args.best_of < 1:
-        raise CommandError("--best-of must be at least 1")
-    sampling = args.force_sampling or getattr(args, "do_sample", False) or args.best_of > 1
+    (args,) = read_settings(arguments, arguments.settings_type)
     options = GenerationOptions(
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
-        do_sample=sampling,
+        do_sample=args.sampling(),
         temperature=args.temperature,
         top_p=args.top_p,
         top_k=args.top_k,
@@ -125,6 +195,47 @@ def _run_generate(args) -> int:
     return 0
 
 
+def _output_field(help_text: str):
+    return field(
+        default=None,
+        metadata={"flag": "output_dir", "deprecated": ("out", *OLD_OUTPUT_FLAGS), "help": help_text},
+    )
+
+
+@dataclass
+class ChairSettings:
+    """`rlhfv eval chair`: object hallucination against ground-truth objects."""
+
+    answers: str = field(
+        default="",
+        metadata={"required": True, "help": "Answers JSONL (from `rlhfv eval generate`): id, image, answer."},
+    )
+    objects: str = field(
+        default="",
+        metadata={
+            "required": True,
+            "help": "Ground truth: COCO instances annotations JSON, or JSON {image path or id: [object names]} (e.g. "
+            "the synthetic world's objects.json).",
+        },
+    )
+    synonyms: str | None = field(
+        default=None,
+        metadata={
+            "help": "Your own synonym table, JSON {class: [surface forms]} (default: the built-in table for the 80 "
+            "COCO classes)."
+        },
+    )
+    out: str | None = _output_field("Write the report (JSON) here.")
+    details: str | None = field(default=None, metadata={"help": "Write per-answer mentions (JSONL) here."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace existing --output_dir/--details files."})
+    # last: from this line on, `field` in the class body is this attribute, not dataclasses.field
+    field: str = field(default="answer", metadata={"help": "The answer field."})
+
+    def __post_init__(self):
+        if not self.field:
+            raise SettingError("`field` must name the answer field; got an empty name")
+
+
 def _register_chair(commands) -> None:
     p = commands.add_parser(
         "chair",
@@ -134,19 +245,11 @@ def _register_chair(commands) -> None:
         "(responses with a hallucinated object / responses mentioning any object), CHAIR_i (hallucinated mentions "
         "/ all mentions), recall of ground-truth objects, mean answer length and per-class counts.",
     )
-    p.add_argument("--answers", required=True, help="answers JSONL (from `rlhfv eval generate`): id, image, answer")
-    p.add_argument("--objects", required=True, help="ground truth: COCO instances annotations JSON, or JSON "
-                   "{image path or id: [object names]} (e.g. the synthetic world's objects.json)")  # fmt: skip
-    p.add_argument("--field", default="answer", help="the answer field (default: answer)")
-    p.add_argument("--synonyms", default=None, help="your own synonym table, JSON {class: [surface forms]} "
-                   "(default: the built-in table for the 80 COCO classes)")  # fmt: skip
-    p.add_argument("--out", default=None, help="write the report (JSON) here")
-    p.add_argument("--details", default=None, help="write per-answer mentions (JSONL) here")
-    p.add_argument("--overwrite", action="store_true", help="replace existing --out/--details files")
+    add_settings_arguments(p, ChairSettings)
     p.set_defaults(func=_run_chair)
 
 
-def _run_chair(args) -> int:
+def _run_chair(arguments) -> int:
     from rlhfv.eval.chair import ObjectExtractor, format_report, load_ground_truth, load_synonyms, score_answers
     from rlhfv.eval.io import (
         EvalInputError,
@@ -157,6 +260,7 @@ def _run_chair(args) -> int:
         write_jsonl,
     )
 
+    (args,) = read_settings(arguments, ChairSettings)
     check_report_outputs(args)
     try:
         check_inputs_are_text(args)
@@ -174,6 +278,31 @@ def _run_chair(args) -> int:
     return 0
 
 
+@dataclass
+class JudgeSettings:
+    """`rlhfv eval judge`: MMHal-Bench style 0-6 ratings (the endpoint's own flags: rlhfv/endpoint.py)."""
+
+    answers: str = field(
+        default="",
+        metadata={
+            "required": True,
+            "help": "JSONL or JSON list of {id, question, answer, image_content, reference, question_type?}; "
+            "MMHal-Bench's own response file (model_answer, gt_answer) works as is.",
+        },
+    )
+    prompt_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Judge prompt with placeholders {image_content} {question} {reference} {answer}, e.g. "
+            "MMHal-Bench's published one (default: rlhfv's rubric)."
+        },
+    )
+    out: str | None = _output_field("Write the summary (JSON) here.")
+    details: str | None = field(default=None, metadata={"help": "Write per-answer ratings and replies (JSONL) here."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace existing --output_dir/--details files."})
+    quiet: bool = field(default=False, metadata={"help": "No progress bar."})
+
+
 def _register_judge(commands) -> None:
     from rlhfv.endpoint import add_endpoint_arguments
 
@@ -184,20 +313,12 @@ def _register_judge(commands) -> None:
         "behind any OpenAI-compatible chat endpoint, and report the mean score and the hallucination rate "
         "(share rated below 3), overall and per question type. Replies are cached on disk, so reruns are free.",
     )
-    p.add_argument("--answers", required=True, help="JSONL or JSON list of {id, question, answer, image_content, "
-                   "reference, question_type?}; MMHal-Bench's own response file (model_answer, gt_answer) works as "
-                   "is")  # fmt: skip
-    p.add_argument("--prompt-file", default=None, help="judge prompt with placeholders {image_content} {question} "
-                   "{reference} {answer}, e.g. MMHal-Bench's published one (default: rlhfv's rubric)")  # fmt: skip
+    add_settings_arguments(p, JudgeSettings)
     add_endpoint_arguments(p)
-    p.add_argument("--out", default=None, help="write the summary (JSON) here")
-    p.add_argument("--details", default=None, help="write per-answer ratings and replies (JSONL) here")
-    p.add_argument("--overwrite", action="store_true", help="replace existing --out/--details files")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_judge)
 
 
-def _run_judge(args) -> int:
+def _run_judge(arguments) -> int:
     from rlhfv.endpoint import EndpointError, client_from_args
     from rlhfv.eval.io import (
         EvalInputError,
@@ -209,10 +330,11 @@ def _run_judge(args) -> int:
     )
     from rlhfv.eval.judge import JudgeError, format_summary, judge_items, load_prompt, normalize_items, summarize
 
+    (args,) = read_settings(arguments, JudgeSettings)
     check_report_outputs(args)
     try:
         check_inputs_are_text(args)
-        client = client_from_args(args)
+        client = client_from_args(arguments)
         template = load_prompt(args.prompt_file) if args.prompt_file else None
         rows = read_rows(args.answers)
         if not rows:

@@ -81,7 +81,10 @@ def load_model(path: str | Path, device: str | None = None, dtype: str = "auto")
         from peft import PeftConfig
 
         base_path = Path(PeftConfig.from_pretrained(str(path)).base_model_name_or_path)
-    config = AutoConfig.from_pretrained(str(base_path))
+    try:
+        config = AutoConfig.from_pretrained(str(base_path))
+    except (OSError, ValueError) as error:  # no config.json, or one no transformers class reads
+        raise EvalInputError(f"{base_path}: not a model folder ({' '.join(str(error).split())})") from None
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     if hasattr(config, "vision_config"):
         from transformers import AutoModelForImageTextToText as auto_class

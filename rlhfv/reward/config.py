@@ -43,8 +43,13 @@ class FactRewardConfig(RewardConfig):
     )
 
     def __post_init__(self):
+        from data_tools.settings import check_range, check_training_ranges
+
         if self.facts not in ("row", "none"):
             raise ValueError(f"`facts` must be `row` or `none`, got {self.facts!r}")
+        check_training_ranges(self)
+        check_range("max_length", self.max_length, minimum=1, optional=True)
+        check_range("center_rewards_coefficient", self.center_rewards_coefficient, minimum=0, optional=True)
         super().__post_init__()
 
 

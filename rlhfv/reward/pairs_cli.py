@@ -1,6 +1,6 @@
 """`rlhfv reward-pairs`: reward-ranked preference pairs for Dense DPO.
 
-    rlhfv reward-pairs --prompts PROMPTS.jsonl --reward-model DIR --policy MODEL --n 8 --margin 1.0 --out DIR
+    rlhfv reward-pairs --prompts PROMPTS.jsonl --reward-model DIR --policy MODEL --n 8 --margin 1.0 --output_dir DIR
 
 For each prompt (the RL prompt layout: image, question, facts; see rlhfv/reward/prompts.py) the policy samples `--n`
 answers (or the rows' own `samples` lists are used, without `--policy`), the reward model scores them (reading the
@@ -15,8 +15,57 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import dataclass, field
 
 from data_tools.errors import CommandError
+from data_tools.settings import OLD_OUTPUT_FLAGS, add_settings_arguments, check_range, read_settings
+
+
+@dataclass
+class RewardPairsConfig:
+    prompts: str = field(
+        default="", metadata={"required": True, "help": "JSONL of prompts {id, image, question, facts[, samples]}."}
+    )
+    reward_model: str = field(
+        default="", metadata={"required": True, "help": "Folder of a reward model trained by `rlhfv reward`."}
+    )
+    policy: str | None = field(
+        default=None,
+        metadata={"help": "Model to sample from (folder, Hub id or tiny:llava); omit if the rows have samples."},
+    )
+    out: str = field(
+        default="",
+        metadata={
+            "required": True,
+            "flag": "output_dir",
+            "deprecated": ("out", *OLD_OUTPUT_FLAGS),
+            "help": "Output folder (a dense preference dataset).",
+        },
+    )
+    n: int = field(default=8, metadata={"help": "Answers sampled per prompt (at least 2)."})
+    margin: float = field(
+        default=1.0,
+        metadata={"help": "Least best-minus-worst score for a pair (>= 0; 0 pairs any two answers the model ranks)."},
+    )
+    max_new_tokens: int = field(default=128, metadata={"help": "Longest sampled answer, in tokens."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (> 0)."})
+    batch_size: int = field(default=8, metadata={"help": "Reward-model batch size."})
+    image_root: str | None = field(
+        default=None, metadata={"help": "Folder for relative image paths (default: the prompts file's folder)."}
+    )
+    seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Replace an existing --output_dir dataset (swapped in only when the new one is complete)."},
+    )
+
+    def __post_init__(self):
+        check_range("n", self.n, minimum=2)  # a pair needs two answers
+        check_range("margin", self.margin, minimum=0)  # a negative margin would pair a worse answer as chosen
+        check_range("max_new_tokens", self.max_new_tokens, minimum=1)
+        check_range("temperature", self.temperature, above=0)
+        check_range("batch_size", self.batch_size, minimum=1)
+        check_range("seed", self.seed, minimum=0)
 
 
 def register(subparsers) -> None:
@@ -26,26 +75,7 @@ def register(subparsers) -> None:
         description=__doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--prompts", required=True, help="JSONL of prompts {id, image, question, facts[, samples]}")
-    parser.add_argument("--reward-model", required=True, help="folder of a reward model trained by `rlhfv reward`")
-    parser.add_argument(
-        "--policy", help="model to sample from (folder, Hub id or tiny:llava); omit if rows have samples"
-    )
-    parser.add_argument("--out", required=True, help="output folder (a dense preference dataset)")
-    parser.add_argument("--n", type=int, default=8, help="answers sampled per prompt (default 8)")
-    parser.add_argument(
-        "--margin", type=float, default=1.0, help="least best-minus-worst score for a pair (default 1)"
-    )
-    parser.add_argument("--max-new-tokens", type=int, default=128, help="longest sampled answer (default 128)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    parser.add_argument("--batch-size", type=int, default=8, help="reward-model batch size (default 8)")
-    parser.add_argument("--image-root", help="folder for relative image paths (default: the prompts file's folder)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing --out dataset (swapped in only when the new one is complete)",
-    )
+    add_settings_arguments(parser, RewardPairsConfig)
     parser.set_defaults(func=run)
 
 
@@ -66,7 +96,7 @@ def _row_samples(path: str) -> list[list[str] | None]:
     return samples
 
 
-def run(args) -> int:
+def run(arguments) -> int:
     import torch
     from tqdm.auto import tqdm
 
@@ -76,8 +106,7 @@ def run(args) -> int:
     from rlhfv.reward.pairs import PairReport, build_pair, pairs_dataset, sample_answers
     from rlhfv.reward.prompts import load_rl_prompts
 
-    if args.n < 2:
-        raise CommandError("--n must be at least 2 (a pair needs two answers)")
+    (args,) = read_settings(arguments, RewardPairsConfig)
     dataset = load_rl_prompts(args.prompts, args.image_root)
     given = _row_samples(args.prompts)
     if args.policy is None and any(s is None for s in given):
@@ -85,7 +114,7 @@ def run(args) -> int:
         raise CommandError(f"{args.prompts}: {missing} rows have no `samples`; give --policy to sample answers")
     # before any sampling: the dataset never replaces an input, nor an existing dataset without --overwrite
     inputs = [args.prompts, args.reward_model, args.policy, args.image_root]
-    check_output("--out", args.out, inputs, "dataset", args.overwrite, OWN_FILES)
+    check_output("--output_dir", args.out, inputs, "dataset", args.overwrite, OWN_FILES)
     reward_model, reward_processor, settings = load_reward_model_and_processor(args.reward_model)
     use_facts = settings.get("facts") != "none"
     if use_facts and "facts" not in dataset.column_names:

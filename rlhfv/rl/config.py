@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import RLOOConfig, ScriptArguments
 
+from data_tools.settings import check_range, check_training_ranges
+
 
 @dataclass
 class FactRLOOConfig(RLOOConfig):
@@ -57,14 +59,38 @@ class FactRLOOConfig(RLOOConfig):
     )
 
     def __post_init__(self):
-        if self.reward_model_batch_size < 1:
-            raise ValueError(f"`reward_model_batch_size` must be at least 1, got {self.reward_model_batch_size}")
+        self.check_ranges()
         if self.remove_unused_columns:
             raise ValueError(
                 "`remove_unused_columns: true` would drop the `facts`, `mc_answer` and `yes_no_truth` columns the "
                 "rewards read; leave it false"
             )
         super().__post_init__()
+
+    def check_ranges(self) -> None:
+        """The rewards' and the sampling's numbers in range at start (a zero length used to fail inside the
+        trainer with a traceback)."""
+        check_training_ranges(self)
+        check_range("reward_model_batch_size", self.reward_model_batch_size, minimum=1)
+        for name in (
+            "multiple_choice_bonus",
+            "yes_no_reward",
+            "yes_no_scale",
+            "length_penalty",
+            "no_stop_token_penalty",
+        ):
+            check_range(name, getattr(self, name))  # any sign, but a number
+        check_range("beta", self.beta, minimum=0)
+        check_range("max_completion_length", self.max_completion_length, minimum=1, optional=True)
+        # RLOO's baseline is the mean reward of the prompt's other samples: it needs two
+        check_range("num_generations", self.num_generations, minimum=2, optional=True)
+        check_range("temperature", self.temperature, above=0)
+        check_range("top_p", self.top_p, above=0, maximum=1)
+        check_range("top_k", self.top_k, minimum=0, optional=True)
+        check_range("min_p", self.min_p, minimum=0, maximum=1, optional=True)
+        check_range("repetition_penalty", self.repetition_penalty, above=0)
+        check_range("num_iterations", self.num_iterations, minimum=1)
+        check_range("epsilon", self.epsilon, minimum=0)
 
 
 @dataclass
