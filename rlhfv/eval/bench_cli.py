@@ -23,13 +23,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_tools.errors import CommandError
+from data_tools.settings import add_output_argument
 from rlhfv.eval.bench_args import add_output_arguments as _add_output_arguments
 from rlhfv.eval.bench_args import guard as _guard
 from rlhfv.eval.bench_args import refuse_unknown_answers as _unknown_answers
 from rlhfv.eval.bench_args import write_outputs as _write
 from rlhfv.eval.bench_score_cli import add_amber_score, add_mmhal_judge, add_objhal_score
-from data_tools.settings import add_output_argument
 
 
 def register(commands) -> None:
