@@ -249,14 +249,15 @@ def enable_fsdp2_on_cpu(accelerator, fsdp_plugin_args: dict | None) -> bool:
     FSDP is asked for by the training arguments (`fsdp_plugin_args`, from `fsdp` / `fsdp_config`) or by an
     `accelerate launch` FSDP config (`ACCELERATE_USE_FSDP`, the plugin then reads its settings from the environment).
     """
-    from accelerate.state import PartialState
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
     state = accelerator.state
     from_env = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
     if state.distributed_type != DistributedType.MULTI_CPU or (fsdp_plugin_args is None and not from_env):
         return False
-    plugin = FullyShardedDataParallelPlugin(**fsdp_plugin_args) if fsdp_plugin_args else FullyShardedDataParallelPlugin()
+    plugin = (
+        FullyShardedDataParallelPlugin(**fsdp_plugin_args) if fsdp_plugin_args else FullyShardedDataParallelPlugin()
+    )
     if plugin.fsdp_version != 2:
         raise ValueError(
             "FSDP on CPU processes runs only as FSDP2: set `fsdp_config: {version: 2}` (or `fsdp_version: 2` in the "
@@ -265,8 +266,7 @@ def enable_fsdp2_on_cpu(accelerator, fsdp_plugin_args: dict | None) -> bool:
     if state.mixed_precision != "no":
         plugin.set_mixed_precision(state.mixed_precision)
     state.fsdp_plugin = plugin
-    state.distributed_type = DistributedType.FSDP
-    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    _set_distributed_type(state, DistributedType.FSDP)
     logger.info("FSDP2 on %d CPU processes (gloo): parameters are sharded with fully_shard", state.num_processes)
     return True
 
@@ -365,3 +365,51 @@ def unshard_trained_fsdp_head(model: torch.nn.Module) -> bool:
         return False  # a scoring-only forward (reference, evaluation) gathers the head in TRL and needs no gradient
     head.unshard()
     return True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 12. DeepSpeed ZeRO on CPU processes (gloo).
+#    Why: as for FSDP (entry 8), accelerate 1.16 takes the DeepSpeed plugin only off the CPU (`AcceleratorState`
+#    checks `ACCELERATE_USE_DEEPSPEED and not cpu`): with `use_cpu` the run trains plain DDP; without it, on a machine
+#    without GPUs, accelerate counts one process while DeepSpeed joins all of them, and the first gather fails.
+#    DeepSpeed 0.19's CPU accelerator runs ZeRO-3 over gloo, so right after the Accelerator is built this selects the
+#    plugin (private `DeepSpeedPlugin.select(_from_accelerator_state=True)`, as `AcceleratorState` does), joins
+#    `deepspeed.comm` to the gloo group and sets the distributed type to DEEPSPEED; TRL and transformers then run
+#    their own ZeRO-3 code (engines for policy and reference, the gathered LM head, 16-bit consolidated saves).
+#    Remove when accelerate enables DeepSpeed on CPU.
+
+
+def enable_deepspeed_on_cpu(accelerator, args) -> bool:
+    """Switch a multi-process CPU accelerator to DeepSpeed when the run asks for it; True when switched.
+
+    DeepSpeed is asked for by the training arguments (`deepspeed`, a config file or dict) or by an `accelerate launch`
+    DeepSpeed config (`ACCELERATE_USE_DEEPSPEED`; the plugin then reads the environment).
+    """
+    from accelerate.utils import DeepSpeedPlugin, DistributedType
+
+    state = accelerator.state
+    from_env = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    plugin = getattr(args, "deepspeed_plugin", None)
+    if state.distributed_type != DistributedType.MULTI_CPU or (plugin is None and not from_env):
+        return False
+    import deepspeed
+    from transformers.integrations.deepspeed import propagate_args_to_deepspeed
+
+    plugin = plugin or DeepSpeedPlugin()
+    deepspeed.comm.init_distributed(dist_backend=state.backend, auto_mpi_discovery=False)
+    plugin.set_mixed_precision(state.mixed_precision)
+    plugin.select(_from_accelerator_state=True)
+    state.deepspeed_plugins = plugin
+    _set_distributed_type(state, DistributedType.DEEPSPEED)
+    if getattr(args, "hf_deepspeed_config", None) is None:  # an accelerate config: fill its "auto" values from args
+        propagate_args_to_deepspeed(accelerator, args)
+    logger.info("DeepSpeed ZeRO-%d on %d CPU processes (gloo)", plugin.zero_stage, state.num_processes)
+    return True
+
+
+def _set_distributed_type(state, distributed_type) -> None:
+    """Set the distributed type on accelerate's shared state and on its `PartialState` (entries 8 and 12)."""
+    from accelerate.state import PartialState
+
+    state.distributed_type = distributed_type
+    PartialState._shared_state["distributed_type"] = distributed_type

@@ -163,9 +163,11 @@ class DenseDPOTrainer(DPOTrainer):
 
     def create_accelerator_and_postprocess(self):
         super().create_accelerator_and_postprocess()
-        # accelerate would train FSDP on CPU processes as unsharded DDP (rlhfv._compat, entry 8)
+        # accelerate would train FSDP or DeepSpeed on CPU processes as unsharded DDP (rlhfv._compat, entries 8, 12)
         if _compat.enable_fsdp2_on_cpu(self.accelerator, self.args.fsdp_plugin_args):
             self.is_fsdp_enabled = True
+        elif _compat.enable_deepspeed_on_cpu(self.accelerator, self.args):
+            self.is_deepspeed_enabled = True
         if getattr(self, "_restore_precompute", False):
             self.args.precompute_ref_log_probs = True
             self.precompute_ref_logps = True

@@ -1,15 +1,18 @@
-"""Dense DPO under PyTorch FSDP2 on 2 CPU processes (gloo) matches one process on the same global batch.
+"""Dense DPO sharded over 2 CPU processes (gloo) matches one process on the same global batch.
 
-`accelerate launch --config_file recipes/accelerate_configs/fsdp.yaml` starts tests/sharded_worker.py in two
-processes; rlhfv switches accelerate's CPU fallback to FSDP2 (rlhfv._compat, entry 8), so the policy and the reference
-are sharded with `fully_shard` by accelerate's and TRL's own code, as on GPUs. The tiny Llama's run checkpoints
-sharded (its own `fsdp_config`), the tiny LLaVA's takes the recipe config's full state dict. One process runs the
-same runs unsharded, at 4 pairs per step instead of 2 per process.
+`accelerate launch` with recipes/accelerate_configs/fsdp.yaml (PyTorch FSDP2) and, where DeepSpeed is installed,
+zero3.yaml (DeepSpeed ZeRO-3) starts tests/sharded_worker.py in two processes. rlhfv switches accelerate's CPU
+fallback to the sharded setup (rlhfv._compat, entries 8 and 12), so the policy and the reference are sharded by
+accelerate's, TRL's and DeepSpeed's own code, as on GPUs. Under FSDP2 the tiny Llama's run checkpoints sharded (its
+own `fsdp_config`), the tiny LLaVA's takes the recipe config (full state dict); LoRA runs under FSDP2 with the
+adapters switched off as the reference. One process runs the same runs unsharded, at 4 pairs per step instead of 2
+per process.
 
 What would go wrong under sharding and is caught here: the token scales reaching the forward of one process only
 (its loss and gradients would be those of plain DPO), TRL's LM head scoring with a shard of the head's weight instead
-of the gathered head, a checkpoint that does not resume (or resumes elsewhere), a saved model that is not the trained
-one, reference log-probs precomputed through the sharded reference that differ from the live reference.
+of the gathered head, or its gradient not reduced across processes, a checkpoint that does not resume (or resumes
+elsewhere), a saved model that is not the trained one, reference log-probs precomputed through the sharded reference
+that differ from the live reference.
 """
 
 import json
@@ -21,15 +24,15 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from sharded_worker import RUNS, STEPS, train
+from sharded_worker import RUNS, STEPS, models, train
 from test_distributed import free_port
 
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-FSDP_CONFIG = REPO / "recipes" / "accelerate_configs" / "fsdp.yaml"
-KINDS = ("llama", "llava")
+CONFIGS = REPO / "recipes" / "accelerate_configs"
+FULL_RUNS = [(backend, kind) for backend in RUNS for kind, variant in RUNS[backend] if variant == "full"]
 # Logged values that are not functions of the model and the batch
 UNCOMPARED = {"epoch", "learning_rate", "step", "num_tokens"}
 # Tolerances against the one-process run. The first step starts from the same weights, so only the order of float32
@@ -42,29 +45,51 @@ UNCOMPARED = {"epoch", "learning_rate", "step", "num_tokens"}
 RTOL, ATOL = 1e-5, 1e-5
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """{"one": folder of the one-process runs, "two": folder of the sharded runs}; the launch runs meanwhile."""
-    root = tmp_path_factory.mktemp("sharded")
+def deepspeed_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("deepspeed") is not None
+
+
+def launch(backend: str, out: Path, log) -> subprocess.Popen:
+    """The 2-process run of `backend` with its accelerate config from recipes/, in fp32 (the configs say bf16)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "2",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-        str(REPO / "tests" / "sharded_worker.py"), str(root / "two"),
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / f"{backend}.yaml"),
+        "--num_processes", "2", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()), str(REPO / "tests" / "sharded_worker.py"), str(out), backend,
     ]  # fmt: skip
-    with open(root / "launch.log", "w") as log:
-        launch = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-        try:
-            for kind, variant in RUNS:
-                if variant != "precompute":  # the sharded precompute run is compared with the sharded live run
-                    train(kind, variant, root / "one", processes=1)
-            returncode = launch.wait(timeout=400)
-        finally:
-            if launch.poll() is None:
-                launch.kill()
-    assert returncode == 0, (root / "launch.log").read_text()[-4000:]
-    return {"one": root / "one", "two": root / "two"}
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Folders of the runs: "one" (one process), "fsdp" and "zero3" (None without DeepSpeed). The 2-process launches
+    run while this process trains the one-process runs."""
+    root = tmp_path_factory.mktemp("sharded")
+    backends = ["fsdp", "zero3"] if deepspeed_installed() else ["fsdp"]
+    launches = {}
+    try:
+        for backend in backends:
+            launches[backend] = launch(backend, root / backend, open(root / f"{backend}.log", "w"))
+        for kind, variant in {run for backend in backends for run in RUNS[backend]}:
+            if variant != "precompute":  # a sharded precompute run is compared with the sharded live run
+                train(kind, variant, root / "one", processes=1)
+        for backend, process in launches.items():
+            returncode = process.wait(timeout=600)
+            assert returncode == 0, f"{backend}: " + (root / f"{backend}.log").read_text()[-4000:]
+    finally:
+        for process in launches.values():
+            if process.poll() is None:
+                process.kill()
+    return {"one": root / "one", "fsdp": root / "fsdp", "zero3": root / "zero3" if "zero3" in launches else None}
+
+
+def sharded(runs, backend: str) -> Path:
+    if runs[backend] is None:
+        pytest.skip("DeepSpeed is not installed (pip install -e '.[deepspeed]')")
+    return runs[backend]
 
 
 def result(folder: Path, run: str, rank: int = 0) -> dict:
@@ -85,38 +110,47 @@ def assert_same_logs(expected: list[dict], actual: list[dict], rtol: float = RTO
             assert got[key] == pytest.approx(want[key], rel=rtol, abs=atol), f"step {want['step']}: {key}"
 
 
-@pytest.mark.parametrize("run", [f"{kind}-{variant}" for kind, variant in RUNS] + ["llama-resumed", "llava-resumed"])
-def test_every_parameter_is_a_dtensor_and_each_process_holds_half(runs, run):
-    ranks = [result(runs["two"], run, rank) for rank in (0, 1)]
-    for models in ("shards", "reference_shards"):
-        if ranks[0][models] is None:  # LoRA: the reference is the policy with its adapters off
-            assert run.endswith("lora") and models == "reference_shards"
+@pytest.mark.parametrize(
+    ("backend", "run"),
+    [(backend, f"{kind}-{variant}") for backend in RUNS for kind, variant in RUNS[backend]]
+    + [(backend, f"{kind}-resumed") for backend, kind in FULL_RUNS],
+)
+def test_every_parameter_is_sharded_and_each_process_holds_half(runs, backend, run):
+    ranks = [result(sharded(runs, backend), run, rank) for rank in (0, 1)]
+    assert all(rank["world"] == 2 and rank["backend"] == backend for rank in ranks)
+    for which in ("shards", "reference_shards"):
+        if ranks[0][which] is None:  # LoRA: the reference is the policy with its adapters off
+            assert run.endswith("lora") and which == "reference_shards"
             continue
-        reports = [rank[models] for rank in ranks]
-        assert all(rank["world"] == 2 and rank["fsdp"] for rank in ranks)
-        assert all(report["dtensors"] == report["params"] > 0 for report in reports), f"{models}: not all sharded"
+        reports = [rank[which] for rank in ranks]
+        assert all(report["sharded"] == report["params"] > 0 for report in reports), f"{which}: not all sharded"
         total = reports[0]["total"]
-        assert sum(report["local"] for report in reports) == total
+        # ZeRO-3 pads each partition to a multiple of the processes: at most one value per parameter and process
+        assert 0 <= sum(report["local"] for report in reports) - total <= 2 * reports[0]["params"]
         assert all(abs(report["local"] / total - 0.5) < 0.05 for report in reports), reports
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("variant", ["full", "lora"])
-def test_losses_and_dense_metrics_equal_one_process(runs, kind, variant):
-    one = step_entries(result(runs["one"], f"{kind}-{variant}"))
+@pytest.mark.parametrize(
+    ("backend", "run"),
+    [(backend, f"{kind}-{variant}") for backend in RUNS for kind, variant in RUNS[backend] if variant != "precompute"],
+)
+def test_losses_and_dense_metrics_equal_one_process(runs, backend, run):
+    two = sharded(runs, backend)
+    one = step_entries(result(runs["one"], run))
     for rank in (0, 1):  # both processes log the same, gathered values
-        assert_same_logs(one, step_entries(result(runs["two"], f"{kind}-{variant}", rank)))
+        assert_same_logs(one, step_entries(result(two, run, rank)))
     losses = [entry["loss"] for entry in one]
     assert max(losses) - min(losses) > 1e-3, f"the model did not move: the test proves nothing ({losses})"
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_precomputed_reference_gives_the_same_losses_as_the_live_reference(runs, kind):
-    live = step_entries(result(runs["two"], f"{kind}-full"))
-    cached = step_entries(result(runs["two"], f"{kind}-precompute"))
+@pytest.mark.parametrize(("backend", "kind"), FULL_RUNS)
+def test_precomputed_reference_gives_the_same_losses_as_the_live_reference(runs, backend, kind):
+    two = sharded(runs, backend)
+    live = step_entries(result(two, f"{kind}-full"))
+    cached = step_entries(result(two, f"{kind}-precompute"))
     # Same processes, same batches: only the reference's per-token values are read from the cache instead
     assert_same_logs(live, cached, rtol=1e-6, atol=1e-7)
-    entries = list((runs["two"] / f"ref-cache-{kind}").iterdir())
+    entries = list((two / f"ref-cache-{kind}").iterdir())
     assert [entry.name.startswith("train-") for entry in entries] == [True], entries
 
 
@@ -127,9 +161,9 @@ def load_saved(kind: str, folder: Path) -> torch.nn.Module:
     return loader.from_pretrained(folder)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_saved_model_loads_and_equals_the_gathered_weights(runs, kind):
-    folder = runs["two"] / f"{kind}-full"
+@pytest.mark.parametrize(("backend", "kind"), FULL_RUNS)
+def test_saved_model_loads_and_equals_the_gathered_weights(runs, backend, kind):
+    folder = sharded(runs, backend) / f"{kind}-full"
     gathered = load_file(folder / "gathered.safetensors")
     saved = dict(load_saved(kind, folder).named_parameters())
     assert set(saved) == set(gathered)
@@ -142,13 +176,11 @@ def test_saved_model_loads_and_equals_the_gathered_weights(runs, kind):
         torch.testing.assert_close(gathered[name], tensor, rtol=1e-3, atol=2e-5)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [kind for kind, variant in RUNS["fsdp"] if variant == "lora"])
 def test_saved_lora_adapter_loads_and_equals_the_gathered_adapter(runs, kind):
     from peft import PeftModel
 
-    from sharded_worker import models
-
-    folder = runs["two"] / f"{kind}-lora"
+    folder = runs["fsdp"] / f"{kind}-lora"
     gathered = load_file(folder / "gathered.safetensors")
     loaded = PeftModel.from_pretrained(models(kind)[0], folder)
     adapters = {name: p for name, p in loaded.named_parameters() if "lora_" in name}
@@ -161,20 +193,25 @@ def test_saved_lora_adapter_loads_and_equals_the_gathered_adapter(runs, kind):
         torch.testing.assert_close(gathered[name], tensor, rtol=1e-3, atol=2e-5)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_resuming_from_the_sharded_checkpoint_continues_with_the_same_next_loss(runs, kind):
-    checkpoint = runs["two"] / f"{kind}-full" / "checkpoint-2"
-    if kind == "llama":  # sharded: one file per process
+@pytest.mark.parametrize(("backend", "kind"), FULL_RUNS)
+def test_resuming_from_the_sharded_checkpoint_continues_with_the_same_next_loss(runs, backend, kind):
+    two = sharded(runs, backend)
+    checkpoint = two / f"{kind}-full" / "checkpoint-2"
+    if backend == "zero3":  # one partition of the weights and of Adam's state per process
+        assert {
+            f"zero_pp_rank_{rank}_mp_rank_00_{part}_states.pt" for rank in (0, 1) for part in ("model", "optim")
+        } == set(os.listdir(checkpoint / "global_step2"))
+    elif kind == "llama":  # sharded: one file per process
         for folder in ("pytorch_model_fsdp_0", "optimizer_0"):
             assert {"__0_0.distcp", "__1_0.distcp"} <= set(os.listdir(checkpoint / folder))
         assert not (checkpoint / "model.safetensors").exists()
-    else:  # the recipe's accelerate config gathers the shards into one file
+    else:  # the recipe's FSDP config gathers the shards into one file
         assert (checkpoint / "pytorch_model_fsdp.bin").is_file() and (checkpoint / "optimizer.bin").is_file()
-    uninterrupted = step_entries(result(runs["two"], f"{kind}-full"))
-    resumed = step_entries(result(runs["two"], f"{kind}-resumed"))
+    uninterrupted = step_entries(result(two, f"{kind}-full"))
+    resumed = step_entries(result(two, f"{kind}-resumed"))
     # Steps 1-2 come from the checkpoint's trainer state; step 3 is computed after loading weights and Adam's state
     assert_same_logs(uninterrupted, resumed, rtol=1e-6, atol=1e-7)
-    final = load_file(runs["two"] / f"{kind}-full" / "gathered.safetensors")
-    after_resume = load_file(runs["two"] / f"{kind}-resumed" / "gathered.safetensors")
+    final = load_file(two / f"{kind}-full" / "gathered.safetensors")
+    after_resume = load_file(two / f"{kind}-resumed" / "gathered.safetensors")
     for name, tensor in final.items():
         torch.testing.assert_close(after_resume[name], tensor, rtol=1e-6, atol=1e-8)
