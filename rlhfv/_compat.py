@@ -296,12 +296,13 @@ def save_full_model_of_sharded_run(trainer, output_dir: str | None) -> bool:
 #    state for every trainable parameter (`_init_optim_state`, a zero-gradient step on a fresh optimizer) and refuses
 #    a checkpoint that lacks any ("Missing key in checkpoint state_dict: optimizer.state.<name>.step" when sharded,
 #    "Missing optimizer state for parameter" with a full state dict). LLaVA leaves such parameters: the vision
-#    tower's layers after `vision_feature_layer` and its `post_layernorm` (LLaVA-1.5 takes layer -2), so every
-#    sharded LLaVA run failed to resume. Before the optimizer is saved (the private `Trainer._save_optimizer_and_scheduler`),
-#    the missing entries are created the way the loader creates them: one step of the optimizer over only those
-#    parameters, with zero gradients and a learning rate of 0 (no weight moves; Adam skips a parameter whose
-#    gradient is None, so the new entries change nothing in later steps). torchtitan fixed the same asymmetry this
-#    way (pytorch/torchtitan#4474). Remove when torch saves or loads partially initialised optimizer states.
+#    tower's layers after `vision_feature_layer` and its `post_layernorm` (LLaVA-1.5 takes layer -2), so no FSDP2
+#    run of a LLaVA with a trained vision tower could resume. Before the optimizer is saved (the private
+#    `Trainer._save_optimizer_and_scheduler`), the missing entries are created the way the loader creates them: one
+#    step of the optimizer over only those parameters, with zero gradients and a learning rate of 0 (no weight moves;
+#    Adam skips a parameter whose gradient is None, so the new entries change nothing in later steps). torchtitan
+#    fixed the same asymmetry this way (pytorch/torchtitan#4474). Remove when torch saves or loads partially
+#    initialised optimizer states.
 
 
 def materialize_missing_optimizer_state(optimizer) -> int:
