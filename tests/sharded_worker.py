@@ -81,13 +81,27 @@ def build_trainer(kind: str, variant: str, out: Path, processes: int, backend: s
         reference = None
     sharded = processes > 1
     settings = dict(
-        output_dir=str(out / f"{kind}-{variant}"), use_cpu=True, bf16=False, report_to=[], seed=0,
-        gradient_checkpointing=False, per_device_train_batch_size=GLOBAL_BATCH // processes, max_steps=STEPS,
-        logging_steps=1, learning_rate=1e-3, warmup_steps=0, max_length=None, gamma=5.0, beta=0.1,
-        save_strategy="steps" if variant == "full" else "no", save_steps=2, disable_tqdm=True,
-        precompute_ref_log_probs=variant == "precompute", ref_cache_dir=str(out / f"ref-cache-{kind}"),
+        output_dir=str(out / f"{kind}-{variant}"),
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        seed=0,
+        activation_checkpointing=False,
+        per_device_train_batch_size=GLOBAL_BATCH // processes,
+        max_steps=STEPS,
+        logging_steps=1,
+        learning_rate=1e-3,
+        warmup_steps=0,
+        max_length=None,
+        gamma=5.0,
+        beta=0.1,
+        save_strategy="steps" if variant == "full" else "no",
+        save_steps=2,
+        disable_tqdm=True,
+        precompute_ref_log_probs=variant == "precompute",
+        ref_cache_dir=str(out / f"ref-cache-{kind}"),
         dataset_num_proc=None,
-    )  # fmt: skip
+    )
     if sharded and backend == "fsdp" and kind == "llama":
         settings.update(fsdp=True, fsdp_config=dict(TEXT_FSDP))
     settings.update(overrides)
@@ -165,9 +179,15 @@ def main(out: Path, backend: str) -> None:
         if variant == "full":
             checkpoint = out / f"{kind}-full" / "checkpoint-2"
             train(
-                kind, variant, out, processes, backend, name=f"{kind}-resumed",
-                resume_from_checkpoint=str(checkpoint), output_dir=str(out / f"{kind}-resumed"),
-            )  # fmt: skip
+                kind,
+                variant,
+                out,
+                processes,
+                backend,
+                name=f"{kind}-resumed",
+                resume_from_checkpoint=str(checkpoint),
+                output_dir=str(out / f"{kind}-resumed"),
+            )
 
 
 if __name__ == "__main__":
