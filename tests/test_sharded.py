@@ -82,11 +82,12 @@ def runs(tmp_path_factory):
     run while this process trains the one-process runs."""
     root = tmp_path_factory.mktemp("sharded")
     backends = ["fsdp", "zero3"] if deepspeed_installed() else ["fsdp"]
-    launches = {}
+    launches, logs = {}, []
     try:
         for backend in backends:
-            launches[backend] = launch(backend, root / backend, open(root / f"{backend}.log", "w"))
-        for kind, variant in {run for backend in backends for run in RUNS[backend]}:
+            logs.append(open(root / f"{backend}.log", "w"))
+            launches[backend] = launch(backend, root / backend, logs[-1])
+        for kind, variant in sorted({run for backend in backends for run in RUNS[backend]}):
             if variant != "precompute":  # a sharded precompute run is compared with the sharded live run
                 train(kind, variant, root / "one", processes=1)
         for backend, process in launches.items():
@@ -96,6 +97,8 @@ def runs(tmp_path_factory):
         for process in launches.values():
             if process.poll() is None:
                 process.kill()
+        for log in logs:
+            log.close()
     return {"one": root / "one", "fsdp": root / "fsdp", "zero3": root / "zero3" if "zero3" in launches else None}
 
 
