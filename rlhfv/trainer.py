@@ -162,6 +162,11 @@ class DenseDPOTrainer(DPOTrainer):
 
     def create_accelerator_and_postprocess(self):
         super().create_accelerator_and_postprocess()
+        # accelerate would train FSDP or DeepSpeed on CPU processes as unsharded DDP (rlhfv._compat, entries 14, 18)
+        if _compat.enable_fsdp2_on_cpu(self.accelerator, self.args.fsdp_plugin_args):
+            self.is_fsdp_enabled = True
+        elif _compat.enable_deepspeed_on_cpu(self.accelerator, self.args):
+            self.is_deepspeed_enabled = True
         if getattr(self, "_restore_precompute", False):
             self.args.precompute_ref_log_probs = True
             self.precompute_ref_logps = True
@@ -188,6 +193,19 @@ class DenseDPOTrainer(DPOTrainer):
             f"(now {self.args.learning_rate:g}), keep `max_grad_norm` > 0 (now {self.args.max_grad_norm:g}) to "
             "clip large gradients, or check the data of this step's batch."
         )
+
+    def save_model(self, output_dir=None, _internal_call=False):
+        # A checkpoint keeps its shards; the output folder needs the whole model (rlhfv._compat, entry 15). Written
+        # before transformers' own save_model, which then pushes it when `push_to_hub` is set
+        if not _internal_call:
+            _compat.save_full_model_of_sharded_run(self, output_dir)
+        super().save_model(output_dir, _internal_call)
+
+    def _save_optimizer_and_scheduler(self, output_dir):
+        # Sharded optimizer states must cover every trainable parameter to be loadable (rlhfv._compat, entry 16)
+        if self.is_fsdp_enabled:
+            _compat.materialize_missing_optimizer_state(self.optimizer)
+        super()._save_optimizer_and_scheduler(output_dir)
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None, **kwargs):
         """TRL's hook for every card it writes (final model, checkpoints, Hub pushes): the Dense DPO card."""

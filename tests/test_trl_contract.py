@@ -367,3 +367,84 @@ def test_the_trl_state_the_accessors_read_is_set_by_trl():
     model.register_buffer("scale", torch.ones(2))
     _compat.ignore_bool_buffers_in_ddp(model)
     assert model._ddp_params_and_buffers_to_ignore == ["flag"]
+def test_accelerate_takes_fsdp_and_deepspeed_only_off_the_cpu():
+    # _compat entries 14 and 18: when accelerate handles CPU processes itself, the switches can go
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DeepSpeedPlugin
+
+    source = inspect.getsource(AcceleratorState.__init__)
+    assert "self.distributed_type = DistributedType.FSDP" in source and "MULTI_CPU" not in source, (
+        "accelerate's FSDP branch changed: check whether it now shards CPU processes (then drop entry 14)"
+    )
+    assert 'os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and not cpu' in source
+    # What the switches write: the shared state both classes read, and the plugin selection AcceleratorState does
+    assert isinstance(PartialState._shared_state, dict)
+    assert isinstance(inspect.getattr_static(AcceleratorState, "is_fsdp2"), property)
+    assert "_from_accelerator_state" in inspect.signature(DeepSpeedPlugin.select).parameters
+
+
+def test_transformers_saves_no_final_model_for_a_sharded_fsdp_state_dict():
+    # _compat entry 15 (and DenseDPOTrainer._save_optimizer_and_scheduler, entry 16)
+    from transformers import Trainer
+
+    source = inspect.getsource(Trainer.save_model)
+    assert 'if "FULL_STATE_DICT" in str(self.accelerator.state.fsdp_plugin.state_dict_type):' in source, (
+        "transformers' FSDP save changed: check whether it now writes the model of a SHARDED_STATE_DICT run"
+    )
+    assert list(inspect.signature(Trainer._save).parameters) == ["self", "output_dir", "state_dict"]
+    assert list(inspect.signature(Trainer._save_optimizer_and_scheduler).parameters) == ["self", "output_dir"]
+    assert "self._save_optimizer_and_scheduler(output_dir)" in inspect.getsource(Trainer._save_checkpoint)
+
+
+def test_torch_refuses_optimizer_states_without_never_stepped_parameters_until_they_are_materialized():
+    # _compat entry 16: torch saves no state for a parameter Adam never stepped, then refuses such a checkpoint
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
+
+    from rlhfv._compat import materialize_missing_optimizer_state
+
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict({"used": torch.nn.Linear(3, 2), "unused": torch.nn.Linear(3, 2)})
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.1)
+    model["used"](torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    saved = get_optimizer_state_dict(model, optimizer)
+    assert sorted(saved["state"]) == ["used.bias", "used.weight"]
+    with pytest.raises(RuntimeError, match="Missing optimizer state for parameter 'unused.weight'"):
+        set_optimizer_state_dict(model, torch.optim.AdamW(model.parameters(), lr=0.1), saved)
+
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    used_state = {k: v.clone() for k, v in optimizer.state[model["used"].weight].items()}
+    assert materialize_missing_optimizer_state(optimizer) == 2
+    assert materialize_missing_optimizer_state(optimizer) == 0
+    # Nothing moved (learning rate 0, weight decay included), the stepped parameters' state is untouched, and the
+    # learning rate and gradients are back
+    for name, param in model.named_parameters():
+        assert torch.equal(param, before[name]) and param.grad is None, name
+    for key, value in optimizer.state[model["used"].weight].items():
+        assert torch.equal(value, used_state[key]), key
+    assert optimizer.param_groups[0]["lr"] == 0.1
+    new_state = optimizer.state[model["unused"].weight]
+    assert not new_state["exp_avg"].any() and not new_state["exp_avg_sq"].any()
+    saved = get_optimizer_state_dict(model, optimizer)
+    set_optimizer_state_dict(model, torch.optim.AdamW(model.parameters(), lr=0.1), saved)  # loads now
+
+
+def test_trl_gathers_a_sharded_head_itself_and_fsdp_reduces_units_left_unsharded():
+    # _compat entry 17: TRL's `full_tensor()` gather does not reduce the head's gradient; an unsharded unit's is
+    # reduced by FSDP's root post-backward callback
+    import trl.trainer.utils as trl_utils
+    from accelerate.utils.fsdp_utils import _find_final_norm
+    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.fsdp._fully_shard._fsdp_state import FSDPState
+
+    from rlhfv.tiny_models import build_llava
+
+    assert "weight = weight.full_tensor()" in inspect.getsource(trl_utils), "TRL's fused head gathers differently"
+    callback = inspect.getsource(FSDPState._root_post_backward_final_callback)
+    assert "fsdp_param_group.post_backward()" in callback
+    assert callable(FSDPModule.unshard)
+    # accelerate gives the LLaVA head a unit of its own (no final norm found beside it), the Llama's shares the norm's
+    llava, _ = build_llava(build_tokenizer())
+    assert _find_final_norm(llava) is None
+    assert _find_final_norm(build_text_model(build_tokenizer())) is not None
