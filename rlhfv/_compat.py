@@ -362,6 +362,11 @@ TRAINER_OVERRIDES = {
         "trl.DPOTrainer",
         "(self, dataset: datasets.arrow_dataset.Dataset, name: str, batch_size: int) -> datasets.arrow_dataset.Dataset",
     ),
+    # entry 16: the sharded optimizer state of parameters that never get a gradient, created before each save
+    "rlhfv.trainer:DenseDPOTrainer._save_optimizer_and_scheduler": (
+        "trl.DPOTrainer",
+        "(self, output_dir: str) -> None",
+    ),
     "rlhfv.reward.trainer:VisionRewardTrainer._tag_names": ("trl.RewardTrainer", None),
     # transformers' hooks of a custom PreTrainedModel: the attention kernels it supports and its weight init
     "rlhfv.reward.model:VisionRewardModel._supports_sdpa": ("transformers.PreTrainedModel", None),
@@ -608,4 +613,6 @@ LIBRARY_PRIVATE_NAMES = {
     "_supports_flash_attn": 12,
     "_init_weights": 12,
     "_ddp_params_and_buffers_to_ignore": 13,
+    "_shared_state": 14,
+    "_save_optimizer_and_scheduler": 16,
 }

@@ -65,8 +65,7 @@ def _add_generation_arguments(p, prompt_suffix: str = "") -> None:
 
 
 def _options(args):
-    from rlhfv.eval.cli import check_generation_ranges
-    from rlhfv.generation.generate import GenerationOptions
+    from rlhfv.generation.generate import GenerationOptions, check_generation_ranges
 
     check_generation_ranges(args)
     return GenerationOptions(

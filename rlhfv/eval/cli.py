@@ -49,17 +49,6 @@ def register(subparsers) -> None:
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
-def check_generation_ranges(settings) -> None:
-    """The decoding numbers every generating command shares, in range (`rlhfv eval` and the benchmarks)."""
-    check_range("batch_size", settings.batch_size, minimum=1)
-    check_range("max_new_tokens", settings.max_new_tokens, minimum=1)
-    check_range("temperature", settings.temperature, above=0)
-    check_range("top_p", settings.top_p, above=0, maximum=1)
-    check_range("top_k", settings.top_k, minimum=0)  # 0 = off
-    check_range("seed", settings.seed, minimum=0)
-    check_range("num_beams", getattr(settings, "num_beams", 1), minimum=1)
-
-
 @dataclass
 class GenerateSettings:
     """`rlhfv eval generate`: answers for a prompt set, batched and resumable."""
@@ -118,6 +107,8 @@ class GenerateSettings:
     quiet: bool = field(default=False, metadata={"help": "No progress bar."})
 
     def __post_init__(self):
+        from rlhfv.generation.generate import check_generation_ranges
+
         check_generation_ranges(self)
         check_range("best_of", self.best_of, minimum=1)
         check_range("beta", self.beta, above=0)

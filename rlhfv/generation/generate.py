@@ -63,6 +63,19 @@ class LoadedModel:
         return hasattr(self.model, "disable_adapter") and hasattr(self.model, "peft_config")
 
 
+def check_generation_ranges(settings) -> None:
+    """The decoding numbers every generating command shares, in range (`rlhfv eval` and the benchmarks)."""
+    from data_tools.settings import check_range
+
+    check_range("batch_size", settings.batch_size, minimum=1)
+    check_range("max_new_tokens", settings.max_new_tokens, minimum=1)
+    check_range("temperature", settings.temperature, above=0)
+    check_range("top_p", settings.top_p, above=0, maximum=1)
+    check_range("top_k", settings.top_k, minimum=0)  # 0 = off
+    check_range("seed", settings.seed, minimum=0)
+    check_range("num_beams", getattr(settings, "num_beams", 1), minimum=1)
+
+
 def load_model(path: str | Path, device: str | None = None, dtype: str = "auto") -> LoadedModel:
     """A model saved by the trainer (model + processor), a base model folder, or a PEFT adapter folder.
 
