@@ -11,7 +11,7 @@ COLUMNS = "id, image, conversations [{from, value}], output_1 {from, value}, out
 SAMPLE = {
     "id": "GQA_3217",
     "image": "COCO_train2014_000000057870.jpg",
-    "conversations": [{"from": "human", "value": "<image>\nWhat is on the table?"}],
+    "conversations": [{"from": "human", "value": "<image>\nWhat is on the table?"}, {"from": "gpt", "value": "..."}],
     "output_1": {"from": "llava", "value": "A laptop and a cup of coffee."},
     "output_2": {"from": "llava", "value": "A laptop, a cup of coffee and a cat."},
     "preference": 1,
@@ -45,6 +45,10 @@ def _conversation(record: dict) -> list[dict[str, str]]:
             )
         text = strip_image_placeholder(check_text(turn["value"], f"{where}.value"))
         messages.append({"role": role, "content": check_text(text, f"{where}.value")})
+    # LLaVA-RLHF's files end the conversation with the model's turn, whose text its reward code replaces by
+    # output_1 / output_2 (data_utils_rm.py asserts that last turn is "gpt"): that turn is not part of the prompt.
+    if len(messages) > 1 and messages[-1]["role"] == "assistant":
+        messages.pop()
     if messages[-1]["role"] != "user":
         raise RowError(BAD_VALUE, "conversations", "the last turn must be the human's question")
     return messages
