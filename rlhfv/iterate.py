@@ -364,7 +364,11 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from rlhfv.recipe import apply_recipe_env
+
     config = IterateConfig.from_yaml(args.config, {"rounds": args.rounds, "out": args.out})
+    # one thread policy for every stage: the train section's env (e.g. OMP_NUM_THREADS: 1) from the first stage on
+    apply_recipe_env(config.train.get("env"))
     start = time.time()
     iteration = Iteration(config)
     rows = iteration.run()

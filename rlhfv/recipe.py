@@ -112,6 +112,15 @@ def check_command_line_flags(parser, argv: list[str]) -> None:
             raise CommandError(f"command line: unknown option `{flag}`{hint}; {parser.help_hint}")
 
 
+def apply_recipe_env(env: dict | None) -> None:
+    """Apply a recipe's `env:` section to the whole process now, so that every stage of a command (not only the one
+    whose parser reads the section) runs with it: `rlhfv iterate` calls this with its train section's env before
+    its SFT, sampling, labeling and evaluation stages. Like TRL's parser, the recipe's value replaces the shell's."""
+    for key, value in (env or {}).items():
+        os.environ[str(key)] = str(value)
+    _apply_thread_count()
+
+
 def _apply_thread_count() -> None:
     """Honour OMP_NUM_THREADS set by the recipe's `env:` section, which TrlParser applies after torch started."""
     value = os.environ.get("OMP_NUM_THREADS")
