@@ -87,7 +87,7 @@ class CompanionEvalCallback(TrainerCallback):
             return
         self.after = self._measure(model, processing_class)
         table = format_before_after(self.before, self.after, self.heldout)
-        print(table, flush=True)
+        self.final_report = table  # `rlhfv train` prints it last, after the evaluation and the saving
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         Path(args.output_dir, "companion_eval.json").write_text(
             json.dumps({"heldout": str(self.heldout), "before": self.before, "after": self.after}, indent=2) + "\n"
