@@ -157,7 +157,9 @@ def format_summary(summary: dict, indent: str = "") -> str:
             lines.append(f"{indent}{key}:")
             lines.append(format_summary(value, indent + "  ") if value else f"{indent}  (none)")
         elif isinstance(value, list) and value and isinstance(value[0], dict):
-            lines.append(f"{indent}{key}: " + "; ".join(", ".join(f"{k} {v}" for k, v in item.items()) for item in value))
+            lines.append(
+                f"{indent}{key}: " + "; ".join(", ".join(f"{k} {v}" for k, v in item.items()) for item in value)
+            )
         else:
             lines.append(f"{indent}{key}: {value}")
     return "\n".join(lines)

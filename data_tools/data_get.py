@@ -185,8 +185,13 @@ def prepare_rlaif_v(roots: list[Path], out: Path, options) -> dict:
 def _image_check(names, images: Path) -> dict:
     names = sorted(set(names))
     if not images.is_dir():
-        return {"folder": str(images), "present": 0, "missing": len(names), "note": "folder not found: get the "
-                "COCO train2017 images (http://images.cocodataset.org/zips/train2017.zip) and unpack them there"}
+        return {
+            "folder": str(images),
+            "present": 0,
+            "missing": len(names),
+            "note": "folder not found: get the "
+            "COCO train2017 images (http://images.cocodataset.org/zips/train2017.zip) and unpack them there",
+        }
     missing = [name for name in names if not (images / name).is_file()]
     return {"folder": str(images), "present": len(names) - len(missing), "missing": len(missing),
             "first_missing": missing[:SHOWN_PROBLEMS]}  # fmt: skip
@@ -227,8 +232,11 @@ def prepare_llava_rlhf_preference(roots: list[Path], out: Path, options) -> dict
         "input": str(path),
         "rows": len(rows),
         "train": {"file": str(out / "preference_train.json"), "rows": len(train)},
-        "heldout": {"file": str(out / f"preference_heldout{options.heldout}.json"), "rows": len(heldout),
-                    "seed": options.seed},  # fmt: skip
+        "heldout": {
+            "file": str(out / f"preference_heldout{options.heldout}.json"),
+            "rows": len(heldout),
+            "seed": options.seed,
+        },  # fmt: skip
         "captions": {"file": str(out / "image_to_caption.json"), "images": len(captions)},
         "problems": problems.summary(),
         "images": _image_check([r["image"] for r in usable if isinstance(r.get("image"), str)], Path(options.images)),
@@ -282,9 +290,12 @@ def prepare_llava_rlhf_rl(roots: list[Path], out: Path, options) -> dict:
     return {
         "input": str(path),
         "rows": len(rows),
-        "prompts": {"file": str(out / "rl_prompts.jsonl"), "rows": len(prompts),
-                    "yes_no": sum(p["yes_no_truth"] is not None for p in prompts),
-                    "multiple_choice": sum(p["mc_answer"] is not None for p in prompts)},  # fmt: skip
+        "prompts": {
+            "file": str(out / "rl_prompts.jsonl"),
+            "rows": len(prompts),
+            "yes_no": sum(p["yes_no_truth"] is not None for p in prompts),
+            "multiple_choice": sum(p["mc_answer"] is not None for p in prompts),
+        },  # fmt: skip
         "left_out": problems.summary(),
         "images": _image_check([p["image"] for p in prompts], Path(options.images)),
     }

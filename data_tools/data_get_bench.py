@@ -52,14 +52,18 @@ def prepare_mmhal(roots: list[Path], out: Path, options) -> dict:
     for number, item in enumerate(items, start=1):
         missing = [name for name in MMHAL_FIELDS if name not in item]
         if missing:
-            raise CommandError(f"{template_path}: item {number}: missing field {missing[0]!r} (not MMHal-Bench's template?)")
+            raise CommandError(
+                f"{template_path}: item {number}: missing field {missing[0]!r} (not MMHal-Bench's template?)"
+            )
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template_path, out / "response_template.json")
     archives = find_files(roots, "test_data.zip")
     if archives:
         written = _unzip_images(archives[0], out / "images")
     else:  # a local copy with the images already unpacked
-        written = _copy_images([p for p in find_files(roots, "*") if p.suffix.lower() in IMAGE_SUFFIXES], out / "images")
+        written = _copy_images(
+            [p for p in find_files(roots, "*") if p.suffix.lower() in IMAGE_SUFFIXES], out / "images"
+        )
     wanted = [Path(str(item["image_src"])).name for item in items]
     missing = [name for name in wanted if not (out / "images" / name).is_file()]
     if missing:
@@ -139,7 +143,9 @@ def prepare_object_halbench(roots: list[Path], out: Path, options) -> dict:
     import json
 
     out.mkdir(parents=True, exist_ok=True)
-    candidates = [p for p in find_files(roots, "*.jsonl") if "halbench" in p.name.lower()] or find_files(roots, "*.jsonl")
+    candidates = [p for p in find_files(roots, "*.jsonl") if "halbench" in p.name.lower()] or find_files(
+        roots, "*.jsonl"
+    )
     if len(candidates) != 1:
         raise CommandError(
             f"Object HalBench: expected one question file (*.jsonl) under the --from folder, found {len(candidates)}"
@@ -181,6 +187,8 @@ def prepare_amber(roots: list[Path], out: Path, options) -> dict:
         _copy_images(images, out / "image")
     count = sum(1 for p in (out / "image").glob("AMBER_*")) if (out / "image").is_dir() else 0
     if count == 0:
-        raise CommandError("AMBER: no images (AMBER_<n>.jpg) under the --from folder: unpack AMBER's image archive there")
+        raise CommandError(
+            "AMBER: no images (AMBER_<n>.jpg) under the --from folder: unpack AMBER's image archive there"
+        )
     return {"queries": items, "query_files": sorted(p.name for p in queries),
             "images": {"folder": str(out / "image"), "files": count}}  # fmt: skip

@@ -44,7 +44,9 @@ def redact(value, key: str = ""):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v, key) for v in value]
-    if value not in (None, "", False) and (SECRET.search(key) or (isinstance(value, str) and TOKEN_VALUE.match(value))):
+    if value not in (None, "", False) and (
+        SECRET.search(key) or (isinstance(value, str) and TOKEN_VALUE.match(value))
+    ):
         return REDACTED
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 

@@ -229,9 +229,19 @@ def test_mmhal_template_and_images(tmp_path, hub):
     folders, _ = hub
     folders["Shengcao1006/MMHal-Bench"] = tmp_path / "hub"
     (tmp_path / "hub").mkdir()
-    items = [{"question_type": "attribute", "question_topic": "animal", "image_id": f"id{i}",
-              "image_src": f"https://c{i}.staticflickr.com/x/{i}_abc_o.jpg", "image_content": ["Dog"],
-              "question": "What colour is the dog?", "gt_answer": "Brown.", "model_answer": ""} for i in range(8)]
+    items = [
+        {
+            "question_type": "attribute",
+            "question_topic": "animal",
+            "image_id": f"id{i}",
+            "image_src": f"https://c{i}.staticflickr.com/x/{i}_abc_o.jpg",
+            "image_content": ["Dog"],
+            "question": "What colour is the dog?",
+            "gt_answer": "Brown.",
+            "model_answer": "",
+        }
+        for i in range(8)
+    ]
     (tmp_path / "hub" / "response_template.json").write_text(json.dumps(items))
     with zipfile.ZipFile(tmp_path / "hub" / "test_data.zip", "w") as archive:
         for i in range(8):
@@ -272,8 +282,10 @@ def test_object_halbench_and_amber_from_local_copy(tmp_path):
     local.mkdir()
     image = base64.b64encode(jpeg()).decode()
     (local / "obj_halbench_300_with_image.jsonl").write_text(
-        "".join(json.dumps({"image_id": 42 + i, "question": "Describe this image in detail.", "image": image}) + "\n"
-                for i in range(2))
+        "".join(
+            json.dumps({"image_id": 42 + i, "question": "Describe this image in detail.", "image": image}) + "\n"
+            for i in range(2)
+        )
     )
     (local / "instances_val2014.json").write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
     (local / "captions_val2014.json").write_text(json.dumps({"images": [], "annotations": []}))

@@ -1,8 +1,8 @@
 """The training entry point: the demo recipe end to end, the command line, data loading and conversion caching,
 W&B offline logging."""
 
-import json
 import glob
+import json
 import math
 import os
 from pathlib import Path
