@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data_tools.convert_chunks import ChunkResult, ChunkTask, arrow_schema, convert_chunk, dataset_features
-from data_tools.errors import DUPLICATE_ID, ConversionError, RowError
+from data_tools.errors import DUPLICATE_ID, MISSING_FIELD, ConversionError, RowError
 from data_tools.fingerprint import CONVERTER_VERSION, fingerprint
-from data_tools.formats import FORMAT_NAMES, FORMATS, detect_format
+from data_tools.formats import FORMAT_NAMES, FORMATS, detect_format, mismatch_hint
 from data_tools.outputs import check_not_inputs
 from data_tools.readers import InputSource, open_inputs
 from data_tools.segments import CHANGES_CHOICES, DEFAULT_CHANGES
@@ -146,8 +146,11 @@ def convert(
 
     sources = open_inputs(list(inputs))
     report = ConversionReport(rejects_path=rejects_path if on_error == "skip" else None)
+    hints = {}  # input -> what its columns look like, when --format names another layout
     for source in sources:
         report.formats[source.path] = _resolve_format(source, format)
+        if format != "auto":
+            hints[source.path] = mismatch_hint(source.columns(), format)
         name, why = report.formats[source.path]
         log(f"{source.path}: {name} ({why})")
         if name in ("pairs", "corrections") and {"question", "prompt"} <= source.columns():
@@ -170,7 +173,7 @@ def convert(
     def reject(error: RowError) -> None:
         report.rejected[error.reason] += 1
         if on_error == "fail":
-            raise ConversionError(error.message)
+            raise ConversionError(error.message + (hints.get(error.file, "") if error.reason == MISSING_FIELD else ""))
         record = error.to_record()
         report.rejects.append(record)
         if rejects_file is not None:

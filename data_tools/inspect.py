@@ -247,6 +247,7 @@ def render_html(table: PairTable, indices: list[int], stats: Stats | None) -> st
         f"<title>rlhfv inspect: {escape(table.path)}</title><style>{HTML_STYLE}</style></head><body>",
         f"<h1>{escape(table.path)}</h1>",
         "<p>Changed segments: <del>rejected</del> and <ins>chosen</ins>.</p>",
+        f'<p class="meta">{escape(shown_note(indices, len(table)))}</p>',
     ]
     if stats is not None:
         parts.append("<pre>" + escape("\n".join(stats.lines())) + "</pre>")
@@ -277,6 +278,13 @@ def render_html(table: PairTable, indices: list[int], stats: Stats | None) -> st
     return "\n".join(parts)
 
 
+def shown_note(indices: list[int], total: int) -> str:
+    """Which rows a page or a terminal listing shows, out of how many, and how to see others."""
+    if len(indices) == total:
+        return f"Showing all {total} pairs."
+    return f"Showing {len(indices)} of {total} pairs (rows {', '.join(map(str, indices))}); --rows N or --index I ... shows others."
+
+
 def use_color(no_color: bool) -> bool:
     """Colour on a terminal; --no-color or NO_COLOR turn it off, FORCE_COLOR turns it on anywhere (see no-color.org)."""
     if no_color or os.environ.get("NO_COLOR"):
@@ -304,6 +312,8 @@ def run(args: argparse.Namespace) -> int:
     for index in indices:
         print()
         print(render_terminal(index, table.row(index), color))
+    print()
+    print(shown_note(indices, len(table)))
     if args.html:
         with open(args.html, "w", encoding="utf-8") as handle:
             handle.write(render_html(table, indices, stats))

@@ -35,6 +35,8 @@ def load_preference_data(script_args, training_args):
     if script_args.dataset_streaming:
         raise CommandError("`dataset_streaming: true` is not supported: Dense DPO needs a map-style dataset")
 
+    _check_dataset_format(script_args.dataset_format)
+    _check_local_path(script_args.dataset_name)
     if script_args.dataset_format:
         dataset = converted_dataset(script_args, training_args)
     else:
@@ -45,6 +47,35 @@ def load_preference_data(script_args, training_args):
         _check_columns(split, script_args.dataset_name, needs_spans)
         _check_rows(split, script_args.dataset_name, split_name, needs_spans)
     return _split(dataset, script_args, training_args)
+
+
+def _check_dataset_format(name: str | None) -> None:
+    """A `dataset_format` that names no reader fails here, with the choices and the nearest one."""
+    import difflib
+
+    from data_tools.formats import FORMAT_NAMES
+
+    choices = ("auto", *FORMAT_NAMES)
+    if name and name not in choices:
+        close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise CommandError(f"`dataset_format`: unknown format {name!r}{hint}; choose from: {', '.join(choices)}")
+
+
+LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet", ".arrow", ".csv")
+
+
+def _check_local_path(name: str) -> None:
+    """A `dataset_name` that is a path (not an `owner/name` Hub id) and does not exist fails as a missing path."""
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith(LOCAL_SUFFIXES)
+    if not looks_local or os.path.exists(os.path.expanduser(name)):
+        return
+    from data_tools.sources import SOURCES
+
+    made_by = [source.name for source in SOURCES.values() if name.rstrip("/").startswith(source.out)]
+    hint = f"; `rlhfv data get {made_by[0]}` writes it" if made_by else ""
+    where = "" if os.path.isabs(name) else f" (relative to {os.getcwd()})"
+    raise CommandError(f"`dataset_name`: {name}: no such file or folder{where}{hint}")
 
 
 def converted_dataset(script_args, training_args):

@@ -27,4 +27,15 @@ def detect_format(columns: set[str]) -> tuple[str, str] | None:
     return None
 
 
-__all__ = ["FORMATS", "FORMAT_NAMES", "ParsedPair", "detect_format"]
+def mismatch_hint(columns: set[str], given: str) -> str:
+    """When a layout named with --format does not fit the columns but another does: a hint naming that one."""
+    if FORMATS[given].detect(columns) is not None:
+        return ""
+    detected = detect_format(columns)
+    if detected is None or detected[0] == given:
+        return ""
+    name, why = detected
+    return f"; the file looks like `{name}` ({why}): use --format {name} (or auto)"
+
+
+__all__ = ["FORMATS", "FORMAT_NAMES", "ParsedPair", "detect_format", "mismatch_hint"]
