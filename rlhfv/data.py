@@ -42,6 +42,7 @@ def load_preference_data(script_args, training_args):
     else:
         dataset = _load_converted(script_args)
 
+    dataset = _drop_token_columns(dataset, script_args.dataset_name)
     needs_spans = getattr(training_args, "segment_source", "spans") == "spans"
     for split_name, split in dataset.items() if isinstance(dataset, dict) else [(None, dataset)]:
         _check_columns(split, script_args.dataset_name, needs_spans)
@@ -202,6 +203,28 @@ def _load_converted(script_args):
     except Exception as error:  # datasets raises many kinds (offline, bad config, unknown builder)
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
         raise CommandError(f"`dataset_name`: could not load {name}{offline}: {error}") from error
+
+
+# Columns a tokenizer wrote (TRL's own names and the usual others): TRL tokenizes the text again and overwrites them
+TOKEN_COLUMNS = {"input_ids", "attention_mask", "prompt_ids", "chosen_ids", "rejected_ids", "prompt_input_ids",
+                 "chosen_input_ids", "rejected_input_ids", "prompt_attention_mask", "chosen_attention_mask",
+                 "rejected_attention_mask", "labels", "chosen_labels", "rejected_labels"}  # fmt: skip
+
+
+def _drop_token_columns(dataset, name: str):
+    """Token columns stored with the data (perhaps by another model's tokenizer) are dropped, with a warning: the
+    text is what gets trained on, tokenized by this model's processor."""
+    columns = next(iter(dataset.values())).column_names if isinstance(dataset, dict) else dataset.column_names
+    found = sorted(TOKEN_COLUMNS & set(columns))
+    if not found:
+        return dataset
+    logger.warning(
+        "`dataset_name`: %s holds token columns %s, written by some tokenizer (perhaps another model's): they are "
+        "dropped and the text is tokenized again with this model's processor",
+        name,
+        found,
+    )
+    return dataset.remove_columns(found)
 
 
 def _split(dataset, script_args, training_args):

@@ -60,3 +60,18 @@ def test_eval_report_reads_what_eval_chair_writes(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", "report", "--result", f"model={out}"]) == 0
     assert "| model | 100.0 | 50.0 | 100.0 |" in capsys.readouterr().out
+
+
+def test_token_columns_from_another_tokenizer_are_dropped_with_a_warning(caplog):
+    from datasets import Dataset
+
+    from rlhfv.data import _drop_token_columns
+
+    message = [{"role": "user", "content": "Hi"}]
+    dataset = Dataset.from_list([{"prompt": message, "chosen": "a", "rejected": "b", "chosen_input_ids": [1, 2],
+                                  "prompt_input_ids": [5]}])  # fmt: skip
+    with caplog.at_level("WARNING", logger="rlhfv.data"):
+        cleaned = _drop_token_columns(dataset, "pairs")
+    assert cleaned.column_names == ["prompt", "chosen", "rejected"]
+    assert "['chosen_input_ids', 'prompt_input_ids']" in caplog.text and "tokenized again" in caplog.text
+    assert _drop_token_columns(cleaned, "pairs") is cleaned
