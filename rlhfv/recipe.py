@@ -49,6 +49,9 @@ def make_parser(prog: str | None = None, dataclass_types: tuple | None = None, d
         dataclass_types, prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.help_hint = f"`{prog or 'rlhfv train'} --help` lists the fields"
+    from rlhfv.help_groups import group_recipe_help
+
+    group_recipe_help(parser, dataclass_types)
     return parser
 
 

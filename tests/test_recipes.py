@@ -190,7 +190,8 @@ def test_command_line_override_is_checked_by_argparse(tmp_path, capsys):
     "text, expected",
     [
         ("", "no training data: set `dataset_name`"),
-        ("dataset_name: /no/such/folder\n", "`dataset_name`: /no/such/folder is neither a converted dataset folder"),
+        # a path, not an `owner/name` Hub id: reported as a missing path
+        ("dataset_name: /no/such/folder\n", "`dataset_name`: /no/such/folder: no such file or folder"),
         ("dataset_name: /no/such/file.jsonl\ndataset_format: corrections\n", "`dataset_name`: /no/such/file.jsonl"),
     ],
 )

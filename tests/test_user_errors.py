@@ -75,3 +75,19 @@ def test_token_columns_from_another_tokenizer_are_dropped_with_a_warning(caplog)
     assert cleaned.column_names == ["prompt", "chosen", "rejected"]
     assert "['chosen_input_ids', 'prompt_input_ids']" in caplog.text and "tokenized again" in caplog.text
     assert _drop_token_columns(cleaned, "pairs") is cleaned
+
+
+def test_train_help_shows_rlhfv_fields_first(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "usage: rlhfv train --config RECIPE.yaml [--FIELD VALUE ...]"
+    titles = [line for line in lines if line and not line.startswith(" ") and line.endswith(":")]
+    assert titles == ["DenseDPOConfig (rlhfv's own training fields):",
+                      "DenseDPOScriptArguments (data, recipe and run):", "TRL / transformers / model options:"]  # fmt: skip
+    gamma = next(i for i, line in enumerate(lines) if line.lstrip().startswith("--gamma"))
+    dataset_format = next(i for i, line in enumerate(lines) if line.lstrip().startswith("--dataset_format"))
+    learning_rate = next(i for i, line in enumerate(lines) if line.lstrip().startswith("--learning_rate"))
+    assert gamma < 10 and dataset_format < learning_rate
