@@ -30,7 +30,9 @@ def register(subparsers) -> None:
         description=(
             "Show pairs of a converted dataset (save_to_disk folder, .parquet or .jsonl) with the changed segments "
             "marked: red for the rejected answer's spans, green for the chosen answer's (without colour: [-...-] and "
-            "{+...+}). Prints dataset statistics first; --html writes one self-contained page."
+            "{+...+}). Prints dataset statistics first; --html writes one self-contained page. On a feedback run "
+            "folder (`rlhfv feedback` / `iterate`'s round_<k>/feedback): each sampled answer with its claims coloured "
+            "by verdict and P(yes), the pairs made and why the others were not."
         ),
     )
     parser.add_argument("dataset", metavar="DATASET", help="save_to_disk folder, .parquet or .jsonl file")
@@ -43,6 +45,8 @@ def register(subparsers) -> None:
         help="no ANSI colours (also off when stdout is not a TTY or NO_COLOR is set; FORCE_COLOR=1 forces them)",
     )
     parser.add_argument("--no-stats", action="store_true", help="skip the statistics over the whole dataset")
+    parser.add_argument("--min-score-gap", type=int, default=1, help="on a feedback run folder: the run's "
+                        "min_score_gap, to say which answer pairs fell under it (default 1)")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -297,6 +301,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not os.path.exists(args.dataset):
         raise CommandError(f"{args.dataset}: no such file or folder")
+    from data_tools import inspect_feedback
+
+    if inspect_feedback.is_feedback_run(args.dataset):  # a `rlhfv feedback` run: answers, claims, labels, pairs
+        return inspect_feedback.run(args, use_color(args.no_color))
     try:
         table = PairTable(args.dataset)
     except (ValueError, json.JSONDecodeError) as error:
