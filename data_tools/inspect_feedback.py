@@ -72,7 +72,10 @@ def load_run(folder: str, min_score_gap: int = 1) -> tuple[list[Instruction], di
         for index, text in enumerate(row.get("answers") or []):
             key = (row["id"], index)
             marked = []
-            for claim, label in zip(claims.get(key, []), labels.get(key, []) + [None] * len(claims.get(key, []))):
+            answer_claims, answer_labels = claims.get(key, []), labels.get(key, [])
+            # a claim without a label (labeling stopped or rejected the answer) shows as unlabeled
+            padded = (answer_labels + [None] * len(answer_claims))[: len(answer_claims)]
+            for claim, label in zip(answer_claims, padded, strict=True):
                 marked.append({**claim, "verdict": None if label is None else label.get("verdict"),
                                "p_yes": None if label is None else _p_yes(label),
                                "reason": None if label is None else label.get("reason")})  # fmt: skip
