@@ -208,6 +208,9 @@ class Iteration:
             return best[2], best[3], f"{word} {metric} of {len(scored)} checkpoint(s): {best[2].name}"
         return trained, scored[0][3], "final model (no evaluation)"
 
+    def caption(self) -> str:
+        return plot_caption(self.out, self.config.evaluation, self.config.seed)
+
     def table_metrics(self) -> tuple[str, ...]:
         """The held-out metrics of the per-round table and plot: the evaluator's (a subclass that overrides
         `evaluate` names its own here)."""
@@ -253,9 +256,9 @@ class Iteration:
                    "seconds": round(time.time() - round_start, 1)}  # fmt: skip
             selected_file.write_text(json.dumps(row, indent=2) + "\n")
             rows.append(row)
-            write_table(rows, self.out, metrics_shown)
+            write_table(rows, self.out, metrics_shown, self.caption())
         rows_path.write_text(json.dumps(rows, indent=2) + "\n")
-        write_table(rows, self.out, metrics_shown)
+        write_table(rows, self.out, metrics_shown, self.caption())
         logger.info("iterate: %d rounds in %.0f s", self.config.rounds, time.time() - start)
         return rows
 
@@ -323,7 +326,18 @@ def markdown_table(rows: list[dict], metrics=TABLE_METRICS) -> str:
     return "\n".join(lines)
 
 
-def write_table(rows: list[dict], out: Path, metrics=TABLE_METRICS) -> None:
+def plot_caption(out: Path, evaluation: dict, seed: int) -> str:
+    """What the plotted numbers rest on: the evaluation, how many held-out answers, one seed, the date."""
+    import datetime
+
+    answers = out / "round_0" / "eval_answers.jsonl"
+    count = sum(1 for line in answers.open() if line.strip()) if answers.is_file() else None
+    items = f"{count} held-out answers per model" if count else "held-out answers"
+    return (f"Evaluation: {evaluation.get('kind', 'none')}, {items}; one run, seed {seed} (no error bars: a single "
+            f"seed). Plotted {datetime.date.today().isoformat()}.")  # fmt: skip
+
+
+def write_table(rows: list[dict], out: Path, metrics=TABLE_METRICS, caption: str = "") -> None:
     (out / "rounds.md").write_text(markdown_table(rows, metrics) + "\n")
     try:
         import matplotlib
@@ -332,19 +346,24 @@ def write_table(rows: list[dict], out: Path, metrics=TABLE_METRICS) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
     rounds = [row["round"] for row in rows]
     for metric in (*metrics, "feedback_false_claim_rate"):
         values = [row.get(metric) for row in rows]
         # rates share one axis; counts and lengths (words, n) stay in the table
         if any(v is not None for v in values) and all(v is None or 0 <= v <= 1 for v in values):
             ax.plot(rounds, [v if v is not None else float("nan") for v in values], marker="o", label=metric)
-    ax.set_xlabel("round")
+    ax.set_xlabel("round (0 = the starting model)")
+    ax.set_ylabel("rate (0-1)")
+    ax.set_ylim(0, 1.02)  # the whole range: a change looks as large as it is
     ax.set_xticks(rounds)
     ax.set_title("Iterative feedback rounds")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend()
-    fig.tight_layout()
+        # beside the axes, never over a point
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    if caption:
+        fig.text(0.01, 0.01, caption, fontsize=7, color="dimgray", ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.08 if caption else 0, 1, 1))
     fig.savefig(out / "rounds.png", dpi=110)
     plt.close(fig)
 
