@@ -130,3 +130,45 @@ def test_llava_dense_dpo_readme_from_data_to_an_evaluated_model(tmp_path, monkey
     for name in ("pope.json", "object_halbench.json", "amber.json", "mmhal_responses.json"):
         assert (tmp_path / "outputs" / "eval" / "dense-dpo" / name).is_file(), name
     assert result.stdout.rstrip().splitlines()[-1].startswith("benchmark reports: outputs/eval/dense-dpo/")
+
+
+REWARD_README = ROOT / "recipes" / "llava-1.5-7b" / "reward_model" / "README.md"
+REWARD_RECIPE = "recipes/llava-1.5-7b/reward_model/config_lora.yaml"
+
+
+@pytest.mark.slow
+def test_llava_reward_model_readme_from_data_to_an_evaluated_model(tmp_path, monkeypatch, saved_llava):
+    """The reward-model README: `rlhfv data get llava-rlhf-preference` (held-out file made by the command), the
+    recipe's training line on a tiny LLaVA, and the held-out accuracy it ends with. The one change: 1 row held out
+    of the 3 written here (`--heldout 1`) instead of 500, and the recipe pointed at that file."""
+    import huggingface_hub
+    from test_data_get import CAPTIONS, LLAVA_ROWS
+
+    text = REWARD_README.read_text()
+    for expected in ("rlhfv data get llava-rlhf-preference", f"make train COMMAND=reward RECIPE={REWARD_RECIPE}",
+                     "cat outputs/llava-1.5-7b-fact-reward-model/eval_results.json", "hf upload"):  # fmt: skip
+        assert expected in text, expected
+    pref, rlhf = tmp_path / "hub" / "pref", tmp_path / "hub" / "rlhf"
+    pref.mkdir(parents=True)
+    rlhf.mkdir()
+    (pref / "llava_7b_v1_preference.json").write_text(json.dumps(LLAVA_ROWS))
+    (rlhf / "image_to_caption.json").write_text(json.dumps(CAPTIONS))
+    folders = {"zhiqings/LLaVA-Human-Preference-10K": pref, "zhiqings/LLaVA-RLHF-Data": rlhf}
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **_: str(folders[repo_id]))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipes").symlink_to(ROOT / "recipes")
+    coco = tmp_path / "data" / "coco" / "train2017"
+    coco.mkdir(parents=True)
+    for name in CAPTIONS:
+        (coco / name).write_bytes(jpeg())
+
+    assert main(["data", "get", "llava-rlhf-preference", "--heldout", "1"]) == 0
+    output = "outputs/llava-1.5-7b-fact-reward-model"
+    argv = ["reward", "--config", REWARD_RECIPE, "--model_name_or_path", str(saved_llava[0]), "--use_cpu", "true",
+            "--bf16", "false", "--dtype", "float32", "--max_steps", "2", "--per_device_train_batch_size", "1",
+            "--gradient_accumulation_steps", "1", "--max_length", "256", "--activation_checkpointing", "false",
+            "--report_to", "none", "--save_strategy", "no", "--eval_steps", "2",
+            "--eval_dataset_name", "data/llava-rlhf/preference_heldout1.json", "--output_dir", output]  # fmt: skip
+    assert main(argv) == 0
+    results = json.loads((tmp_path / output / "eval_results.json").read_text())
+    assert 0.0 <= results["eval_accuracy"] <= 1.0
