@@ -76,14 +76,6 @@ def main(script_args, training_args, model_args, callbacks: list | None = None, 
         dataset_format=script_args.dataset_format,
     )
     logger.info("Recipe: %s", record.recipe_file or "(command line only)")
-    if training_args.process_index == 0:
-        # the resolved configuration (about 120 lines) goes to the output folder and its log, not the screen
-        from rlhfv.run_log import log_configuration, open_run_log
-
-        log_file = open_run_log(training_args.output_dir)
-        config_file = log_configuration(training_args.output_dir, script_args=script_args, model_args=model_args,
-                                        training_args=training_args)  # fmt: skip
-        logger.info("Resolved configuration: %s (secrets redacted); log: %s", config_file, log_file)
 
     # Everything that can be checked without training fails here, before minutes of loading
     check_liger_can_run(training_args)
@@ -94,6 +86,15 @@ def main(script_args, training_args, model_args, callbacks: list | None = None, 
         warn_on_changed_settings(checkpoint, training_args, script_args.dataset_name)
 
     train_dataset, eval_dataset = load_preference_data(script_args, training_args)
+    # only once the checks and the data have passed: a mistake must not leave an output folder behind
+    if training_args.process_index == 0:
+        # the resolved configuration (about 120 lines) goes to the output folder and its log, not the screen
+        from rlhfv.run_log import log_configuration, open_run_log
+
+        log_file = open_run_log(training_args.output_dir)
+        config_file = log_configuration(training_args.output_dir, script_args=script_args, model_args=model_args,
+                                        training_args=training_args)  # fmt: skip
+        logger.info("Resolved configuration: %s (secrets redacted); log: %s", config_file, log_file)
     logger.info("Training rows: %d; evaluation rows: %s", len(train_dataset), eval_dataset and len(eval_dataset))
     peft_config = get_peft_config(model_args)
     model, ref_model, processor = load_model(model_args, training_args, use_peft=peft_config is not None)
