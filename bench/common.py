@@ -212,7 +212,9 @@ def median(values):
 def write_results(name: str, payload: dict, table: list[dict], columns: list[tuple[str, str]], notes: list[str]):
     """Write `<name>.json` (payload + table) and `<name>.md` (notes + markdown table) under bench/results/."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    payload = {**payload, "table": table}
+    import datetime
+
+    payload = {"date": datetime.date.today().isoformat(), **payload, "table": table}
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     lines = [f"# {payload.get('title', name)}", ""]
     lines += [f"- {note}" for note in notes]
@@ -257,9 +259,27 @@ def new_figure(ncols: int = 2, width: float = 11, height: float = 4):
     return plt.subplots(1, ncols, figsize=(width, height), squeeze=False)
 
 
-def save_figure(fig, name: str) -> Path:
+def data_footer(fig, payload: dict, bars: str) -> None:
+    """A footnote every plot carries: when and where the data were measured, and what the bars are."""
+    machine = payload.get("machine") or {}
+    where = f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, torch {machine.get('torch', '?')}"
+    if machine.get("gpu"):
+        where += f", GPU {machine['gpu']}"
+    note = payload.get("plot_note")
+    text = f"Data measured {payload.get('date', 'date not recorded')} on {where}. {bars}" + (
+        f" {note}" if note else ""
+    )
+    fig.text(0.01, 0.01, text, fontsize=7, color="dimgray", ha="left", va="bottom", wrap=True)
+
+
+def save_figure(fig, name: str, payload: dict | None = None, bars: str = "", top: float = 1.0) -> Path:
+    """Save under bench/results/; with `payload`, a data footnote; `top` < 1 leaves room for a figure legend."""
     path = RESULTS_DIR / f"{name}.png"
-    fig.tight_layout()
+    if payload is not None:
+        data_footer(fig, payload, bars)
+        fig.tight_layout(rect=(0, 0.07, 1, top))
+    else:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     import matplotlib.pyplot as plt
 

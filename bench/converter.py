@@ -74,6 +74,7 @@ def plot(payload: dict, name: str):
     fig, axes = common.new_figure(1, width=5, height=3.6)
     axis = axes[0][0]
     axis.bar([str(r["num_proc"]) for r in rows], [r["pairs_per_s"] for r in rows])
-    axis.set_xlabel("processes (--num-proc)")
-    axis.set_title("converter pairs / s")
-    return common.save_figure(fig, name)
+    axis.set_xlabel("worker processes (--num-proc)")
+    axis.set_ylabel("pairs converted per second")
+    axis.set_title(f"converter throughput, {rows[0].get('pairs', '?')} pairs")
+    return common.save_figure(fig, name, payload, "One run per bar.")

@@ -264,10 +264,15 @@ def plot(payload: dict, name: str):
             positions = [i + (index - (len(contenders) - 1) / 2) * width for i in range(len(shapes))]
             axis.bar(positions, values, width, label=LABELS[contender])
         axis.set_xticks(range(len(shapes)), x_labels, fontsize=8)
+        axis.set_xlabel("shape: tokens per row T, vocabulary V")
+        axis.set_ylabel(title)
         axis.set_title(title)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(payload["title"], fontsize=10)
-    return common.save_figure(fig, name)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(contenders), fontsize=7, bbox_to_anchor=(0.5, 0.95))
+    fig.suptitle(payload["title"], fontsize=10, y=0.995)
+    return common.save_figure(
+        fig, name, payload, "One measurement per bar (memory: one process per contender).", top=0.88
+    )
 
 
 def notes(payload: dict) -> list[str]:

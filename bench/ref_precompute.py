@@ -110,11 +110,14 @@ def plot(payload: dict, name: str):
     labels = [r["label"] for r in rows]
     axes[0][0].bar(labels, [r["setup_s"] for r in rows], label="set-up (incl. precompute)")
     axes[0][0].bar(labels, [r["train_s"] for r in rows], bottom=[r["setup_s"] for r in rows], label="train")
-    axes[0][0].set_title("time (s)")
+    axes[0][0].set_title("time")
+    axes[0][0].set_ylabel("seconds")
     axes[0][0].legend(fontsize=8)
     axes[0][1].bar(labels, [r["peak_gib"] for r in rows], color="tab:green")
-    axes[0][1].set_title("peak extra memory (GiB)")
+    axes[0][1].set_title("peak extra memory")
+    axes[0][1].set_ylabel("GiB")
     for axis in axes[0]:
         axis.tick_params(axis="x", labelsize=8)
+        axis.set_xlabel("reference log-probs")
     fig.suptitle(payload["title"], fontsize=10)
-    return common.save_figure(fig, name)
+    return common.save_figure(fig, name, payload, "One run per bar.")

@@ -77,9 +77,11 @@ def plot(payload: dict, name: str):
     rows = payload["rows"]
     fig, axes = common.new_figure(1, width=6, height=3.6)
     axes[0][0].bar([f"{r['token_chunk']}x{r['vocab_chunk']}" for r in rows], [r["time_vs_best"] for r in rows])
-    axes[0][0].set_title("time / best tile")
+    axes[0][0].set_title("time of each tile shape")
+    axes[0][0].set_xlabel("tile: tokens x vocabulary columns per block")
+    axes[0][0].set_ylabel("time / fastest tile's (1 = fastest)", fontsize=8)
     axes[0][0].tick_params(axis="x", labelsize=7)
-    return common.save_figure(fig, name)
+    return common.save_figure(fig, name, payload, "One measurement per bar.")
 
 
 def summary(payload: dict) -> list[str]:

@@ -544,27 +544,54 @@ def notes(payload: dict) -> list[str]:
     ]
 
 
+def _time_ratio_range(payload: dict, model: str, contender: str) -> tuple[float, float] | None:
+    """(lowest, highest) of the per-round step-time ratios contender / trl.DPOTrainer (rounds interleaved)."""
+    timing = ((payload.get("raw") or {}).get(model) or {}).get("timing") or {}
+    times = timing.get("step_times_s") or {}
+    if contender not in times or "trl_dpo" not in times:
+        return None
+    ratios = [c / t for c, t in zip(times[contender], times["trl_dpo"], strict=False) if t]
+    return (min(ratios), max(ratios)) if ratios else None
+
+
 def plot(payload: dict, name: str):
     rows = payload["rows"]
-    fig, axes = common.new_figure(2, width=10, height=4)
+    fig, axes = common.new_figure(2, width=10, height=4.6)
     models = list(dict.fromkeys(r["model"] for r in rows))
     contenders = payload["contenders"]
     width = 0.8 / len(contenders)
-    for axis, key, title in (
-        (axes[0][0], "time_vs_trl", "step time / trl.DPOTrainer"),
-        (axes[0][1], "step_mem_vs_trl", "step peak memory / trl.DPOTrainer"),
+    for axis, key, title, ylabel in (
+        (axes[0][0], "time_vs_trl", "step time", "step time / trl.DPOTrainer's (1 = same)"),
+        (axes[0][1], "step_mem_vs_trl", "step peak memory", "step peak memory / trl.DPOTrainer's (1 = same)"),
     ):
         for index, contender in enumerate(contenders):
             values = [next(r[key] for r in rows if r["model"] == m and r["contender"] == contender) for m in models]
-            offset = (index - (len(contenders) - 1) / 2) * width
-            axis.bar([i + offset for i in range(len(models))], values, width, label=LABELS[contender])
+            positions = [i + (index - (len(contenders) - 1) / 2) * width for i in range(len(models))]
+            errors = None
+            if key == "time_vs_trl":
+                spans = [_time_ratio_range(payload, m, contender) for m in models]
+                if all(spans):
+                    errors = [[v - lo for v, (lo, _) in zip(values, spans, strict=True)],
+                              [hi - v for v, (_, hi) in zip(values, spans, strict=True)]]  # fmt: skip
+            axis.bar(positions, values, width, yerr=errors, capsize=3, label=LABELS[contender])
         axis.axhline(1.0, color="gray", lw=0.8)
         axis.set_xticks(range(len(models)), models)
-        axis.set_ylim(0, max(1.2, max(r[key] for r in rows) * 1.1))
+        axis.set_xlabel("model")
+        axis.set_ylabel(ylabel, fontsize=8)
+        axis.set_ylim(0, max(1.2, max(r[key] for r in rows) * 1.25))
         axis.set_title(title)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(payload["title"], fontsize=10)
-    return common.save_figure(fig, name)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(contenders), fontsize=8, bbox_to_anchor=(0.5, 0.95))
+    fig.suptitle(payload["title"], fontsize=10, y=0.995)
+    path = common.save_figure(
+        fig,
+        name,
+        payload,
+        "Time bars: ratio of median step times over the interleaved rounds; whiskers: lowest and "
+        "highest per-round ratio. Memory bars: one measurement each.",
+        top=0.88,
+    )
+    return path
 
 
 def main_worker(argv=None):

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data_tools.convert_chunks import ChunkResult, ChunkTask, arrow_schema, convert_chunk, dataset_features
-from data_tools.errors import DUPLICATE_ID, ConversionError, RowError
+from data_tools.errors import DUPLICATE_ID, MISSING_FIELD, ConversionError, RowError
 from data_tools.fingerprint import CONVERTER_VERSION, fingerprint
-from data_tools.formats import FORMAT_NAMES, FORMATS, detect_format
+from data_tools.formats import FORMAT_NAMES, FORMATS, detect_format, mismatch_hint
 from data_tools.outputs import check_not_inputs
 from data_tools.readers import InputSource, open_inputs
 from data_tools.segments import CHANGES_CHOICES, DEFAULT_CHANGES
@@ -137,7 +137,7 @@ def convert(
 
     sources = open_inputs(list(inputs))
     report = ConversionReport(rejects_path=rejects_path if on_error == "skip" else None)
-    _detect_formats(sources, format, report, log)
+    hints = _detect_formats(sources, format, report, log)
 
     from tqdm.auto import tqdm
 
@@ -154,7 +154,7 @@ def convert(
     def reject(error: RowError) -> None:
         report.rejected[error.reason] += 1
         if on_error == "fail":
-            raise ConversionError(error.message)
+            raise ConversionError(error.message + (hints.get(error.file, "") if error.reason == MISSING_FIELD else ""))
         record = error.to_record()
         report.rejects.append(record)
         if rejects_file is not None:
@@ -195,16 +195,21 @@ def _check_options(format: str, on_error: str, changes: str, num_proc: int, imag
         raise ConversionError(f"image root {image_root}: no such folder")
 
 
-def _detect_formats(sources: list[InputSource], format: str, report: ConversionReport, log) -> None:
-    """Each input's layout into `report.formats`, told through `log` with the reason."""
+def _detect_formats(sources: list[InputSource], format: str, report: ConversionReport, log) -> dict[str, str]:
+    """Each input's layout into `report.formats`, told through `log` with the reason. Returns, per input, a hint
+    naming the layout its columns look like when --format names another one ("" when it fits)."""
+    hints = {}
     for source in sources:
         report.formats[source.path] = _resolve_format(source, format)
+        if format != "auto":
+            hints[source.path] = mismatch_hint(source.columns(), format)
         name, why = report.formats[source.path]
         log(f"{source.path}: {name} ({why})")
         if name in ("pairs", "corrections") and {"question", "prompt"} <= source.columns():
             log(
                 f"{source.path}: rows have both 'question' and 'prompt': 'question' is the prompt, 'prompt' is ignored"
             )
+    return hints
 
 
 def _keep_flags(chunk: ChunkResult, report, reject, first_seen: dict, sources, source_index: dict) -> list[bool]:

@@ -45,9 +45,16 @@ class InspectSettings:
         },
     )
     no_stats: bool = field(default=False, metadata={"help": "skip the statistics over the whole dataset"})
+    min_score_gap: int = field(
+        default=1,
+        metadata={
+            "help": "on a feedback run folder: the run's min_score_gap, to say which answer pairs fell under it"
+        },
+    )
 
     def __post_init__(self):
         check_range("rows", self.rows, minimum=0)
+        check_range("min_score_gap", self.min_score_gap, minimum=1)
 
 
 def register(subparsers) -> None:
@@ -57,7 +64,9 @@ def register(subparsers) -> None:
         description=(
             "Show pairs of a converted dataset (save_to_disk folder, .parquet or .jsonl) with the changed segments "
             "marked: red for the rejected answer's spans, green for the chosen answer's (without colour: [-...-] and "
-            "{+...+}). Prints dataset statistics first; --html writes one self-contained page."
+            "{+...+}). Prints dataset statistics first; --html writes one self-contained page. On a feedback run "
+            "folder (`rlhfv feedback` / `iterate`'s round_<k>/feedback): each sampled answer with its claims coloured "
+            "by verdict and P(yes), the pairs made and why the others were not."
         ),
     )
     add_settings_arguments(parser, InspectSettings)
@@ -265,6 +274,7 @@ def render_html(table: PairTable, indices: list[int], stats: Stats | None) -> st
         f"<title>rlhfv inspect: {escape(table.path)}</title><style>{HTML_STYLE}</style></head><body>",
         f"<h1>{escape(table.path)}</h1>",
         "<p>Changed segments: <del>rejected</del> and <ins>chosen</ins>.</p>",
+        f'<p class="meta">{escape(shown_note(indices, len(table)))}</p>',
     ]
     if stats is not None:
         parts.append("<pre>" + escape("\n".join(stats.lines())) + "</pre>")
@@ -295,6 +305,13 @@ def render_html(table: PairTable, indices: list[int], stats: Stats | None) -> st
     return "\n".join(parts)
 
 
+def shown_note(indices: list[int], total: int) -> str:
+    """Which rows a page or a terminal listing shows, out of how many, and how to see others."""
+    if len(indices) == total:
+        return f"Showing all {total} pairs."
+    return f"Showing {len(indices)} of {total} pairs (rows {', '.join(map(str, indices))}); --rows N or --index I ... shows others."
+
+
 def use_color(no_color: bool) -> bool:
     """Colour on a terminal; --no-color or NO_COLOR turn it off, FORCE_COLOR turns it on anywhere (see no-color.org)."""
     if no_color or os.environ.get("NO_COLOR"):
@@ -308,6 +325,10 @@ def run(arguments: argparse.Namespace) -> int:
     (args,) = read_settings(arguments, InspectSettings)
     if not os.path.exists(args.dataset):
         raise CommandError(f"{args.dataset}: no such file or folder")
+    from data_tools import inspect_feedback
+
+    if inspect_feedback.is_feedback_run(args.dataset):  # a `rlhfv feedback` run: answers, claims, labels, pairs
+        return inspect_feedback.run(args, use_color(args.no_color))
     try:
         table = PairTable(args.dataset)
     except (ValueError, json.JSONDecodeError) as error:
@@ -323,6 +344,8 @@ def run(arguments: argparse.Namespace) -> int:
     for index in indices:
         print()
         print(render_terminal(index, table.row(index), color))
+    print()
+    print(shown_note(indices, len(table)))
     if args.html:
         with open(args.html, "w", encoding="utf-8") as handle:
             handle.write(render_html(table, indices, stats))

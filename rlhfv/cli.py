@@ -26,6 +26,7 @@ from rlhfv import __version__
 
 # subcommand -> module that registers it; listed in the order `--help` shows them
 COMMANDS = {
+    "data": "data_tools.data_cli",
     "convert": "data_tools.convert_cli",
     "inspect": "data_tools.inspect",
     "train": "rlhfv.train",

@@ -35,16 +35,48 @@ def load_preference_data(script_args, training_args):
     if script_args.dataset_streaming:
         raise CommandError("`dataset_streaming: true` is not supported: Dense DPO needs a map-style dataset")
 
+    _check_dataset_format(script_args.dataset_format)
+    _check_local_path(script_args.dataset_name)
     if script_args.dataset_format:
         dataset = converted_dataset(script_args, training_args)
     else:
         dataset = _load_converted(script_args)
 
+    dataset = _drop_token_columns(dataset, script_args.dataset_name)
     needs_spans = getattr(training_args, "segment_source", "spans") == "spans"
     for split_name, split in dataset.items() if isinstance(dataset, dict) else [(None, dataset)]:
         _check_columns(split, script_args.dataset_name, needs_spans)
         _check_rows(split, script_args.dataset_name, split_name, needs_spans)
     return _split(dataset, script_args, training_args)
+
+
+def _check_dataset_format(name: str | None) -> None:
+    """A `dataset_format` that names no reader fails here, with the choices and the nearest one."""
+    import difflib
+
+    from data_tools.formats import FORMAT_NAMES
+
+    choices = ("auto", *FORMAT_NAMES)
+    if name and name not in choices:
+        close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise CommandError(f"`dataset_format`: unknown format {name!r}{hint}; choose from: {', '.join(choices)}")
+
+
+LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet", ".arrow", ".csv")
+
+
+def _check_local_path(name: str) -> None:
+    """A `dataset_name` that is a path (not an `owner/name` Hub id) and does not exist fails as a missing path."""
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith(LOCAL_SUFFIXES)
+    if not looks_local or os.path.exists(os.path.expanduser(name)):
+        return
+    from data_tools.sources import SOURCES
+
+    made_by = [source.name for source in SOURCES.values() if name.rstrip("/").startswith(source.out)]
+    hint = f"; `rlhfv data get {made_by[0]}` writes it" if made_by else ""
+    where = "" if os.path.isabs(name) else f" (relative to {os.getcwd()})"
+    raise CommandError(f"`dataset_name`: {name}: no such file or folder{where}{hint}")
 
 
 def converted_dataset(script_args, training_args):
@@ -172,6 +204,28 @@ def _load_converted(script_args):
     except Exception as error:  # datasets raises many kinds (offline, bad config, unknown builder)
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
         raise CommandError(f"`dataset_name`: could not load {name}{offline}: {error}") from error
+
+
+# Columns a tokenizer wrote (TRL's own names and the usual others): TRL tokenizes the text again and overwrites them
+TOKEN_COLUMNS = {"input_ids", "attention_mask", "prompt_ids", "chosen_ids", "rejected_ids", "prompt_input_ids",
+                 "chosen_input_ids", "rejected_input_ids", "prompt_attention_mask", "chosen_attention_mask",
+                 "rejected_attention_mask", "labels", "chosen_labels", "rejected_labels"}  # fmt: skip
+
+
+def _drop_token_columns(dataset, name: str):
+    """Token columns stored with the data (perhaps by another model's tokenizer) are dropped, with a warning: the
+    text is what gets trained on, tokenized by this model's processor."""
+    columns = next(iter(dataset.values())).column_names if isinstance(dataset, dict) else dataset.column_names
+    found = sorted(TOKEN_COLUMNS & set(columns))
+    if not found:
+        return dataset
+    logger.warning(
+        "`dataset_name`: %s holds token columns %s, written by some tokenizer (perhaps another model's): they are "
+        "dropped and the text is tokenized again with this model's processor",
+        name,
+        found,
+    )
+    return dataset.remove_columns(found)
 
 
 def _split(dataset, script_args, training_args):

@@ -64,7 +64,8 @@ class HeldOutEvalCallback(TrainerCallback):
         if not state.is_world_process_zero or self.before is None:
             return
         self.after = self._timed_measure(model, processing_class)
-        print(self.format_before_after(self.before, self.after), flush=True)
+        # `rlhfv train` prints it last, after the evaluation and the saving (the run's result, not lost in logs)
+        self.final_report = self.format_before_after(self.before, self.after)
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         Path(args.output_dir, self.file_name).write_text(
             json.dumps({**self.record(), "before": self.before, "after": self.after}, indent=2) + "\n"

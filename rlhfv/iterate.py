@@ -184,6 +184,9 @@ class Iteration:
             return best[2], best[3], f"{word} {metric} of {len(scored)} checkpoint(s): {best[2].name}"
         return trained, scored[0][3], "final model (no evaluation)"
 
+    def caption(self) -> str:
+        return plot_caption(self.out, self.config.evaluation, self.config.seed)
+
     def table_metrics(self) -> tuple[str, ...]:
         """The held-out metrics of the per-round table and plot: the evaluator's (a subclass that overrides
         `evaluate` names its own here)."""
@@ -255,9 +258,9 @@ class Iteration:
             }
             write_text(selected_file, json.dumps(row, indent=2) + "\n")
             rows.append(row)
-            write_table(rows, self.out, metrics_shown)
+            write_table(rows, self.out, metrics_shown, self.caption())
         rows_path.write_text(json.dumps(rows, indent=2) + "\n")
-        write_table(rows, self.out, metrics_shown)
+        write_table(rows, self.out, metrics_shown, self.caption())
         logger.info("iterate: %d rounds in %.0f s", self.config.rounds, time.time() - start)
         return rows
 
@@ -325,7 +328,18 @@ def markdown_table(rows: list[dict], metrics=TABLE_METRICS) -> str:
     return "\n".join(lines)
 
 
-def write_table(rows: list[dict], out: Path, metrics=TABLE_METRICS) -> None:
+def plot_caption(out: Path, evaluation: dict, seed: int) -> str:
+    """What the plotted numbers rest on: the evaluation, how many held-out answers, one seed, the date."""
+    import datetime
+
+    answers = out / "round_0" / "eval_answers.jsonl"
+    count = sum(1 for line in answers.open() if line.strip()) if answers.is_file() else None
+    items = f"{count} held-out answers per model" if count else "held-out answers"
+    return (f"Evaluation: {evaluation.get('kind', 'none')}, {items}; one run, seed {seed} (no error bars: a single "
+            f"seed). Plotted {datetime.date.today().isoformat()}.")  # fmt: skip
+
+
+def write_table(rows: list[dict], out: Path, metrics=TABLE_METRICS, caption: str = "") -> None:
     (out / "rounds.md").write_text(markdown_table(rows, metrics) + "\n")
     try:
         import matplotlib
@@ -334,19 +348,24 @@ def write_table(rows: list[dict], out: Path, metrics=TABLE_METRICS) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
     rounds = [row["round"] for row in rows]
     for metric in (*metrics, "feedback_false_claim_rate"):
         values = [row.get(metric) for row in rows]
         # rates share one axis; counts and lengths (words, n) stay in the table
         if any(v is not None for v in values) and all(v is None or 0 <= v <= 1 for v in values):
             ax.plot(rounds, [v if v is not None else float("nan") for v in values], marker="o", label=metric)
-    ax.set_xlabel("round")
+    ax.set_xlabel("round (0 = the starting model)")
+    ax.set_ylabel("rate (0-1)")
+    ax.set_ylim(0, 1.02)  # the whole range: a change looks as large as it is
     ax.set_xticks(rounds)
     ax.set_title("Iterative feedback rounds")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend()
-    fig.tight_layout()
+        # beside the axes, never over a point
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    if caption:
+        fig.text(0.01, 0.01, caption, fontsize=7, color="dimgray", ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.08 if caption else 0, 1, 1))
     fig.savefig(out / "rounds.png", dpi=110)
     plt.close(fig)
 
@@ -369,6 +388,7 @@ def main(args: argparse.Namespace) -> int:
     from data_tools.settings import read_settings
     from rlhfv.endpoint import EndpointError
     from rlhfv.eval.io import EvalInputError
+    from rlhfv.recipe import apply_recipe_env
 
     if not args.config:
         raise CommandError(
@@ -379,6 +399,8 @@ def main(args: argparse.Namespace) -> int:
         config.check_recipe()
     except CommandError as error:
         raise type(error)(f"{args.config}: {error}") from None
+    # one thread policy for every stage: the train section's env (e.g. OMP_NUM_THREADS: 1) from the first stage on
+    apply_recipe_env(config.train.get("env"))
     if config.feedback.get("sampler") == "vllm":
         from rlhfv.feedback.vllm_sampling import require_vllm
 

@@ -51,6 +51,9 @@ def make_parser(prog: str | None = None, dataclass_types: tuple | None = None, d
         dataclass_types, prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.help_hint = f"`{prog or 'rlhfv train'} --help` lists the fields"
+    from rlhfv.help_groups import group_recipe_help
+
+    group_recipe_help(parser, dataclass_types)
     return parser
 
 
@@ -108,6 +111,15 @@ def check_command_line_flags(parser, argv: list[str]) -> None:
         flag = token.split("=", 1)[0]
         if flag not in ("--config", "--help") and flag not in parser._option_string_actions:
             raise CommandError(f"command line: unknown option `{flag}`{suggestion(flag, known)}; {parser.help_hint}")
+
+
+def apply_recipe_env(env: dict | None) -> None:
+    """Apply a recipe's `env:` section to the whole process now, so that every stage of a command (not only the one
+    whose parser reads the section) runs with it: `rlhfv iterate` calls this with its train section's env before
+    its SFT, sampling, labeling and evaluation stages. Like TRL's parser, the recipe's value replaces the shell's."""
+    for key, value in (env or {}).items():
+        os.environ[str(key)] = str(value)
+    _apply_thread_count()
 
 
 def _apply_thread_count() -> None:

@@ -66,13 +66,12 @@ def main(script_args, training_args, model_args, callbacks: list | None = None, 
         dataset_format=script_args.dataset_format,
     )
     logger.info("Recipe: %s", record.recipe_file or "(command line only)")
-    logger.info("Script arguments: %s", script_args)
-    logger.info("Model arguments: %s", model_args)
-    logger.info("Training arguments: %s", training_args)
     checkpoint = _check_before_loading(script_args, training_args)
     trainer = _build_trainer(script_args, training_args, model_args, callbacks, record)
     _train_and_save(trainer, script_args, training_args, record, checkpoint)
     _finish(trainer)
+    if trainer.is_world_process_zero():
+        _print_result(trainer, training_args.output_dir)
     return trainer
 
 
@@ -104,6 +103,15 @@ def _build_trainer(script_args, training_args, model_args, callbacks: list | Non
     from rlhfv.trainer import DenseDPOTrainer
 
     train_dataset, eval_dataset = load_preference_data(script_args, training_args)
+    # only once the checks and the data have passed: a mistake must not leave an output folder behind
+    if training_args.process_index == 0:
+        # the resolved configuration (about 120 lines) goes to the output folder and its log, not the screen
+        from rlhfv.run_log import log_configuration, open_run_log
+
+        log_file = open_run_log(training_args.output_dir)
+        config_file = log_configuration(training_args.output_dir, script_args=script_args, model_args=model_args,
+                                        training_args=training_args)  # fmt: skip
+        logger.info("Resolved configuration: %s (secrets redacted); log: %s", config_file, log_file)
     logger.info("Training rows: %d; evaluation rows: %s", len(train_dataset), eval_dataset and len(eval_dataset))
     peft_config = get_peft_config(model_args)
     model, ref_model, processor = load_model(model_args, training_args, use_peft=peft_config is not None)
@@ -150,20 +158,37 @@ def _train_and_save(trainer, script_args, training_args, record, checkpoint: str
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
     except TrainingDivergedError as error:
         raise CommandError(str(error)) from error
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
+    _report_metrics(trainer, "train", train_result.metrics)
     trainer.save_state()
     trainer.save_model(training_args.output_dir)
     logger.info("Saved the model and processor to %s", training_args.output_dir)
 
     if trainer.eval_dataset is not None:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
+        _report_metrics(trainer, "eval", trainer.evaluate())
     # After evaluation, so that the card's final metrics include it
     trainer.create_model_card(model_name=Path(training_args.output_dir).name)
     if training_args.push_to_hub:
         push_final_model(trainer, dataset_name=script_args.dataset_name)
+
+
+def _report_metrics(trainer, split: str, metrics: dict) -> None:
+    """Metrics to <split>_results.json and train.log; one line of them on the screen."""
+    from rlhfv.run_log import log_metrics, metrics_line
+
+    trainer.save_metrics(split, metrics)
+    if trainer.is_world_process_zero():
+        log_metrics(split, metrics)
+        print(metrics_line(split, metrics, str(Path(trainer.args.output_dir) / f"{split}_results.json")), flush=True)
+
+
+def _print_result(trainer, output_dir: str) -> None:
+    """The run's last lines: each callback's `final_report` (e.g. a before/after table), then where things are."""
+    for callback in trainer.callback_handler.callbacks:
+        report = getattr(callback, "final_report", None)
+        if report:
+            print(report, flush=True)
+    card = Path(output_dir) / "README.md"
+    print(f"model saved to {output_dir}" + (f"; model card: {card}" if card.is_file() else ""), flush=True)
 
 
 def _finish(trainer) -> None:

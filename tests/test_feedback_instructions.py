@@ -119,7 +119,8 @@ def test_llava_rlhf_multi_turn_takes_the_last_user_turn_and_keeps_image_paths(tm
         {"id": "GQA_2", "image": "imgs/cat.png", "preference": 2, "output_1": turn, "output_2": turn,
          "conversations": [{"from": "human", "value": "<image>\nWhat is this?"}]},
         {"id": "GQA_4", "image": "imgs/cat.png", "preference": 2, "output_1": turn, "output_2": turn,
-         "conversations": [{"from": "human", "value": "What is this?"}, turn]},  # ends with the model's turn
+         # ends with the model's turn, as every row of LLaVA-RLHF's files does (its reward code replaces that turn)
+         "conversations": [{"from": "human", "value": "What animal is this?"}, turn]},
         {"id": "GQA_3", "image": "imgs/cat.png", "preference": 2, "output_1": turn, "output_2": turn,
          "conversations": [{"from": "human", "value": "<image>\nWhat is this?"},
                            {"from": "human", "value": "   "}]},  # an empty question
@@ -130,6 +131,7 @@ def test_llava_rlhf_multi_turn_takes_the_last_user_turn_and_keeps_image_paths(tm
     assert as_tuples(result) == [
         ("GQA_1", "What color is it?", "imgs/cat.png", f"{path}:line 1"),
         ("GQA_2", "What is this?", "imgs/cat.png", f"{path}:line 2"),
+        ("GQA_4", "What animal is this?", "imgs/cat.png", f"{path}:line 3"),
     ]
     assert result.instructions[0].image_path == str(tmp_path / "imgs" / "cat.png")
     # LLaVA-RLHF's released rows end with the model's turn (its loader replaces it with output_1 / output_2): the

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from datasets import load_from_disk
 from PIL import Image
 
 from data_tools.inspect import GREEN, RED, RESET
@@ -88,6 +89,12 @@ def test_html_page(converted, tmp_path, capsys):
     assert "A <ins>blue</ins> car is parked." in text
     assert "Two cats <del>and a &lt;</del>." in text
     assert 'src="http' not in text  # self-contained
+    # the page and the terminal say how many of the pairs they show
+    assert len(load_from_disk(str(converted))) == 2
+    assert "Showing all 2 pairs." in text and "Showing all 2 pairs." in capsys.readouterr().out
+    assert main(["inspect", str(converted), "--html", str(page), "--rows", "1", "--no-stats"]) == 0
+    note = "Showing 1 of 2 pairs (rows 0); --rows N or --index I ... shows others."
+    assert note in page.read_text(encoding="utf-8") and note in capsys.readouterr().out
 
 
 def test_bad_arguments(converted, tmp_path, capsys):

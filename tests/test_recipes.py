@@ -93,9 +93,8 @@ def test_public_2024_recipe_uses_the_public_code_settings():
     assert (args.gamma, args.beta, args.score_average, args.max_steps) == (1.1, 0.1, False, 2160)
     assert global_batch(args, 8) == 8 and args.learning_rate == 5e-7
     assert args.segment_source == "rlhfv_token_diff"
-    assert (
-        recipe.script_args.dataset_name == "openbmb/RLHF-V-Dataset" and recipe.script_args.dataset_format == "rlhf-v"
-    )
+    # RLHF-V-Dataset at its pinned revision, converted by `rlhfv data get rlhf-v`
+    assert recipe.script_args.dataset_name == "data/rlhf_v/dense" and not recipe.script_args.dataset_format
 
 
 @pytest.mark.parametrize(
@@ -191,7 +190,8 @@ def test_command_line_override_is_checked_by_argparse(tmp_path, capsys):
     "text, expected",
     [
         ("", "no training data: set `dataset_name`"),
-        ("dataset_name: /no/such/folder\n", "`dataset_name`: /no/such/folder is neither a converted dataset folder"),
+        # a path, not an `owner/name` Hub id: reported as a missing path
+        ("dataset_name: /no/such/folder\n", "`dataset_name`: /no/such/folder: no such file or folder"),
         ("dataset_name: /no/such/file.jsonl\ndataset_format: corrections\n", "`dataset_name`: /no/such/file.jsonl"),
     ],
 )

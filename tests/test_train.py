@@ -2,6 +2,7 @@
 W&B offline logging."""
 
 import glob
+import json
 import math
 import os
 from pathlib import Path
@@ -76,10 +77,17 @@ def test_demo_recipe_trains_and_leaves_a_loadable_model(tmp_path, converted_cach
 
 
 @pytest.mark.slow  # over 5 s on 2 cores (make test-slow)
-def test_demo_evaluates_on_the_held_out_rows(tmp_path, converted_cache):
+def test_demo_evaluates_on_the_held_out_rows(tmp_path, converted_cache, capsys):
     argv = demo_argv(tmp_path / "eval", converted_cache, "--max_steps", "2", "--eval_strategy", "steps",
                      "--eval_steps", "2", "--dataset_test_size", "8")  # fmt: skip
     trainer = run_demo(argv)
+    # The screen ends with where the model is; the configuration went to files, not the screen
+    out = capsys.readouterr().out
+    assert out.rstrip().splitlines()[-1].startswith(f"model saved to {tmp_path / 'eval'}")
+    assert "Training arguments" not in out and "***** eval metrics *****" not in out
+    config = json.loads((tmp_path / "eval" / "run_config.json").read_text())
+    assert config["training_args"]["max_steps"] == 2 and config["training_args"]["hub_token"] in (None, "<redacted>")
+    assert "max_steps" in (tmp_path / "eval" / "train.log").read_text()
     # The demo holds out `dataset_test_size: 8` of its 64 rows
     assert len(trainer.eval_dataset) == 8 and len(trainer.train_dataset) == 56
     assert not set(trainer.eval_dataset["id"]) & set(trainer.train_dataset["id"])

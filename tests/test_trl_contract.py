@@ -367,6 +367,8 @@ def test_the_trl_state_the_accessors_read_is_set_by_trl():
     model.register_buffer("scale", torch.ones(2))
     _compat.ignore_bool_buffers_in_ddp(model)
     assert model._ddp_params_and_buffers_to_ignore == ["flag"]
+
+
 def test_accelerate_takes_fsdp_and_deepspeed_only_off_the_cpu():
     # _compat entries 14 and 18: when accelerate handles CPU processes itself, the switches can go
     from accelerate.state import AcceleratorState, PartialState

@@ -19,6 +19,7 @@ from data_tools.formats._fields import (
     image_fields,
     optional_id,
     prompt_messages,
+    strip_image_placeholder,
     text_field,
 )
 
@@ -37,6 +38,17 @@ def detect_format(columns: set[str]) -> tuple[str, str] | None:
     return None
 
 
+def mismatch_hint(columns: set[str], given: str) -> str:
+    """When a layout named with --format does not fit the columns but another does: a hint naming that one."""
+    if FORMATS[given].detect(columns) is not None:
+        return ""
+    detected = detect_format(columns)
+    if detected is None or detected[0] == given:
+        return ""
+    name, why = detected
+    return f"; the file looks like `{name}` ({why}): use --format {name} (or auto)"
+
+
 __all__ = [
     "FORMATS",
     "FORMAT_NAMES",
@@ -44,8 +56,10 @@ __all__ = [
     "check_text",
     "detect_format",
     "first_id",
+    "mismatch_hint",
     "image_fields",
     "optional_id",
     "prompt_messages",
+    "strip_image_placeholder",
     "text_field",
 ]

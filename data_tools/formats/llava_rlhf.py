@@ -11,7 +11,7 @@ COLUMNS = "id, image, conversations [{from, value}], output_1 {from, value}, out
 SAMPLE = {
     "id": "GQA_3217",
     "image": "COCO_train2014_000000057870.jpg",
-    "conversations": [{"from": "human", "value": "<image>\nWhat is on the table?"}],
+    "conversations": [{"from": "human", "value": "<image>\nWhat is on the table?"}, {"from": "gpt", "value": "..."}],
     "output_1": {"from": "llava", "value": "A laptop and a cup of coffee."},
     "output_2": {"from": "llava", "value": "A laptop, a cup of coffee and a cat."},
     "preference": 1,

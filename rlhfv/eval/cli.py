@@ -261,6 +261,11 @@ def _run_chair(arguments) -> int:
     except EvalInputError as error:
         raise CommandError(str(error)) from None
     report = {"answers": str(args.answers), "objects": str(args.objects), **report}
+    # the numbers `rlhfv eval report` puts in its table (percent, as the benchmark reports give them)
+    report["headline"] = {
+        f"CHAIR {name}": None if report.get(key) is None else 100 * report[key]
+        for name, key in (("CHAIR_s", "chair_s"), ("CHAIR_i", "chair_i"), ("recall", "recall"))
+    }
     print(format_report(report))
     if args.out:
         write_json(args.out, report)

@@ -121,6 +121,11 @@ def run(arguments) -> int:
         raise CommandError(f"the reward model reads facts, but {args.prompts} has no `facts`")
     policy = processor = None
     if args.policy is not None:
+        if str(args.policy).startswith("tiny:"):
+            print(
+                f"note: --policy {args.policy} builds an untrained tiny model: its answers are random text, useful to "
+                "exercise the pipeline only; give a trained policy's folder for pairs that mean something"
+            )
         torch.manual_seed(args.seed)
         policy, processor = load_vlm(args.policy, seed=args.seed)
         policy.eval()
