@@ -444,5 +444,6 @@ def plot(payload: dict, name: str):
         capsize=3,
     )
     ax.set(xlabel="phase of one round", ylabel="share of the round's time (%)", title="Where a round's time goes")
-    fig.suptitle(f"{payload['date']}: medians; error bars = min and max over repeats", fontsize=9)
-    return common.save_figure(fig, name)
+    return common.save_figure(
+        fig, name, payload, bars="Points and bars: medians; error bars: min and max over repeats."
+    )

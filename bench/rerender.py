@@ -13,7 +13,7 @@ import sys
 from bench import common
 
 
-PLOTTED = ("converter", "loss_head", "ref_precompute", "tile_shapes", "train_step", "gpu")
+PLOTTED = ("converter", "feedback", "loss_head", "ref_precompute", "tile_shapes", "train_step", "gpu")
 
 
 def main(names: list[str]) -> int:

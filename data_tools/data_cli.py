@@ -15,6 +15,8 @@ import json
 import os
 from pathlib import Path
 
+from data_tools.settings import add_output_argument
+
 
 def register(subparsers) -> None:
     from data_tools.sources import SOURCES
@@ -33,7 +35,7 @@ def register(subparsers) -> None:
     get.add_argument("name", metavar="NAME", help=f"one of: {', '.join(SOURCES)}")
     get.add_argument("--from", dest="from_dir", default=None, metavar="FOLDER", help="read a local copy of the "
                      "source's files (any layout below FOLDER) instead of downloading")  # fmt: skip
-    get.add_argument("--out", default=None, help="output folder (default: the recipes' folder, e.g. data/rlhf_v)")
+    add_output_argument(get, help="output folder (default: the recipes' folder, e.g. data/rlhf_v)")
     get.add_argument("--revision", default=None, help="a Hub revision other than the pinned one (a commit hash)")
     get.add_argument("--images", default="data/coco/train2017", help="LLaVA-RLHF: the COCO train2017 image folder "
                      "to check the rows' images against (default data/coco/train2017)")  # fmt: skip
@@ -70,7 +72,7 @@ NEXT = {
     "object-halbench": "rlhfv eval object-halbench generate --model MODEL --questions {out}/questions.jsonl "
     "--images COCO_VAL2014_FOLDER --out outputs/eval/objhal.jsonl",
     "amber": "rlhfv eval amber generate --model MODEL --queries {out}/query_all.json --images {out}/image "
-    "--out outputs/eval/amber.jsonl",
+    "--output_dir outputs/eval/amber.jsonl",
 }
 
 

@@ -68,7 +68,7 @@ def test_feedback_on_an_empty_prompts_file_is_one_line(tmp_path, capsys):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("")
     (tmp_path / "policy").mkdir()
-    argv = ["feedback", "--prompts", prompts, "--policy", tmp_path / "policy", "--out", tmp_path / "fb"]
+    argv = ["feedback", "--prompts", prompts, "--policy", tmp_path / "policy", "--output_dir", tmp_path / "fb"]
     assert run([*argv, "--no-progress"]) == 1
     one_line_error(capsys, "prompts.jsonl", "holds no rows")
 
@@ -103,7 +103,7 @@ def test_pope_split_with_a_non_text_image_is_one_line(tmp_path, capsys):
                 tmp_path,
                 "--model",
                 tmp_path / "m",
-                "--out",
+                "--output_dir",
                 tmp_path / "out",
             ]
         )
@@ -226,7 +226,7 @@ def test_feedback_strict_paths_flag(tmp_path, capsys):
     png(tmp_path / "outside.png")
     prompts = write_jsonl(tmp_path / "data" / "p.jsonl", [{"id": "a", "question": "Q?", "image": "../outside.png"}])
     (tmp_path / "policy").mkdir()
-    argv = ["feedback", "--prompts", prompts, "--policy", tmp_path / "policy", "--out", tmp_path / "fb"]
+    argv = ["feedback", "--prompts", prompts, "--policy", tmp_path / "policy", "--output_dir", tmp_path / "fb"]
     assert run([*argv, "--strict-paths", "--no-progress"]) == 1
     one_line_error(capsys, "p.jsonl:line 1", "field 'image'", "outside the image root")
 
@@ -234,7 +234,7 @@ def test_feedback_strict_paths_flag(tmp_path, capsys):
 def test_eval_generate_strict_paths(tmp_path, capsys):
     png(tmp_path / "outside.png")
     prompts = write_jsonl(tmp_path / "data" / "p.jsonl", [{"id": "a", "question": "Q?", "image": "../outside.png"}])
-    argv = ["eval", "generate", "--model", tmp_path / "m", "--prompts", prompts, "--out", tmp_path / "a.jsonl"]
+    argv = ["eval", "generate", "--model", tmp_path / "m", "--prompts", prompts, "--output_dir", tmp_path / "a.jsonl"]
     assert run([*argv, "--strict-paths"]) == 1
     one_line_error(capsys, "p.jsonl:line 1", "field 'image'", "--strict-paths")
 
@@ -255,7 +255,7 @@ def test_benchmark_generate_strict_paths(tmp_path, capsys):
         tmp_path / "images",
         "--model",
         tmp_path / "m",
-        "--out",
+        "--output_dir",
         tmp_path / "answers",
         "--strict-paths",
     ]

@@ -98,7 +98,10 @@ def test_chair_metrics_by_hand(tmp_path, extractor):
 
     # the same through the command line, report written to disk
     out = tmp_path / "report.json"
-    assert rlhfv_main(["eval", "chair", "--answers", str(answers), "--objects", str(objects), "--out", str(out)]) == 0
+    assert (
+        rlhfv_main(["eval", "chair", "--answers", str(answers), "--objects", str(objects), "--output_dir", str(out)])
+        == 0
+    )
     assert json.loads(out.read_text())["chair_i"] == pytest.approx(3 / 9)
 
 

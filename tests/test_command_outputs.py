@@ -39,7 +39,18 @@ def write_jsonl(path, rows):
 # ---- item 1: feedback ------------------------------------------------------------------------------------------
 def feedback(prompts, out, policy):
     return run(
-        ["feedback", "--prompts", prompts, "--policy", policy, "--out", out, "--labeler", "self", "--no-progress"]
+        [
+            "feedback",
+            "--prompts",
+            prompts,
+            "--policy",
+            policy,
+            "--output_dir",
+            out,
+            "--labeler",
+            "self",
+            "--no-progress",
+        ]
     )
 
 
@@ -49,7 +60,7 @@ def test_feedback_out_holding_the_prompts_is_refused(tmp_path, capsys):
     before = prompts.read_bytes()
     (tmp_path / "policy").mkdir()
     assert feedback(prompts, folder, tmp_path / "policy") == 1
-    one_line_error(capsys, "--out", "would overwrite the input", "pairs.jsonl")
+    one_line_error(capsys, "--output_dir", "would overwrite the input", "pairs.jsonl")
     assert prompts.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["pairs.jsonl"]
 
 
@@ -58,7 +69,7 @@ def test_feedback_out_equal_to_the_prompts_file_is_one_line(tmp_path, capsys):
     before = prompts.read_bytes()
     (tmp_path / "policy").mkdir()
     assert feedback(prompts, prompts, tmp_path / "policy") == 1
-    one_line_error(capsys, "--out", "prompts.jsonl")
+    one_line_error(capsys, "--output_dir", "prompts.jsonl")
     assert prompts.read_bytes() == before
 
 
@@ -78,17 +89,17 @@ def test_chair_out_onto_its_answers_is_refused(tmp_path, capsys):
     objects = tmp_path / "objects.json"
     objects.write_text(json.dumps({"x.jpg": ["dog"]}))
     before = answers.read_bytes()
-    for flag in ("--out", "--details"):
+    for flag in ("--output_dir", "--details"):
         assert run(["eval", "chair", "--answers", answers, "--objects", objects, flag, answers]) == 1
         one_line_error(capsys, flag, "would overwrite the input")
         assert answers.read_bytes() == before
     # an existing report: replaced only with --overwrite
     out = tmp_path / "report.json"
     out.write_text("old")
-    assert run(["eval", "chair", "--answers", answers, "--objects", objects, "--out", out]) == 1
+    assert run(["eval", "chair", "--answers", answers, "--objects", objects, "--output_dir", out]) == 1
     one_line_error(capsys, "already exists; pass --overwrite")
     assert out.read_text() == "old"
-    assert run(["eval", "chair", "--answers", answers, "--objects", objects, "--out", out, "--overwrite"]) == 0
+    assert run(["eval", "chair", "--answers", answers, "--objects", objects, "--output_dir", out, "--overwrite"]) == 0
     assert json.loads(out.read_text())["chair_i"] == 0
 
 
@@ -101,16 +112,18 @@ def test_pope_details_onto_an_answers_file_is_refused(tmp_path, capsys):
     one_line_error(capsys, "--details", "random.jsonl")
     assert (answers / "random.jsonl").read_bytes() == before
     # a report beside the answers is fine
-    assert run([*argv, "--out", answers / "pope.json"]) == 0
+    assert run([*argv, "--output_dir", answers / "pope.json"]) == 0
     assert json.loads((answers / "pope.json").read_text())["splits"]["random"]["n"] == 6
 
 
 def test_report_out_onto_a_result_is_refused(tmp_path, capsys):
     result = tmp_path / "pope.json"
-    assert run(["eval", "pope", "score", "--pope-dir", POPE, "--answers", POPE / "answers", "--out", result]) == 0
+    assert (
+        run(["eval", "pope", "score", "--pope-dir", POPE, "--answers", POPE / "answers", "--output_dir", result]) == 0
+    )
     before = result.read_bytes()
-    assert run(["eval", "report", "--result", f"sft={result}", "--out", result]) == 1
-    one_line_error(capsys, "--out", "would overwrite the input")
+    assert run(["eval", "report", "--result", f"sft={result}", "--output_dir", result]) == 1
+    one_line_error(capsys, "--output_dir", "would overwrite the input")
     assert result.read_bytes() == before
 
 
@@ -118,7 +131,19 @@ def test_report_out_onto_a_result_is_refused(tmp_path, capsys):
 def test_pope_score_out_a_folder_is_one_line(tmp_path, capsys):
     (tmp_path / "folder").mkdir()
     assert (
-        run(["eval", "pope", "score", "--pope-dir", POPE, "--answers", POPE / "answers", "--out", tmp_path / "folder"])
+        run(
+            [
+                "eval",
+                "pope",
+                "score",
+                "--pope-dir",
+                POPE,
+                "--answers",
+                POPE / "answers",
+                "--output_dir",
+                tmp_path / "folder",
+            ]
+        )
         == 1
     )
     one_line_error(capsys, "is a folder; name a file")
@@ -136,7 +161,7 @@ def test_same_file_for_two_outputs_is_refused(tmp_path, capsys):
                 POPE,
                 "--answers",
                 POPE / "answers",
-                "--out",
+                "--output_dir",
                 out,
                 "--details",
                 out,
@@ -151,8 +176,10 @@ def test_same_file_for_two_outputs_is_refused(tmp_path, capsys):
 def test_generate_onto_its_prompts_is_refused(tmp_path, capsys):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": str(i), "question": "Hi?"} for i in range(4)])
     before = prompts.read_bytes()
-    assert run(["eval", "generate", "--model", tmp_path / "no-model", "--prompts", prompts, "--out", prompts]) == 1
-    one_line_error(capsys, "--out", "would overwrite the input")
+    assert (
+        run(["eval", "generate", "--model", tmp_path / "no-model", "--prompts", prompts, "--output_dir", prompts]) == 1
+    )
+    one_line_error(capsys, "--output_dir", "would overwrite the input")
     assert prompts.read_bytes() == before
 
 
@@ -160,7 +187,7 @@ def test_resume_counts_only_rows_with_an_answer(tmp_path, capsys):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": str(i), "question": "Hi?"} for i in range(4)])
     copy = tmp_path / "copy.jsonl"
     shutil.copy(prompts, copy)  # a copy of the prompts given as the answers file: no row is answered
-    assert run(["eval", "generate", "--model", tmp_path / "no-model", "--prompts", prompts, "--out", copy]) == 1
+    assert run(["eval", "generate", "--model", tmp_path / "no-model", "--prompts", prompts, "--output_dir", copy]) == 1
     one_line_error(capsys, "copy.jsonl:line 1: no 'answer' field")
 
 
@@ -170,9 +197,9 @@ def test_reward_pairs_refuses_its_prompts_and_an_existing_dataset(tmp_path, caps
 
     prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"id": "a", "question": "Q?", "samples": ["x", "y"]}])
     before = prompts.read_bytes()
-    argv = ["reward-pairs", "--prompts", prompts, "--reward-model", tmp_path / "no-rm", "--out"]
+    argv = ["reward-pairs", "--prompts", prompts, "--reward-model", tmp_path / "no-rm", "--output_dir"]
     assert run([*argv, prompts]) == 1
-    one_line_error(capsys, "--out", "would overwrite the input")
+    one_line_error(capsys, "--output_dir", "would overwrite the input")
     assert prompts.read_bytes() == before
 
     existing = tmp_path / "dataset"

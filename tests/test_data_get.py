@@ -89,7 +89,7 @@ def test_rlhf_v_pinned_download_converts(tmp_path, hub):
     write_parquet(tmp_path / "hub" / "RLHF-V-Dataset.parquet", rows,
                   {"ds_name": "string", "image": "image", "text": "string", "origin_dataset": "string",
                    "origin_split": "string", "idx": "int64", "image_path": "string"})  # fmt: skip
-    assert run("rlhf-v", "--out", tmp_path / "out") == 0
+    assert run("rlhf-v", "--output_dir", tmp_path / "out") == 0
     assert asked == [("openbmb/RLHF-V-Dataset", "dataset", SOURCES["rlhf-v"].hub[0].revision)]
     dense = load_from_disk(str(tmp_path / "out" / "dense"))
     assert len(dense) == 2
@@ -123,7 +123,7 @@ def test_rlaif_v_prompts_one_per_instruction(tmp_path, hub):
                 "image_path": "string"}  # fmt: skip
     write_parquet(tmp_path / "hub" / "RLAIF-V-Dataset_000.parquet", rows[:2], features)
     write_parquet(tmp_path / "hub" / "RLAIF-V-Dataset_001.parquet", rows[2:], features)
-    assert run("rlaif-v", "--out", tmp_path / "out") == 0
+    assert run("rlaif-v", "--output_dir", tmp_path / "out") == 0
     prompts = [json.loads(line) for line in (tmp_path / "out" / "prompts.jsonl").read_text().splitlines()]
     assert [p["question"] for p in prompts] == ["Describe the image.", "What colour is it?"]
     assert len(list((tmp_path / "out" / "images").iterdir())) == 2
@@ -172,7 +172,7 @@ def test_llava_rlhf_preference_heldout_and_reward_loader(tmp_path, hub):
     for name in CAPTIONS:
         (coco / name).write_bytes(jpeg())
     out = tmp_path / "out"
-    assert run("llava-rlhf-preference", "--out", out, "--heldout", 1, "--images", coco) == 0
+    assert run("llava-rlhf-preference", "--output_dir", out, "--heldout", 1, "--images", coco) == 0
     assert [repo for repo, _, _ in asked] == ["zhiqings/LLaVA-Human-Preference-10K", "zhiqings/LLaVA-RLHF-Data"]
     train = json.loads((out / "preference_train.json").read_text())
     heldout = json.loads((out / "preference_heldout1.json").read_text())
@@ -209,7 +209,7 @@ def test_llava_rlhf_rl_prompts_load(tmp_path, hub):
     (tmp_path / "rlhf" / "llava_ppo50k-aokvqa12k-vqa10k.json").write_text(json.dumps(rows))
     (tmp_path / "rlhf" / "image_to_caption.json").write_text(json.dumps(CAPTIONS))
     out = tmp_path / "out"
-    assert run("llava-rlhf-rl", "--out", out, "--images", tmp_path / "none") == 0
+    assert run("llava-rlhf-rl", "--output_dir", out, "--images", tmp_path / "none") == 0
     prompts = [json.loads(line) for line in (out / "rl_prompts.jsonl").read_text().splitlines()]
     assert [(p["yes_no_truth"], p["mc_answer"]) for p in prompts] == [("no", None), (None, "B")]
     summary = json.loads((out / "summary.json").read_text())
@@ -246,7 +246,7 @@ def test_mmhal_template_and_images(tmp_path, hub):
     with zipfile.ZipFile(tmp_path / "hub" / "test_data.zip", "w") as archive:
         for i in range(8):
             archive.writestr(f"test_data/images/{i}_abc_o.jpg", jpeg())
-    assert run("mmhal", "--out", tmp_path / "out") == 0
+    assert run("mmhal", "--output_dir", tmp_path / "out") == 0
     assert len(list((tmp_path / "out" / "images").iterdir())) == 8
     template = mmhal.read_template(tmp_path / "out" / "response_template.json")
     assert all(row["_image"].is_file() for row in mmhal.prompt_rows(template, tmp_path / "out" / "images"))
@@ -265,7 +265,7 @@ def test_pope_split_files_read_by_eval(tmp_path, hub):
     write_parquet(tmp_path / "hub" / "data" / "test-00000-of-00001.parquet", rows,
                   {"id": "string", "question_id": "string", "question": "string", "answer": "string",
                    "image_source": "string", "image": "image", "category": "string"})  # fmt: skip
-    assert run("pope", "--out", tmp_path / "out") == 0
+    assert run("pope", "--output_dir", tmp_path / "out") == 0
     files = pope.find_split_files(tmp_path / "out")
     assert set(files) == {"random", "popular", "adversarial"}
     questions = pope.read_questions(files["random"], tmp_path / "out" / "val2014")
@@ -289,7 +289,7 @@ def test_object_halbench_and_amber_from_local_copy(tmp_path):
     )
     (local / "instances_val2014.json").write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
     (local / "captions_val2014.json").write_text(json.dumps({"images": [], "annotations": []}))
-    assert run("object-halbench", "--from", local, "--out", tmp_path / "objhal_out") == 0
+    assert run("object-halbench", "--from", local, "--output_dir", tmp_path / "objhal_out") == 0
     assert (tmp_path / "objhal_out" / "questions.jsonl").read_text().count("\n") == 2
 
     amber = tmp_path / "AMBER"
@@ -303,5 +303,5 @@ def test_object_halbench_and_amber_from_local_copy(tmp_path):
         json.dumps([{"id": 1, "image": "AMBER_1.jpg", "query": "Describe this image."}])
     )
     (amber / "image" / "AMBER_1.jpg").write_bytes(jpeg())
-    assert run("amber", "--from", amber, "--out", tmp_path / "amber_out") == 0
+    assert run("amber", "--from", amber, "--output_dir", tmp_path / "amber_out") == 0
     assert (tmp_path / "amber_out" / "image" / "AMBER_1.jpg").is_file()

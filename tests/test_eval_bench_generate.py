@@ -40,7 +40,7 @@ def test_mmhal_generate_fills_template_in_order_and_resumes(tmp_path, saved_llav
     make_images(images, [item["image_src"].rsplit("/", 1)[1] for item in template])
     out = tmp_path / "filled.json"
     argv = generate_argv(saved_llava_folder, "mmhal", "generate", "--template", MMHAL / "response_template.json",
-                         "--images", images, "--out", out)  # fmt: skip
+                         "--images", images, "--output_dir", out)  # fmt: skip
     assert rlhfv_main([str(a) for a in argv]) == 0
     filled = json.loads(out.read_text())
     # same items, same order, same fields; only model_answer changed
@@ -87,7 +87,9 @@ def test_object_halbench_generate_with_embedded_images(tmp_path, saved_llava_fol
         lines.append(json.dumps({"image_id": 101 + k, "question": "Describe this image in detail.", "image": encoded}))
     questions.write_text("\n".join(lines) + "\n")
     out = tmp_path / "answers.jsonl"
-    argv = generate_argv(saved_llava_folder, "object-halbench", "generate", "--questions", questions, "--out", out)
+    argv = generate_argv(
+        saved_llava_folder, "object-halbench", "generate", "--questions", questions, "--output_dir", out
+    )
     assert rlhfv_main([str(a) for a in argv]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["0", "1"]  # no question_id: the line's index
@@ -100,7 +102,9 @@ def test_pope_and_amber_generate(tmp_path, saved_llava_folder):
     names = {json.loads(line)["image"] for f in POPE.glob("coco_pope_*.json") for line in f.read_text().splitlines()}
     make_images(images, sorted(names))
     out = tmp_path / "pope"
-    argv = generate_argv(saved_llava_folder, "pope", "generate", "--pope-dir", POPE, "--images", images, "--out", out)
+    argv = generate_argv(
+        saved_llava_folder, "pope", "generate", "--pope-dir", POPE, "--images", images, "--output_dir", out
+    )
     assert rlhfv_main([str(a) for a in argv]) == 0
     for split, n in [("random", 6), ("popular", 2), ("adversarial", 2)]:
         rows = [json.loads(line) for line in (out / f"{split}.jsonl").read_text().splitlines()]
@@ -116,7 +120,7 @@ def test_pope_and_amber_generate(tmp_path, saved_llava_folder):
     make_images(tmp_path / "amber_images", [q["image"] for q in queries])
     out = tmp_path / "amber.jsonl"
     argv = generate_argv(saved_llava_folder, "amber", "generate", "--queries", AMBER / "query_all.json", "--images",
-                         tmp_path / "amber_images", "--out", out)  # fmt: skip
+                         tmp_path / "amber_images", "--output_dir", out)  # fmt: skip
     assert rlhfv_main([str(a) for a in argv]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == [str(q["id"]) for q in queries]
@@ -126,6 +130,6 @@ def test_pope_and_amber_generate(tmp_path, saved_llava_folder):
 def test_missing_image_is_reported_before_loading_the_model(tmp_path, capsys):
     out = tmp_path / "filled.json"
     argv = ["eval", "mmhal", "generate", "--model", "/nonexistent", "--template", MMHAL / "response_template.json",
-            "--images", tmp_path / "no_images", "--out", out]  # fmt: skip
+            "--images", tmp_path / "no_images", "--output_dir", out]  # fmt: skip
     assert rlhfv_main([str(a) for a in argv]) == 1
     assert "response_template.json:row 0: image not found:" in capsys.readouterr().err

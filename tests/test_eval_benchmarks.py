@@ -28,7 +28,7 @@ def ohb_args(answers, out, *extra):
     return ["eval", "object-halbench", "score", "--questions", OHB / "obj_halbench_questions.jsonl",
             "--answers", answers, "--instances", OHB / "instances_val2014.json",
             "--captions", OHB / "captions_val2014.json", "--synonyms", OHB / "synonyms_refine.txt",
-            "--language-tools", "language_standins:tools", "--out", out, *extra]  # fmt: skip
+            "--language-tools", "language_standins:tools", "--output_dir", out, *extra]  # fmt: skip
 
 
 def test_object_halbench_missing_answer(tmp_path, capsys):
@@ -65,7 +65,7 @@ def test_object_halbench_image_without_annotations(tmp_path, capsys):
 # popular (LLaVA's question_id/text answer layout): both right: acc 1, P 1, R 1, yes-ratio 1/2
 # adversarial: 1 no/"No" TN; 2 yes/"Yes, a car." TP.
 def pope_args(answers, out, *extra):
-    return ["eval", "pope", "score", "--pope-dir", POPE, "--answers", answers, "--out", out, *extra]
+    return ["eval", "pope", "score", "--pope-dir", POPE, "--answers", answers, "--output_dir", out, *extra]
 
 
 def test_pope(tmp_path):
@@ -119,7 +119,7 @@ def test_mmhal_judge(tmp_path, capsys):
     out = tmp_path / "mmhal.json"
     with Server() as server:
         argv = ["eval", "mmhal", "judge", "--responses", path, "--base-url", server.url, "--model", "judge",
-                "--cache-dir", tmp_path / "cache", "--out", out, "--quiet"]  # fmt: skip
+                "--cache-dir", tmp_path / "cache", "--output_dir", out, "--quiet"]  # fmt: skip
         assert run(argv) == 0
     rep = json.loads(out.read_text())
     assert rep["items"] == 10
@@ -139,7 +139,7 @@ def test_mmhal_judge_unanswered_items(tmp_path, capsys):
     out = tmp_path / "mmhal.json"
     with Server() as server:
         argv = ["eval", "mmhal", "judge", "--responses", path, "--base-url", server.url, "--model", "judge",
-                "--no-cache", "--out", out, "--quiet"]  # fmt: skip
+                "--no-cache", "--output_dir", out, "--quiet"]  # fmt: skip
         assert run(argv) == 1
         assert "1 of 10 items have no model_answer (items 1)" in capsys.readouterr().err
         assert run([*argv, "--allow-missing"]) == 0
@@ -168,7 +168,7 @@ def test_report_table_and_plot(tmp_path, capsys):
     assert run(pope_args(POPE / "answers", tmp_path / "sft_pope.json")) == 0
     md, png = tmp_path / "report.md", tmp_path / "report.png"
     argv = ["eval", "report", "--result", f"sft={tmp_path / 'sft_ohb.json'}", "--result",
-            f"sft={tmp_path / 'sft_pope.json'}", "--result", f"dpo={tmp_path / 'dpo_ohb.json'}", "--out", md,
+            f"sft={tmp_path / 'sft_pope.json'}", "--result", f"dpo={tmp_path / 'dpo_ohb.json'}", "--output_dir", md,
             "--plot", png]  # fmt: skip
     assert run(argv) == 0
     lines = md.read_text().splitlines()

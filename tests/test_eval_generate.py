@@ -40,7 +40,7 @@ def test_generate_batched_matches_unbatched_and_resumes(tmp_path, saved_llava):
     folder, model, processor = saved_llava
     prompts = write_prompts(tmp_path / "prompts", n=5, seed=0)
     out = tmp_path / "answers.jsonl"
-    argv = ["eval", "generate", "--model", str(folder), "--prompts", str(prompts), "--out", str(out),
+    argv = ["eval", "generate", "--model", str(folder), "--prompts", str(prompts), "--output_dir", str(out),
             "--batch-size", "2", "--max-new-tokens", str(MAX_NEW_TOKENS), "--quiet", "--device", "cpu"]  # fmt: skip
     assert rlhfv_main(argv) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -69,6 +69,6 @@ def test_bad_prompt_file_names_row_and_field(tmp_path, saved_llava, capsys):
     folder, _, _ = saved_llava
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"id": "a", "question": "Hi?", "image": "missing.png"}) + "\n")
-    assert rlhfv_main(["eval", "generate", "--model", str(folder), "--prompts", str(prompts), "--out",
+    assert rlhfv_main(["eval", "generate", "--model", str(folder), "--prompts", str(prompts), "--output_dir",
                        str(tmp_path / "o.jsonl")]) == 1  # fmt: skip
     assert "prompts.jsonl:line 1: field 'image': no such file" in capsys.readouterr().err

@@ -33,7 +33,7 @@ def expected(folder: Path) -> dict:
 def amber_args(answers, out, queries="query_all.json", *extra):
     return ["eval", "amber", "score", "--answers", AMBER / answers, "--queries", AMBER / queries,
             "--annotations", AMBER / "annotations.json", "--relation", AMBER / "relation.json",
-            "--safe-words", AMBER / "safe_words.txt", "--out", out, *extra]  # fmt: skip
+            "--safe-words", AMBER / "safe_words.txt", "--output_dir", out, *extra]  # fmt: skip
 
 
 @pytest.mark.parametrize("case, queries", [("all", "query_all.json"), ("generative_only", "query_generative.json")])
@@ -136,7 +136,7 @@ def mmhal_judge(tmp_path, *extra):
     out = tmp_path / "mmhal.json"
     with Server(scripted) as server:
         argv = ["eval", "mmhal", "judge", "--responses", MMHAL / "response_filled_96.json", "--base-url", server.url,
-                "--model", "judge", "--cache-dir", tmp_path / "cache", "--prompt-file", prompt, "--out", out,
+                "--model", "judge", "--cache-dir", tmp_path / "cache", "--prompt-file", prompt, "--output_dir", out,
                 "--quiet", *extra]  # fmt: skip
         code = run(argv)
         requests = list(server.requests)
@@ -184,7 +184,7 @@ def ohb_score(tmp_path, *extra):
     return ["eval", "object-halbench", "score", "--questions", OHB / "obj_halbench_questions.jsonl",
             "--answers", OHB / "answers.jsonl", "--instances", OHB / "instances_val2014.json",
             "--captions", OHB / "captions_val2014.json", "--synonyms", OHB / "synonyms_refine.txt",
-            *STANDINS, "--out", tmp_path / "ohb.json", "--details", tmp_path / "d.jsonl", *extra]  # fmt: skip
+            *STANDINS, "--output_dir", tmp_path / "ohb.json", "--details", tmp_path / "d.jsonl", *extra]  # fmt: skip
 
 
 def test_object_halbench_rule_equals_official(tmp_path, capsys):

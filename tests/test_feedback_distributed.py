@@ -48,7 +48,7 @@ def test_two_processes_split_sampling_and_labeling(tmp_path):
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-        str(free_port()), "-m", "rlhfv.cli", "feedback", *args, "--out", str(out),
+        str(free_port()), "-m", "rlhfv.cli", "feedback", *args, "--output_dir", str(out),
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -69,7 +69,7 @@ def test_two_processes_split_sampling_and_labeling(tmp_path):
         shutil.copy(out / name, one / name)
     for stage in ("sample", "claims"):
         (one / "stages" / f"{stage}.done").write_text("done\n")
-    assert rlhfv_main(["feedback", *args, "--out", str(one)]) == 0
+    assert rlhfv_main(["feedback", *args, "--output_dir", str(one)]) == 0
     single = read(one / "labels.jsonl")
     assert [(r["id"], r["answer_index"]) for r in single] == [(r["id"], r["answer_index"]) for r in two]
     for a, b in zip(single, two, strict=True):

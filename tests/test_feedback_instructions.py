@@ -134,9 +134,6 @@ def test_llava_rlhf_multi_turn_takes_the_last_user_turn_and_keeps_image_paths(tm
         ("GQA_4", "What animal is this?", "imgs/cat.png", f"{path}:line 3"),
     ]
     assert result.instructions[0].image_path == str(tmp_path / "imgs" / "cat.png")
-    # LLaVA-RLHF's released rows end with the model's turn (its loader replaces it with output_1 / output_2): the
-    # question before it is the instruction, here the same as GQA_2's
-    assert result.instructions[1].merged == [{"id": "GQA_4", "where": f"{path}:line 3"}]
     assert [(r["reason"], r["where"], r["field"]) for r in result.rejects] == [
         ("empty_field", f"{path}:line 4", "conversations[1].value"),
     ]
@@ -235,7 +232,7 @@ def test_feedback_run_on_rlaif_v_rows_reports_the_merge(tmp_path):
     ]  # fmt: skip
     prompts = write_parquet(tmp_path / "rlaif.parquet", rows)
     out = tmp_path / "fb"
-    argv = ["feedback", "--prompts", str(prompts), "--policy", str(tmp_path / "policy"), "--out", str(out),
+    argv = ["feedback", "--prompts", str(prompts), "--policy", str(tmp_path / "policy"), "--output_dir", str(out),
             "--num-samples", "2", "--max-new-tokens", "4", "--device", "cpu", "--on-error", "skip",
             "--no-progress", "--stop-after", "sample"]  # fmt: skip
     assert rlhfv_main(argv) == 0

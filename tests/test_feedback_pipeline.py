@@ -36,7 +36,7 @@ def world(tmp_path_factory):
 
 def feedback_argv(world, out, *extra):
     root, prompts = world
-    return ["feedback", "--prompts", str(prompts), "--policy", str(root / "policy"), "--out", str(out),
+    return ["feedback", "--prompts", str(prompts), "--policy", str(root / "policy"), "--output_dir", str(out),
             "--num-samples", str(SAMPLES), "--max-new-tokens", "12", "--labeler", "self", "--device", "cpu",
             "--min-answer-probability", "0", "--on-error", "skip", "--no-progress", "--label-batch-size", "2",
             *extra]  # fmt: skip

@@ -44,7 +44,16 @@ def ids(pairs) -> list[list[int]]:
 
 
 def run_cli(answers, judgements, out, *flags) -> tuple[list[list[int]], dict]:
-    argv = ["feedback-pairs", "--answers", str(answers), "--judgements", str(judgements), "--out", str(out), *flags]
+    argv = [
+        "feedback-pairs",
+        "--answers",
+        str(answers),
+        "--judgements",
+        str(judgements),
+        "--output_dir",
+        str(out),
+        *flags,
+    ]
     assert rlhfv_main(argv) == 0
     rows = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
     stats = json.loads((out / "pairs_stats.json").read_text())
@@ -204,7 +213,7 @@ def test_bad_inputs_name_the_file_row_and_field(sets, tmp_path):
         str(big),
         "--judgements",
         str(sets["main"][1]),
-        "--out",
+        "--output_dir",
         str(tmp_path),
         "--picks",
         str(picks),

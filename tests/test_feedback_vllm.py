@@ -44,7 +44,7 @@ def test_asking_for_vllm_without_it_fails_at_start_with_what_to_install(tmp_path
     assert "pip install 'rlhfv[vllm]'" in message and "`sampler: transformers`" in message
     # the command stops on it before reading prompts or loading the (absent) policy
     argv = ["feedback", "--prompts", str(tmp_path / "none.jsonl"), "--policy", str(tmp_path / "no-model"),
-            "--out", str(tmp_path / "out"), "--sampler", "vllm"]  # fmt: skip
+            "--output_dir", str(tmp_path / "out"), "--sampler", "vllm"]  # fmt: skip
     assert rlhfv_main(argv) == 1
     err = capsys.readouterr().err
     assert "vllm package, which is not installed" in err and "no-model" not in err
@@ -116,7 +116,7 @@ def test_real_vllm_sampling_writes_the_answers_file_and_resumes(tiny, tmp_path):
     prompts.write_text("".join(json.dumps({"id": f"p{i}", "image": str(root / "red.png"),
                                            "question": f"Describe the box {i}."}) + "\n" for i in range(3)))  # fmt: skip
     out = tmp_path / "fb"
-    argv = ["feedback", "--prompts", str(prompts), "--policy", str(root / "policy"), "--out", str(out),
+    argv = ["feedback", "--prompts", str(prompts), "--policy", str(root / "policy"), "--output_dir", str(out),
             "--sampler", "vllm", "--num-samples", "3", "--max-new-tokens", "8", "--stop-after", "sample",
             "--no-progress", "--vllm-gpu-memory-utilization", "0.3", "--vllm-max-model-len", "512"]  # fmt: skip
     assert rlhfv_main(argv) == 0

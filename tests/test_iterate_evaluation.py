@@ -245,7 +245,7 @@ def test_the_pope_heldout_builder_asks_pope_questions_on_images_pope_does_not_us
     script = REPO / "recipes" / "llava-1.5-7b" / "rlaif_v" / "make_pope_heldout.py"
     out = tmp_path / "heldout.json"
     subprocess.run([sys.executable, str(script), "--pope-dir", str(tmp_path / "pope"), "--instances",
-                    str(tmp_path / "instances.json"), "--out", str(out), "--images", "2", "--per-image", "2"],
+                    str(tmp_path / "instances.json"), "--output_dir", str(out), "--images", "2", "--per-image", "2"],
                    check=True, capture_output=True)  # fmt: skip
     rows = pope.read_questions(out)  # reads as a POPE question file
     truth = {1: {"dog", "cat"}, 2: {"dog", "car", "cup"}, 3: {"bus", "kite", "bed"}, 4: {"cat", "car", "cup"}}

@@ -74,7 +74,7 @@ def test_command_reports_mean_and_hallucination_rate(tmp_path, server, capsys):
     path = write_items(tmp_path / "mmhal.json", answers)
     out = tmp_path / "report.json"
     argv = ["eval", "judge", "--answers", str(path), "--base-url", url, "--model", "m",
-            "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--quiet"]  # fmt: skip
+            "--cache-dir", str(tmp_path / "cache"), "--output_dir", str(out), "--quiet"]  # fmt: skip
     assert rlhfv_main(argv) == 0
     report = json.loads(out.read_text())
     assert report["overall"]["n"] == 10

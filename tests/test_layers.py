@@ -26,7 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PRODUCT = ("rlhfv", "data_tools")
 MIDDLE = ("rlhfv.generation", "rlhfv.eval", "rlhfv.feedback", "rlhfv.reward", "rlhfv.rl")
 # the commands that put the packages together: above every package
-ENTRY_POINTS = ("rlhfv.cli", "rlhfv.train", "rlhfv.iterate", "rlhfv.iterate_config", "rlhfv.iterate_evaluation")
+ENTRY_POINTS = (
+    "rlhfv.cli",
+    "rlhfv.train",
+    "rlhfv.iterate",
+    "rlhfv.iterate_config",
+    "rlhfv.iterate_evaluation",
+    "rlhfv.iterate_report",
+)
 # the middle packages' allowed imports of each other (a DAG: generation <- eval <- feedback; reward <- rl)
 MIDDLE_EDGES = {
     "rlhfv.generation": set(),

@@ -76,7 +76,15 @@ def test_command_with_given_samples_feeds_dense_dpo(tmp_path):
     write_reward_settings(str(tmp_path / "rm"), "row", "F: {facts}")
 
     out = tmp_path / "pairs"
-    argv = ["reward-pairs", "--prompts", str(prompts), "--reward-model", str(tmp_path / "rm"), "--out", str(out)]
+    argv = [
+        "reward-pairs",
+        "--prompts",
+        str(prompts),
+        "--reward-model",
+        str(tmp_path / "rm"),
+        "--output_dir",
+        str(out),
+    ]
     assert main([*argv, "--margin", "0"]) == 0
     report = json.loads((out / "pair_report.json").read_text())
     assert (report["prompts"], report["pairs"]) == (4, 4)

@@ -18,7 +18,8 @@ def test_iterate_applies_the_train_env_before_its_first_stage(tmp_path, monkeypa
 
     recipe = tmp_path / "iterate.yaml"
     recipe.write_text(
-        f"rounds: 1\nout: {tmp_path / 'out'}\ninitial_policy: {tmp_path}\n"
+        f"rounds: 1\noutput_dir: {tmp_path / 'out'}\ninitial_policy: {tmp_path}\n"
+        f"feedback:\n  prompts: {tmp_path / 'prompts.jsonl'}\n"
         "evaluation:\n  kind: none\ntrain:\n  env:\n    OMP_NUM_THREADS: 1\n"
     )
     before = torch.get_num_threads()
@@ -27,7 +28,9 @@ def test_iterate_applies_the_train_env_before_its_first_stage(tmp_path, monkeypa
     monkeypatch.setattr(iterate, "markdown_table", lambda rows, metrics: "")
     try:
         torch.set_num_threads(2)
-        args = type("Args", (), {"config": str(recipe), "rounds": None, "out": None})()
+        from rlhfv.cli import build_parser
+
+        args = build_parser().parse_args(["iterate", "--config", str(recipe)])
         assert iterate.main(args) == 0
     finally:
         torch.set_num_threads(before)

@@ -153,7 +153,7 @@ def test_transformers_computes_the_grad_norm_in_get_grad_norm_before_the_optimiz
 # ---- rlhfv._compat is the one place for library internals -------------------------------------------------------
 LIBRARIES = ("trl", "transformers", "peft", "accelerate", "torch", "liger_kernel", "datasets")
 # private names of the standard library read by the config loader (argparse): not a pinned library
-STANDARD_LIBRARY_PRIVATE = {"_option_string_actions", "_actions"}
+STANDARD_LIBRARY_PRIVATE = {"_option_string_actions", "_actions", "_action_groups", "_group_actions"}
 
 
 def _product_files():

@@ -53,7 +53,7 @@ def test_eval_report_reads_what_eval_chair_writes(tmp_path, capsys):
     objects = tmp_path / "objects.json"
     objects.write_text(json.dumps({"COCO_val2014_000000000001.jpg": ["dog"]}))
     out = tmp_path / "chair.json"
-    assert main(["eval", "chair", "--answers", str(answers), "--objects", str(objects), "--out", str(out)]) == 0
+    assert main(["eval", "chair", "--answers", str(answers), "--objects", str(objects), "--output_dir", str(out)]) == 0
     report = json.loads(out.read_text())
     # one of two mentions is hallucinated (cat), the only answer hallucinates, the dog is recalled
     assert report["headline"] == {"CHAIR CHAIR_s": 100.0, "CHAIR CHAIR_i": 50.0, "CHAIR recall": 100.0}

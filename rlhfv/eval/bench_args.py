@@ -20,7 +20,7 @@ def add_output_arguments(p) -> None:
     p.add_argument("--details", default=None, help="write per-item results (JSONL) here")
     p.add_argument("--allow-missing", action="store_true", help="score the answered items and list the missing "
                    "ones in the report (default: a missing answer is an error)")  # fmt: skip
-    p.add_argument("--overwrite", action="store_true", help="replace existing --out/--details files")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --output_dir/--details files")
 
 
 def guard(function):

@@ -277,7 +277,7 @@ def _register_report(commands) -> None:
                    "repeat for each model and benchmark")  # fmt: skip
     add_output_argument(p, help="write the Markdown table here (default: print it)")
     p.add_argument("--plot", default=None, help="write the PNG plot here (needs matplotlib)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing --out/--plot files")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --output_dir/--plot files")
     p.set_defaults(func=_guard(_run_report))
 
 

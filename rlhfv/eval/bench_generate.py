@@ -56,7 +56,7 @@ def check_settings(path: Path, settings: dict, answers: Path, batch_size: int) -
             changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
             raise EvalInputError(
                 f"{answers} was generated with other settings ({', '.join(changed)} differ; see {path}); one answer "
-                "file must not mix two decodings: pass another --out, or delete both files to start again"
+                "file must not mix two decodings: pass another --output_dir, or delete both files to start again"
             )
     if not batch_sizes or batch_sizes[-1] != batch_size:
         batch_sizes.append(batch_size)

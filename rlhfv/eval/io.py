@@ -166,7 +166,7 @@ def check_report_outputs(args, names=("out", "details", "plot")) -> None:
         target = getattr(args, name, None)
         if not target:
             continue
-        label = f"--{name}"
+        label = "--output_dir" if name == "out" else f"--{name}"  # `out` is the one output flag
         if resolved(target) in seen:
             raise CommandError(f"{label} {target} is also {seen[resolved(target)]}; name two different files")
         seen[resolved(target)] = label
@@ -177,9 +177,9 @@ def check_answers_output(out: str | Path, inputs) -> None:
     """A resumable answers file: not an input, not a folder, in a writable folder (an existing one is resumed)."""
     from data_tools.outputs import check_file_target, check_not_inputs, check_writable_folder, existing
 
-    check_not_inputs({"--out": str(out)}, existing(inputs), inside_inputs=False)
-    check_file_target("--out", str(out))
-    check_writable_folder("--out", str(out))
+    check_not_inputs({"--output_dir": str(out)}, existing(inputs), inside_inputs=False)
+    check_file_target("--output_dir", str(out))
+    check_writable_folder("--output_dir", str(out))
 
 
 def rows_outside(rows: list[dict], roots: list[str]) -> None:

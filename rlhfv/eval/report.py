@@ -1,6 +1,6 @@
 """`rlhfv eval report`: several models' benchmark results side by side, as one Markdown table and one plot.
 
-Inputs are the `--out` reports of `rlhfv eval mmhal judge`, `object-halbench score`, `amber score` and `pope score`,
+Inputs are the `--output_dir` reports of `rlhfv eval mmhal judge`, `object-halbench score`, `amber score` and `pope score`,
 each given as MODEL=PATH (a model may have one file per benchmark). Every report carries a `headline` of the numbers
 papers print; the table has one row per model and one column per headline number.
 """

@@ -37,7 +37,7 @@ def is_run_entry(name: str) -> bool:
 
 
 def check_feedback_out(config) -> None:
-    """Before any work: refuse an `--out` that is or holds an input, is a file, or is somebody else's folder."""
+    """Before any work: refuse an `--output_dir` that is or holds an input, is a file, or is somebody else's folder."""
     labeler_model = config.labeler if config.labeler not in ("self", "endpoint", "truth") else None
     inputs = [
         config.prompts,
@@ -48,4 +48,4 @@ def check_feedback_out(config) -> None:
         config.question_prompt_file,
         labeler_model,
     ]
-    check_run_folder("--out", config.out, inputs, is_run_entry, MARKERS)
+    check_run_folder("--output_dir", config.out, inputs, is_run_entry, MARKERS)

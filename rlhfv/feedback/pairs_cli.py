@@ -5,8 +5,8 @@
 
 The inputs are the two files RLAIF-V's `utils/get_preference_pairs.py` reads (rlhfv/feedback/rlaifv_layout.py).
 The output is what its three pair scripts together give (pairs, cap of two per ds_question_id, identical texts
-dropped, length balancing): --out/pairs.jsonl in RLAIF-V's pair layout {image_path, ds_question_id, question,
-chosen, rejected, org_infos} plus the two answers' question ids, and --out/pairs_stats.json. RLAIF-V's cap picks with
+dropped, length balancing): <output_dir>/pairs.jsonl in RLAIF-V's pair layout {image_path, ds_question_id, question,
+chosen, rejected, org_infos} plus the two answers' question ids, and <output_dir>/pairs_stats.json. RLAIF-V's cap picks with
 an unseeded generator; --picks replays one run's picks exactly, otherwise the pick is seeded by --seed.
 """
 
@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from data_tools.errors import CommandError
+from data_tools.settings import add_output_argument
 
 
 def register(subparsers) -> None:
@@ -44,7 +45,7 @@ def register(subparsers) -> None:
         help="JSONL {ds_question_id, pairs: [[chosen, rejected] question "
         "ids]}: the cap's picks to replay (every ds_question_id with more pairs than the cap)",
     )
-    parser.add_argument("--out", required=True, help="output folder (pairs.jsonl, pairs_stats.json)")
+    add_output_argument(parser, required=True, help="output folder (pairs.jsonl, pairs_stats.json)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cap's pick without --picks (default 0)")
     parser.add_argument("--min-score-gap", type=int, default=1, help="least score difference of a pair (default 1)")
     parser.add_argument(

@@ -173,7 +173,7 @@ def done_ids(out: Path, answer_field: str | None = None) -> set[str]:
             # resume counts a row only when it holds an answer: a prompts file as --out is no answers file
             if answer_field is not None and not isinstance(record.get(answer_field), str):
                 raise EvalInputError(
-                    f"{out}:line {number}: no {answer_field!r} field: {out} is not an answers file; name another --out"
+                    f"{out}:line {number}: no {answer_field!r} field: {out} is not an answers file; name another --output_dir"
                 )
             ids.add(str(record["id"]))
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
