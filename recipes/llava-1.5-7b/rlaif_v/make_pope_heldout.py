@@ -8,7 +8,7 @@ objects present in its COCO instance annotations (label "yes") and as many about
 500 images untouched for the final `rlhfv eval pope` report.
 
     python recipes/llava-1.5-7b/rlaif_v/make_pope_heldout.py --pope-dir POPE/output/coco \
-        --instances coco/annotations/instances_val2014.json --out data/pope_heldout/pope_heldout.json
+        --instances coco/annotations/instances_val2014.json --output_dir data/pope_heldout/pope_heldout.json
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import argparse
 import json
 import random
 from pathlib import Path
+
+from data_tools.settings import add_output_argument
 
 
 def build(pope_files: list[Path], instances: dict, images: int, per_image: int, seed: int) -> list[dict]:
@@ -45,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pope-dir", required=True, help="POPE's output/coco folder (its images are left out)")
     parser.add_argument("--instances", required=True, help="COCO instances_val2014.json")
-    parser.add_argument("--out", required=True, help="the question file to write (JSONL, POPE's fields)")
+    add_output_argument(parser, required=True, help="the question file to write (JSONL, POPE's fields)")
     parser.add_argument("--images", type=int, default=100, help="images to ask about (default 100)")
     parser.add_argument("--per-image", type=int, default=3, help="yes and no questions per image (default 3 each)")
     parser.add_argument("--seed", type=int, default=0)
