@@ -28,33 +28,33 @@ for benchmark in $benchmarks; do
     case $benchmark in
     pope)
         "${rlhfv[@]}" eval pope generate --model "$model" --pope-dir "$DATA/pope" --images "$DATA/pope/val2014" \
-            --out "$out/pope" --quiet "${gen[@]}"
-        "${rlhfv[@]}" eval pope score --pope-dir "$DATA/pope" --answers "$out/pope" --out "$out/pope.json"
+            --output_dir "$out/pope" --quiet "${gen[@]}"
+        "${rlhfv[@]}" eval pope score --pope-dir "$DATA/pope" --answers "$out/pope" --output_dir "$out/pope.json"
         results+=(--result "$name=$out/pope.json")
         ;;
     object-halbench)
         # beam 3, as the RLHF-V / RLAIF-V evaluations decode Object HalBench
         "${rlhfv[@]}" eval object-halbench generate --model "$model" --questions "$DATA/object_halbench/questions.jsonl" \
-            --num-beams 3 --out "$out/object_halbench.jsonl" --quiet "${gen[@]}"
+            --num-beams 3 --output_dir "$out/object_halbench.jsonl" --quiet "${gen[@]}"
         "${rlhfv[@]}" eval object-halbench score --questions "$DATA/object_halbench/questions.jsonl" \
             --answers "$out/object_halbench.jsonl" --instances "$DATA/object_halbench/instances_val2014.json" \
-            --captions "$DATA/object_halbench/captions_val2014.json" --quiet --out "$out/object_halbench.json"
+            --captions "$DATA/object_halbench/captions_val2014.json" --quiet --output_dir "$out/object_halbench.json"
         results+=(--result "$name=$out/object_halbench.json")
         ;;
     amber)
         "${rlhfv[@]}" eval amber generate --model "$model" --queries "$DATA/amber/query_all.json" \
-            --images "$DATA/amber/image" --out "$out/amber.jsonl" --quiet "${gen[@]}"
+            --images "$DATA/amber/image" --output_dir "$out/amber.jsonl" --quiet "${gen[@]}"
         "${rlhfv[@]}" eval amber score --answers "$out/amber.jsonl" --queries "$DATA/amber/query_all.json" \
             --annotations "$DATA/amber/annotations.json" --relation "$DATA/amber/relation.json" \
-            --safe-words "$DATA/amber/safe_words.txt" --out "$out/amber.json"
+            --safe-words "$DATA/amber/safe_words.txt" --output_dir "$out/amber.json"
         results+=(--result "$name=$out/amber.json")
         ;;
     mmhal)
         "${rlhfv[@]}" eval mmhal generate --model "$model" --template "$DATA/mmhal/response_template.json" \
-            --images "$DATA/mmhal/images" --out "$out/mmhal_responses.json" --quiet "${gen[@]}"
+            --images "$DATA/mmhal/images" --output_dir "$out/mmhal_responses.json" --quiet "${gen[@]}"
         if [ -n "${JUDGE_MODEL:-}" ]; then
             "${rlhfv[@]}" eval mmhal judge --responses "$out/mmhal_responses.json" --model "$JUDGE_MODEL" --quiet \
-                --out "$out/mmhal.json"
+                --output_dir "$out/mmhal.json"
             results+=(--result "$name=$out/mmhal.json")
         else
             echo "MMHal-Bench: answers in $out/mmhal_responses.json; set JUDGE_MODEL (and OPENAI_BASE_URL) to rate them"
@@ -67,7 +67,7 @@ for benchmark in $benchmarks; do
     esac
 done
 if [ ${#results[@]} -gt 0 ]; then
-    "${rlhfv[@]}" eval report "${results[@]}" --out "$out/report.md" > /dev/null
+    "${rlhfv[@]}" eval report "${results[@]}" --output_dir "$out/report.md" > /dev/null
     echo
     cat "$out/report.md"
     echo "benchmark reports: $out/*.json; table: $out/report.md"
