@@ -350,3 +350,36 @@ def test_mmhal_judge_on_an_empty_response_list_is_one_line(tmp_path, capsys):
     responses.write_text("[]")
     assert run(["eval", "mmhal", "judge", "--responses", responses, "--model", "m", "--allow-missing"]) == 1
     one_line_error(capsys, "filled.json", "no answered item")
+
+
+def _objhal_score(questions=OHB / "obj_halbench_questions.jsonl", answers=OHB / "answers.jsonl"):
+    return ["eval", "object-halbench", "score", "--questions", questions, "--answers", answers,
+            "--instances", OHB / "instances_val2014.json", "--captions", OHB / "captions_val2014.json",
+            "--synonyms", OHB / "synonyms_refine.txt", "--allow-approximate"]  # fmt: skip
+
+
+def _amber_score(questions=AMBER / "query_all.json", answers=AMBER / "answers.json"):
+    return ["eval", "amber", "score", "--queries", questions, "--answers", answers,
+            "--annotations", AMBER / "annotations.json", "--relation", AMBER / "relation.json",
+            "--safe-words", AMBER / "safe_words.txt", "--allow-approximate"]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "[]"])
+@pytest.mark.parametrize(
+    ("build", "empty_role", "extra", "message"),
+    [
+        (_objhal_score, "questions", [], "no questions"),
+        (_objhal_score, "answers", [], "no answers"),
+        (_objhal_score, "answers", ["--allow-missing"], "no answers"),
+        (_amber_score, "questions", [], "no queries"),
+        (_amber_score, "answers", [], "no answers"),
+        (_amber_score, "answers", ["--allow-missing"], "no answers"),
+    ],
+)
+def test_an_empty_benchmark_file_is_one_line_naming_it(tmp_path, capsys, text, build, empty_role, extra, message):
+    # scored, an empty question or answer file would report zero items and exit 0
+    empty = tmp_path / f"empty_{empty_role}{'.json' if text == '[]' else '.jsonl'}"
+    empty.write_text(text, encoding="utf-8")
+    assert run([*build(**{empty_role: empty}), *extra, "--output_dir", tmp_path / "out"]) == 1
+    one_line_error(capsys, str(empty), message)
+    assert not (tmp_path / "out").exists()

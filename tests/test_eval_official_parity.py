@@ -230,6 +230,61 @@ def test_object_halbench_llm_equals_official(tmp_path, capsys):
     assert details["3"]["extracted"] == ["cars", "field"]  # a reply with text before its JSON list: the last line
 
 
+def test_object_halbench_extractor_replies_are_checked_before_they_are_cached(tmp_path, capsys):
+    # a reply the official parse_object_list cannot read (no JSON, or JSON that is no list) is never cached: the run
+    # stops on one line naming the answer, and a rerun once the server is fixed asks again (and scores as official)
+    from fixtures.openai_server import Server
+
+    want = expected(OHB)["llm"]
+    rows = [json.loads(line) for line in (OHB / "answers.jsonl").read_text().splitlines()]
+    replies = json.loads((OHB / "extractor_replies.json").read_text())
+    texts = {row["id"]: row["answer"].replace("Assistant:", "").strip() for row in rows}
+    prompt, cache = tmp_path / "prompt.txt", tmp_path / "cache"
+    prompt.write_text(PROMPT)
+    scripted = {f"\n\n{texts[key]}\n\n": reply for key, reply in replies.items()}
+    bad = {"7": "Objects: mother, desk, laptop.", "1": "42"}
+    for key, reply in bad.items():
+        scripted[f"\n\n{texts[key]}\n\n"] = reply
+    argv = ohb_score(tmp_path, "--extract", "llm", "--prompt-file", prompt, "--quiet", "--cache-dir", cache)
+
+    def cached_texts():
+        return [json.loads(path.read_text())["reply"]["text"] for path in cache.glob("*.json")]
+
+    with Server(scripted) as server:
+        assert run([*argv, "--base-url", server.url]) == 1
+        line = one_error_line(capsys)
+        assert "answers.jsonl:line" in line and "not a JSON list" in line and "Traceback" not in line
+        assert not set(bad.values()) & set(cached_texts())
+        assert not (tmp_path / "ohb.json").exists()
+
+        for key in bad:  # the server is fixed
+            scripted[f"\n\n{texts[key]}\n\n"] = replies[key]
+        before = len(server.requests)
+        assert run([*argv, "--base-url", server.url]) == 0
+        asked_again = [r["messages"][0]["content"] for r in server.requests[before:]]
+        assert all(any(texts[key] in content for content in asked_again) for key in bad)
+        rep = json.loads((tmp_path / "ohb.json").read_text())
+        assert rep["printed"] == want["summary_printed"] and rep["printed_eval"] == want["eval_printed"]
+        assert sorted(cached_texts()) == sorted(replies.values())
+
+        # a bad reply already in the cache (kept by a version that did not check) is asked again, the rest is not
+        for path in cache.glob("*.json"):
+            entry = json.loads(path.read_text())
+            if entry["reply"]["text"] == replies["7"]:
+                entry["reply"]["text"] = bad["7"]
+                path.write_text(json.dumps(entry))
+        before = len(server.requests)
+        assert run([*argv, "--base-url", server.url, "--overwrite"]) == 0
+        assert [texts["7"] in r["messages"][0]["content"] for r in server.requests[before:]] == [True]
+    assert json.loads((tmp_path / "ohb.json").read_text())["printed"] == want["summary_printed"]
+
+
+def one_error_line(capsys) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
 def test_object_halbench_without_the_benchmark_files_is_marked(tmp_path, capsys):
     argv = ohb_score(tmp_path)
     del argv[argv.index("--synonyms") : argv.index("--synonyms") + 2]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import inspect
 
 import pytest
@@ -203,8 +204,8 @@ def _compat_violations() -> list[str]:
     bad = []
     for path, tree in trees.items():
         module = _module_of(root, path)
-        if module == "rlhfv._compat":
-            continue
+        if module == "rlhfv._compat" or module.startswith("rlhfv._compat."):
+            continue  # the package that holds them
         where = str(path.relative_to(root))
         overrides = {key.split(":")[1] for key in TRAINER_OVERRIDES if key.split(":")[0] == module}
 
@@ -266,7 +267,23 @@ def _compat_violations() -> list[str]:
 
 def test_library_internals_are_used_only_in_compat():
     bad = _compat_violations()
-    assert not bad, "private names of libraries outside rlhfv/_compat.py:\n" + "\n".join(bad)
+    assert not bad, "private names of libraries outside the rlhfv._compat package:\n" + "\n".join(bad)
+
+
+def test_every_compat_entry_is_numbered_once_and_every_listed_name_points_at_one():
+    import re
+    from pathlib import Path
+
+    from rlhfv._compat import LIBRARY_PRIVATE_NAMES
+
+    package = Path(__file__).resolve().parents[1] / "rlhfv" / "_compat"
+    headers = [
+        int(match)
+        for path in sorted(package.glob("*.py"))
+        for match in re.findall(r"^# (\d+)\. ", path.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    ]
+    assert sorted(headers) == list(range(1, max(headers) + 1)), f"entry numbers missing or repeated: {sorted(headers)}"
+    assert set(LIBRARY_PRIVATE_NAMES.values()) <= set(headers)
 
 
 def test_the_compat_scan_catches_a_private_read_and_a_trl_trainer_import(tmp_path):
@@ -285,7 +302,7 @@ def test_the_compat_scan_catches_a_private_read_and_a_trl_trainer_import(tmp_pat
     assert "_compat_scan_probe.py:4: _metrics (use its accessor in rlhfv._compat)" in bad
 
 
-@pytest.mark.parametrize("key", sorted(__import__("rlhfv._compat", fromlist=["x"]).TRAINER_OVERRIDES))
+@pytest.mark.parametrize("key", sorted(importlib.import_module("rlhfv._compat").TRAINER_OVERRIDES))
 def test_every_override_of_a_private_trainer_member_matches_the_library(key):
     # _compat.TRAINER_OVERRIDES: the library member exists with the signature the override was written for
     import importlib

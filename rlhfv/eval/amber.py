@@ -51,6 +51,8 @@ SIMILARITY_THRESHOLD = 0.8
 
 def read_queries(path: str | Path, images: str | Path | None) -> list[dict]:
     rows = read_rows(path)
+    if not rows:  # scored, it would report zero items and exit 0
+        raise EvalInputError(f"{path}: no queries (the file holds no rows)")
     out = []
     for row in rows:
         if not isinstance(row.get("id"), int):

@@ -94,12 +94,15 @@ def _run_objhal_score(args) -> int:
 
     from rlhfv.eval import object_halbench as ohb
     from rlhfv.eval.bench_generate import missing_report, read_answers
+    from rlhfv.eval.io import EvalInputError
     from rlhfv.eval.judge import read_prompt_text
     from rlhfv.eval.language import tools_from_args
     from rlhfv.eval.objhal_chair import load_synonym_file, rlhfv_table
 
     questions = ohb.read_questions_for_scoring(args.questions)
     answers = read_answers(args.answers, id_fields=("id", "question_id"), answer_fields=("answer", "text"))
+    if not answers:
+        raise EvalInputError(f"{args.answers}: no answers to score (the file holds no rows)")
     missing = missing_report([q["id"] for q in questions], answers, args.allow_missing, "questions")
     _unknown_answers(answers, {q["id"] for q in questions}, args.questions)
     table = load_synonym_file(args.synonyms) if args.synonyms else rlhfv_table()
@@ -153,11 +156,14 @@ def add_amber_score(sub) -> None:
 def _run_amber_score(args) -> int:
     from rlhfv.eval import amber
     from rlhfv.eval.bench_generate import missing_report, read_answers
+    from rlhfv.eval.io import EvalInputError
     from rlhfv.eval.language import tools_from_args
 
     queries = amber.read_queries(args.queries, None)
     expected = [q["id"] for q in queries]
     answers = read_answers(args.answers, answer_fields=("answer", "response"))
+    if not answers:
+        raise EvalInputError(f"{args.answers}: no answers to score (the file holds no rows)")
     missing = missing_report(expected, answers, args.allow_missing, "queries")
     _unknown_answers(answers, set(expected), args.queries)
     metrics = args.metrics or Path(args.annotations).with_name("metrics.txt")

@@ -63,6 +63,8 @@ def read_questions(path: str | Path, images: str | Path | None = None, need_imag
     """Prompt rows {id, question, image_id, image, _image, _where}; `_image` is None without `need_images`."""
     path = Path(path)
     rows = read_rows(path)
+    if not rows:  # scored, it would report zero items and exit 0
+        raise EvalInputError(f"{path}: no questions (the file holds no rows)")
     out, seen = [], {}
     for index, row in enumerate(rows):
         question = next((row[k] for k in ("question", "text", "prompt") if isinstance(row.get(k), str)), None)
