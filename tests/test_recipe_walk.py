@@ -33,8 +33,9 @@ CPU = ["--use_cpu", "true", "--bf16", "false", "--dtype", "float32", "--max_step
        "no", "--logging_steps", "1", "--dataloader_num_workers", "0"]  # fmt: skip
 
 
-def readme_commands() -> list[str]:
-    block = re.search(r"## From nothing.*?```bash\n(.*?)```", README.read_text(), re.S).group(1)
+def readme_commands(readme: Path = README) -> list[str]:
+    """The commands of a recipe README's "From nothing" bash block, continuation lines joined, comments dropped."""
+    block = re.search(r"## From nothing.*?```bash\n(.*?)```", readme.read_text(), re.S).group(1)
     return [line.split("#")[0].strip() for line in block.replace("\\\n", " ").splitlines() if line.strip()]
 
 
