@@ -109,3 +109,42 @@ def test_llava_fact_rlhf_rl_readme_from_data_to_an_evaluated_policy(tmp_path, mo
                           cwd=tmp_path)  # fmt: skip
     assert report.startswith("| model |") and "| fact-rlhf |" in report
     assert (tmp_path / "outputs" / "eval" / "fact-rlhf" / "mmhal_responses.json").is_file()
+
+
+TEXT_README = ROOT / "recipes" / "qwen2.5-7b-instruct" / "dense_dpo" / "README.md"
+TEXT_RECIPE = "recipes/qwen2.5-7b-instruct/dense_dpo/config_lora.yaml"
+
+
+@pytest.mark.slow
+def test_qwen_text_dense_dpo_readme_from_corrections_to_held_out_metrics(tmp_path, monkeypatch):
+    """The text recipe on a tiny Llama-shaped text model (no Qwen2.5 weights offline): a corrections file in the
+    README's layout, the recipe's training line (2 steps; its 5% held out), the eval_results.json the README reads."""
+    from rlhfv.tiny_models import build_text_model, build_tokenizer
+
+    commands = readme_commands(TEXT_README)
+    assert_readme_runs(commands, (
+        "mkdir -p data && cp my_corrections.jsonl data/text_corrections.jsonl", f"make train RECIPE={TEXT_RECIPE}",
+        "cat outputs/qwen2.5-7b-instruct-dense-dpo-lora/eval_results.json",
+        "hf upload <you>/qwen2.5-7b-instruct-dense-dpo-lora outputs/qwen2.5-7b-instruct-dense-dpo-lora"))  # fmt: skip
+    tokenizer = build_tokenizer()
+    model = build_text_model(tokenizer, seed=0)
+    model.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipes").symlink_to(ROOT / "recipes")
+    (tmp_path / "data").mkdir()
+    colours = ("red", "blue", "green", "brown")
+    rows = [{"id": f"t{i}", "question": f"What colour is the car number {i}?",
+             "response": f"The car number {i} is {colours[i % 4]} and it has a dog on the roof.",
+             "corrected": f"The car number {i} is {colours[i % 4]} and it has nothing on the roof."}
+            for i in range(40)]  # fmt: skip
+    (tmp_path / "data" / "text_corrections.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    argv = ["train", "--config", TEXT_RECIPE, "--model_name_or_path", str(tmp_path / "base"), *CPU,
+            "--max_steps", "2", "--per_device_train_batch_size", "2", "--max_length", "128", "--logging_steps", "1",
+            "--eval_strategy", "steps", "--eval_steps", "2"]  # fmt: skip
+    assert main(argv) == 0
+    output = tmp_path / "outputs" / "qwen2.5-7b-instruct-dense-dpo-lora"
+    assert (output / "adapter_config.json").is_file()
+    results = json.loads((output / "eval_results.json").read_text())
+    assert 0.0 <= results["eval_rewards/accuracies"] <= 1.0
