@@ -27,7 +27,6 @@ from tests.fixtures.openai_server import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "recipes" / "llava-1.5-7b" / "rlaif_v" / "README.md"
-RECIPE = "recipes/llava-1.5-7b/rlaif_v/iterate_lora.yaml"
 # the recipe's settings changed for a 2-core CPU and a tiny model (the labeler's address is the local server's)
 TINY = {
     "feedback": {"num_samples": 6, "max_new_tokens": 12, "sample_batch_size": 12, "device": "cpu",
@@ -68,8 +67,9 @@ def rlaif_v_parquet(folder: Path) -> None:
     write_parquet(folder / "RLAIF-V-Dataset_001.parquet", rows[2:], features)
 
 
-def tiny_recipe(path: Path, base_url: str) -> Path:
-    values = yaml.safe_load((ROOT / RECIPE).read_text())
+def tiny_recipe(recipe: Path, path: Path, base_url: str) -> Path:
+    """The recipe with the TINY changes and the local labeler's address, written to `path`."""
+    values = yaml.safe_load(recipe.read_text())
     for block, changes in TINY.items():
         values[block].update(changes)
     values["feedback"]["base_url"] = base_url
@@ -77,25 +77,29 @@ def tiny_recipe(path: Path, base_url: str) -> Path:
     return path
 
 
-@pytest.mark.slow
-def test_llava_rlaif_v_readme_one_round_from_data_to_an_evaluated_model(tmp_path, monkeypatch, saved_llava):
-    import huggingface_hub
-
-    commands = readme_commands(README)
-    assert_readme_runs(commands, (
-        "hf download llava-hf/llava-1.5-7b-hf --local-dir models/llava-1.5-7b-hf",
+def readme_lines(model: str, hub_model: str, name: str) -> tuple[str, ...]:
+    """The lines of an RLAIF-V README's bash block that the walk runs (or replaces: `hf download`, `vllm serve`)."""
+    recipe = f"recipes/{name.removesuffix('-rlaif-v')}/rlaif_v/iterate_lora.yaml"
+    merged = f"outputs/{name}/round_4/merged"
+    return (
+        f"hf download {hub_model} --local-dir models/{model}",
         "rlhfv data get rlaif-v --prompts-only --max-prompts 4000", "rlhfv data get pope",
         "rlhfv data get object-halbench --from objhal_src",
         "python recipes/llava-1.5-7b/rlaif_v/make_pope_heldout.py --pope-dir data/pope --instances "
         "data/object_halbench/instances_val2014.json --output_dir data/pope_heldout/pope_heldout.json",
-        "vllm serve llava-hf/llava-v1.6-34b-hf --port 8000",
-        f"rlhfv iterate --config {RECIPE}", "rlhfv data get mmhal",
-        "recipes/evaluate.sh models/llava-1.5-7b-hf outputs/eval/llava-1.5-7b-rlaif-v-base pope object-halbench mmhal",
-        "recipes/evaluate.sh outputs/llava-1.5-7b-rlaif-v/round_4/merged outputs/eval/llava-1.5-7b-rlaif-v "
-        "pope object-halbench mmhal",
-        "hf upload <you>/llava-1.5-7b-rlaif-v outputs/llava-1.5-7b-rlaif-v/round_4/merged"))  # fmt: skip
-    recipe = yaml.safe_load((ROOT / RECIPE).read_text())
-    assert recipe["feedback"]["base_url"] == "http://localhost:8000/v1"  # the README's `vllm serve --port 8000`
+        "vllm serve llava-hf/llava-v1.6-34b-hf --port 8000", f"rlhfv iterate --config {recipe}",
+        "rlhfv data get mmhal",
+        f"recipes/evaluate.sh models/{model} outputs/eval/{name}-base pope object-halbench mmhal",
+        f"recipes/evaluate.sh {merged} outputs/eval/{name} pope object-halbench mmhal",
+        f"hf upload <you>/{name} {merged}",
+    )  # fmt: skip
+
+
+def prepare_data(tmp_path: Path, monkeypatch) -> None:
+    """Steps 2 and 3 of the README in `tmp_path` (the repository root): instructions, POPE, Object HalBench's COCO
+    annotations, COCO val2014 images (the README's wget + unzip) and the held-out POPE-layout file (2 images, 1 yes
+    and 1 no question each, instead of 100 x 3)."""
+    import huggingface_hub
 
     folders = hub_folders(tmp_path / "hub")
     rlaif_v_parquet(tmp_path / "hub" / "RLAIF-V")
@@ -104,8 +108,6 @@ def test_llava_rlaif_v_readme_one_round_from_data_to_an_evaluated_model(tmp_path
     local_copies(tmp_path)  # objhal_src/ (and AMBER/, unused here)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "recipes").symlink_to(ROOT / "recipes")
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "llava-1.5-7b-hf").symlink_to(saved_llava[0])  # the README's `hf download`
 
     assert main(["data", "get", "rlaif-v", "--prompts-only", "--max-prompts", "4000"]) == 0
     prompts = (tmp_path / "data" / "rlaif_v" / "prompts.jsonl").read_text().splitlines()
@@ -113,7 +115,7 @@ def test_llava_rlaif_v_readme_one_round_from_data_to_an_evaluated_model(tmp_path
     assert main(["data", "get", "pope"]) == 0
     assert main(["data", "get", "object-halbench", "--from", "objhal_src"]) == 0
     instances = json.loads((tmp_path / "data" / "object_halbench" / "instances_val2014.json").read_text())
-    val2014 = tmp_path / "data" / "coco" / "val2014"  # the README's wget + unzip of COCO val2014
+    val2014 = tmp_path / "data" / "coco" / "val2014"
     val2014.mkdir(parents=True)
     for image in instances["images"]:
         (val2014 / image["file_name"]).write_bytes(jpeg())
@@ -124,20 +126,53 @@ def test_llava_rlaif_v_readme_one_round_from_data_to_an_evaluated_model(tmp_path
     assert result.returncode == 0, result.stderr[-2000:]
     assert len((tmp_path / "data" / "pope_heldout" / "pope_heldout.json").read_text().splitlines()) == 4
 
+
+def run_round_and_evaluate(tmp_path: Path, model: str, name: str) -> None:
+    """Step 4 (one round, the labeler the local server) and step 5 (the starting and the trained model)."""
+    recipe = f"recipes/{name.removesuffix('-rlaif-v')}/rlaif_v/iterate_lora.yaml"
+    values = yaml.safe_load((ROOT / recipe).read_text())
+    assert values["feedback"]["base_url"] == "http://localhost:8000/v1"  # the README's `vllm serve --port 8000`
+    assert values["initial_policy"] == f"models/{model}"
     with Server(scripted=LABELER) as labeler:
-        recipe = tiny_recipe(tmp_path / "iterate_tiny.yaml", labeler.url)
-        assert main(["iterate", "--config", str(recipe), "--rounds", "1"]) == 0
-    out = tmp_path / "outputs" / "llava-1.5-7b-rlaif-v"
+        tiny = tiny_recipe(ROOT / recipe, tmp_path / "iterate_tiny.yaml", labeler.url)
+        assert main(["iterate", "--config", str(tiny), "--rounds", "1"]) == 0
+    out = tmp_path / "outputs" / name
     summary = json.loads((out / "round_1" / "feedback" / "summary.json").read_text())
     assert summary["pairs"] > 0, summary
-    merged = out / "round_1" / "merged"
-    assert (merged / "config.json").is_file()
-    rounds = json.loads((out / "rounds.json").read_text())
-    assert [row["round"] for row in rounds] == [0, 1]
+    assert (out / "round_1" / "merged" / "config.json").is_file()
+    assert [row["round"] for row in json.loads((out / "rounds.json").read_text())] == [0, 1]
 
     assert main(["data", "get", "mmhal"]) == 0
-    base = run_evaluate("models/llava-1.5-7b-hf", "outputs/eval/llava-1.5-7b-rlaif-v-base", "pope",
-                        "object-halbench", "mmhal", cwd=tmp_path)  # fmt: skip
-    trained = run_evaluate("outputs/llava-1.5-7b-rlaif-v/round_1/merged", "outputs/eval/llava-1.5-7b-rlaif-v",
-                           "pope", "object-halbench", "mmhal", cwd=tmp_path)  # fmt: skip
-    assert "| llava-1.5-7b-rlaif-v-base |" in base and "| llava-1.5-7b-rlaif-v |" in trained
+    benchmarks = ("pope", "object-halbench", "mmhal")
+    base = run_evaluate(f"models/{model}", f"outputs/eval/{name}-base", *benchmarks, cwd=tmp_path)
+    trained = run_evaluate(f"outputs/{name}/round_1/merged", f"outputs/eval/{name}", *benchmarks, cwd=tmp_path)
+    assert f"| {name}-base |" in base and f"| {name} |" in trained
+
+
+@pytest.mark.slow
+def test_llava_rlaif_v_readme_one_round_from_data_to_an_evaluated_model(tmp_path, monkeypatch, saved_llava):
+    name = "llava-1.5-7b-rlaif-v"
+    assert_readme_runs(readme_commands(README), readme_lines("llava-1.5-7b-hf", "llava-hf/llava-1.5-7b-hf", name))
+    prepare_data(tmp_path, monkeypatch)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "llava-1.5-7b-hf").symlink_to(saved_llava[0])  # the README's `hf download`
+    run_round_and_evaluate(tmp_path, "llava-1.5-7b-hf", name)
+
+
+QWEN_README = ROOT / "recipes" / "qwen2.5-vl-7b" / "rlaif_v" / "README.md"
+
+
+@pytest.mark.slow
+def test_qwen_vl_rlaif_v_readme_one_round_from_data_to_an_evaluated_model(tmp_path, monkeypatch):
+    """As the LLaVA walk; the rounds and the evaluation load the policy from disk, which a tiny Qwen2-VL needs
+    torchvision for (test_recipe_walk_qwen_vl.py): without it they are skipped with that reason."""
+    from test_recipe_walk_qwen_vl import NO_TORCHVISION, TORCHVISION, save_tiny_qwen2_vl
+
+    name = "qwen2.5-vl-7b-rlaif-v"
+    model = "Qwen2.5-VL-7B-Instruct"
+    assert_readme_runs(readme_commands(QWEN_README), readme_lines(model, f"Qwen/{model}", name))
+    prepare_data(tmp_path, monkeypatch)
+    save_tiny_qwen2_vl(tmp_path / "models" / model)  # the README's `hf download`
+    if not TORCHVISION:
+        pytest.skip(f"rounds and evaluation not walked: {NO_TORCHVISION}")
+    run_round_and_evaluate(tmp_path, model, name)
