@@ -410,7 +410,7 @@ def markdown_table(summary: dict, seeds: list[int]) -> str:
 def figure_note(seeds: int, images: int, date: str, error_bars: str) -> str:
     """The footnote every proof figure carries, so that it reads on its own."""
     return (
-        f"Bars: mean over {seeds} seeds; dots: the seeds (spread sideways so none hides another); "
+        f"Bars: mean over {seeds} seed{'s' if seeds != 1 else ''}; dots: the seeds (spread sideways so none hides another); "
         f"{error_bars}. {images} held-out images per seed, greedy decoding. Data: {date}."
     )
 
