@@ -517,29 +517,40 @@ def markdown_report(summary: dict, results: list[dict], seeds: list[int], split:
     return "\n".join(lines)
 
 
-def plot(summary: dict, path: Path) -> None:
+def plot(summary: dict, path: Path, *, images: int, date: str) -> None:
+    """Mean over seeds per arm and metric, the seeds as dots, +-1 sample standard deviation over seeds as error bars
+    (the paired bootstrap intervals over images are in results.md); the footnote names seeds, images and date."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from experiments.proof import figure_note, seed_dots
+
     metrics = ["companion_hallucination", "companion_recall", "chair_i", "recall"]
-    labels = ["companion\nhallucination", "companion\nrecall", "CHAIR_i", "recall"]
+    labels = ["companion hallucination\n(% of images without\nthe companion)",
+              "companion recall\n(% of images with\nthe companion)", "CHAIR_i\n(% of object\nmentions)",
+              "recall\n(% of objects\nin the image)"]  # fmt: skip
     methods = list(summary)
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = plt.subplots(figsize=(9, 4.8))
     width = 0.8 / len(methods)
+    seeds = max(len(summary[method][m]["values"]) for method in methods for m in metrics)
     for i, method in enumerate(methods):
         xs = [x + (i - (len(methods) - 1) / 2) * width for x in range(len(metrics))]
         means = [100 * (summary[method][m]["mean"] or 0) for m in metrics]
-        ax.bar(xs, means, width, label=NAMES[method].split(" (")[0] if method != "paper" else "paper form")
-        for x, m in zip(xs, metrics, strict=True):
-            ax.scatter([x] * len(summary[method][m]["values"]), [100 * v for v in summary[method][m]["values"]],
-                       color="black", s=6, zorder=3)  # fmt: skip
-    ax.set_xticks(range(len(metrics)), labels)
-    ax.set_ylabel("% (bars: mean over seeds; dots: seeds)")
-    ax.set_title("Language-prior world: companion hallucination after SFT and preference training")
-    ax.legend(fontsize=7, ncol=3)
-    fig.tight_layout()
+        stds = [100 * summary[method][m]["std"] for m in metrics]
+        label = NAMES[method].split(" (")[0] if method != "paper" else "paper form"
+        ax.bar(xs, means, width, yerr=stds, capsize=2, label=label, error_kw={"elinewidth": 1})
+        seed_dots(ax, xs, [summary[method][m]["values"] for m in metrics], width)
+    ax.set_xticks(range(len(metrics)), labels, fontsize=8)
+    ax.set_ylabel("rate (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title("Language-prior world: companion hallucination after SFT and preference training", fontsize=10)
+    ax.legend(fontsize=8, ncol=len(methods), loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False)
+    note = figure_note(seeds, images, date, "error bars: \u00b11 sample standard deviation over seeds "
+                       "(95% paired bootstrap intervals over images: results.md)")  # fmt: skip
+    fig.text(0.01, 0.01, note, fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -621,13 +632,15 @@ def main(argv: list[str] | None = None) -> int:
     results = run_seeds_in_processes(run_seed, config)
     summary = aggregate(results)
     elapsed = time.time() - start
-    (out / "results.json").write_text(
-        json.dumps({"config": asdict(config), "seeds": results, "summary": summary, "wall_s": elapsed}, indent=2)
-    )
+    from experiments.proof import data_date
+
+    date = data_date()
+    (out / "results.json").write_text(json.dumps({"config": asdict(config), "seeds": results, "summary": summary,
+                                                  "wall_s": elapsed, "date": date}, indent=2))  # fmt: skip
     report = markdown_report(summary, results, config.seeds, config.eval_split)
     report += f"Wall time of this run: {elapsed / 60:.1f} min.\n"
     (out / "results.md").write_text(report)
-    plot(summary, out / "results.png")
+    plot(summary, out / "results.png", images=config.eval_items, date=date)
     print(report)
     return 0
 

@@ -407,27 +407,60 @@ def markdown_table(summary: dict, seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: dict, path: Path) -> None:
+def figure_note(seeds: int, images: int, date: str, error_bars: str) -> str:
+    """The footnote every proof figure carries, so that it reads on its own."""
+    return (
+        f"Bars: mean over {seeds} seed{'s' if seeds != 1 else ''}; dots: the seeds (spread sideways so none hides another); "
+        f"{error_bars}. {images} held-out images per seed, greedy decoding. Data: {date}."
+    )
+
+
+def plot(summary: dict, path: Path, *, images: int, date: str) -> None:
+    """Mean over seeds per method and metric, with the seeds as dots and +-1 sample standard deviation over seeds as
+    error bars; the footnote names the seeds, images and the date of the data."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metrics = ["chair_s", "chair_i", "false_claim_rate", "recall"]
-    labels = ["CHAIR_s", "CHAIR_i", "false claims", "recall"]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    width = 0.27
+    labels = ["CHAIR_s\n(% of answers\nnaming an object)", "CHAIR_i\n(% of object\nmentions)",
+              "false claims\n(% of claims)", "recall\n(% of objects\nin the image)"]  # fmt: skip
+    names = {"sft": "SFT", "dpo": "DPO (gamma 1, sums)", "dense_dpo": "Dense DPO (gamma 5, average)"}
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    width = 0.8 / len(METHODS)
+    seeds = max(len(summary[method][m]["values"]) for method in METHODS for m in metrics)
     for i, method in enumerate(METHODS):
+        xs = [x + (i - (len(METHODS) - 1) / 2) * width for x in range(len(metrics))]
         means = [100 * (summary[method][m]["mean"] or 0) for m in metrics]
         stds = [100 * summary[method][m]["std"] for m in metrics]
-        ax.bar([x + (i - 1) * width for x in range(len(metrics))], means, width, yerr=stds, capsize=3, label=method)
-    ax.set_xticks(range(len(metrics)), labels)
-    ax.set_ylabel("%")
-    ax.set_title("Synthetic world: hallucination after SFT, DPO and Dense DPO")
-    ax.legend()
-    fig.tight_layout()
+        ax.bar(xs, means, width, yerr=stds, capsize=3, label=names[method], error_kw={"elinewidth": 1})
+        seed_dots(ax, xs, [summary[method][m]["values"] for m in metrics], width)
+    ax.set_xticks(range(len(metrics)), labels, fontsize=8)
+    ax.set_ylabel("rate (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title("Synthetic world: hallucination after SFT, DPO and Dense DPO", fontsize=10)
+    ax.legend(fontsize=8, ncol=len(METHODS), loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False)
+    note = figure_note(seeds, images, date, "error bars: \u00b11 sample standard deviation over seeds")
+    fig.text(0.01, 0.01, note, fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def seed_dots(ax, xs: list[float], values: list[list[float]], width: float) -> None:
+    """One black dot per seed, spread across the bar so that equal values stay visible."""
+    for x, seed_values in zip(xs, values, strict=True):
+        n = len(seed_values)
+        offsets = [(k - (n - 1) / 2) * width * 0.6 / max(n - 1, 1) for k in range(n)]
+        ax.scatter([x + o for o in offsets], [100 * v for v in seed_values], color="black", s=8, zorder=3)
+
+
+def data_date() -> str:
+    """Today's UTC date: stored in results.json so that a redrawn figure keeps the date of its data."""
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
 
 
 def prepare_run(config) -> Path:
@@ -488,12 +521,13 @@ def main(argv: list[str] | None = None) -> int:
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     results = [run_seed(config, seed) for seed in config.seeds]
     summary = aggregate(results)
+    date = data_date()
     (out / "results.json").write_text(
-        json.dumps({"config": asdict(config), "seeds": results, "summary": summary}, indent=2)
+        json.dumps({"config": asdict(config), "seeds": results, "summary": summary, "date": date}, indent=2)
     )
     table = markdown_table(summary, config.seeds)
     (out / "results.md").write_text(table)
-    plot(summary, out / "results.png")
+    plot(summary, out / "results.png", images=config.eval_items, date=date)
     print(table)
     return 0
 

@@ -8,7 +8,9 @@
 #   recipes/evaluate.sh MODEL_DIR OUT_DIR [pope] [object-halbench] [amber] [mmhal]     (default: all four)
 #
 # Answers are resumable: run the same line again after an interruption. Extra generation flags (e.g. --batch-size 16,
-# --dtype bfloat16) go in GEN_ARGS. RLHFV (default `rlhfv`) is the command that runs rlhfv.
+# --dtype bfloat16) go in GEN_ARGS; extra flags of the Object HalBench and AMBER scorers in SCORE_ARGS (e.g.
+# --allow-approximate where NLTK's data cannot be installed: every number is then marked approximate). RLHFV (default
+# `rlhfv`) is the command that runs rlhfv.
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: recipes/evaluate.sh MODEL_DIR OUT_DIR [pope] [object-halbench] [amber] [mmhal]" >&2
@@ -22,6 +24,7 @@ DATA=${DATA:-data}
 name=${NAME:-$(basename "$model")}  # the model's row in report.md
 read -r -a rlhfv <<< "${RLHFV:-rlhfv}"
 read -r -a gen <<< "${GEN_ARGS:-}"
+read -r -a score <<< "${SCORE_ARGS:-}"
 mkdir -p "$out"
 results=()
 for benchmark in $benchmarks; do
@@ -38,7 +41,7 @@ for benchmark in $benchmarks; do
             --num-beams 3 --output_dir "$out/object_halbench.jsonl" --quiet "${gen[@]}"
         "${rlhfv[@]}" eval object-halbench score --questions "$DATA/object_halbench/questions.jsonl" \
             --answers "$out/object_halbench.jsonl" --instances "$DATA/object_halbench/instances_val2014.json" \
-            --captions "$DATA/object_halbench/captions_val2014.json" --quiet --output_dir "$out/object_halbench.json"
+            --captions "$DATA/object_halbench/captions_val2014.json" --quiet --output_dir "$out/object_halbench.json" "${score[@]}"
         results+=(--result "$name=$out/object_halbench.json")
         ;;
     amber)
@@ -46,7 +49,7 @@ for benchmark in $benchmarks; do
             --images "$DATA/amber/image" --output_dir "$out/amber.jsonl" --quiet "${gen[@]}"
         "${rlhfv[@]}" eval amber score --answers "$out/amber.jsonl" --queries "$DATA/amber/query_all.json" \
             --annotations "$DATA/amber/annotations.json" --relation "$DATA/amber/relation.json" \
-            --safe-words "$DATA/amber/safe_words.txt" --output_dir "$out/amber.json"
+            --safe-words "$DATA/amber/safe_words.txt" --output_dir "$out/amber.json" "${score[@]}"
         results+=(--result "$name=$out/amber.json")
         ;;
     mmhal)
