@@ -22,6 +22,7 @@ from data_tools.settings import (
     check_range,
     read_settings,
 )
+from rlhfv.endpoint_settings import EndpointSettings
 
 
 def register(subparsers) -> None:
@@ -275,8 +276,8 @@ def _run_chair(arguments) -> int:
 
 
 @dataclass
-class JudgeSettings:
-    """`rlhfv eval judge`: MMHal-Bench style 0-6 ratings (the endpoint's own flags: rlhfv/endpoint.py)."""
+class JudgeSettings(EndpointSettings):
+    """`rlhfv eval judge`: MMHal-Bench style 0-6 ratings (the endpoint's own flags: rlhfv/endpoint_settings.py)."""
 
     answers: str = field(
         default="",
@@ -300,7 +301,7 @@ class JudgeSettings:
 
 
 def _register_judge(commands) -> None:
-    from rlhfv.endpoint import add_endpoint_arguments
+    from rlhfv.endpoint_settings import refuse_api_key_flag
 
     p = commands.add_parser(
         "judge",
@@ -310,12 +311,12 @@ def _register_judge(commands) -> None:
         "(share rated below 3), overall and per question type. Replies are cached on disk, so reruns are free.",
     )
     add_settings_arguments(p, JudgeSettings)
-    add_endpoint_arguments(p)
+    refuse_api_key_flag(p)
     p.set_defaults(func=_run_judge)
 
 
 def _run_judge(arguments) -> int:
-    from rlhfv.endpoint import EndpointError, client_from_args
+    from rlhfv.endpoint import EndpointError
     from rlhfv.eval.io import (
         EvalInputError,
         check_inputs_are_text,
@@ -330,7 +331,7 @@ def _run_judge(arguments) -> int:
     check_report_outputs(args)
     try:
         check_inputs_are_text(args)
-        client = client_from_args(arguments)
+        client = args.client()
         template = load_prompt(args.prompt_file) if args.prompt_file else None
         rows = read_rows(args.answers)
         if not rows:
