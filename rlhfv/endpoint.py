@@ -33,8 +33,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from rlhfv.endpoint_cache import ReplyCache
-from rlhfv.endpoint_settings import DEFAULT_BASE_URL
-from rlhfv.endpoint_types import ChatRequest, EndpointError, EndpointReplyError, Reply, TokenLogprob
+from rlhfv.endpoint_types import DEFAULT_BASE_URL, ChatRequest, EndpointError, EndpointReplyError, Reply, TokenLogprob
 from rlhfv.redaction import Redactor
 
 

@@ -14,10 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from data_tools.settings import check_range
-
-
-# rlhfv.endpoint (and openai) load only when a command calls the endpoint, so that `rlhfv --help` stays instant
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
+from rlhfv.endpoint_types import DEFAULT_BASE_URL
 
 
 @dataclass
@@ -62,6 +59,7 @@ class EndpointSettings:
 
     def client(self):
         """An `EndpointClient` for these settings; EndpointError without a model name or on bad values."""
+        # rlhfv.endpoint (and openai) load only when a command calls the endpoint: `rlhfv --help` stays instant
         from rlhfv.endpoint import EndpointClient, EndpointConfig, EndpointError, default_cache_dir
 
         model = self.model_name()
