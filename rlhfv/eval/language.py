@@ -203,8 +203,18 @@ def _approximate_tag(tokens: list[str]) -> list[tuple[str, str]]:
 
 
 def _approximate_lemma(word: str) -> str:
-    irregular = {"men": "man", "women": "woman", "children": "child", "people": "person", "feet": "foot",
-                 "teeth": "tooth", "mice": "mouse", "geese": "goose", "knives": "knife", "leaves": "leaf"}  # fmt: skip
+    irregular = {
+        "men": "man",
+        "women": "woman",
+        "children": "child",
+        "people": "person",
+        "feet": "foot",
+        "teeth": "tooth",
+        "mice": "mouse",
+        "geese": "goose",
+        "knives": "knife",
+        "leaves": "leaf",
+    }
     if word in irregular:
         return irregular[word]
     if word.endswith("ies") and len(word) > 4:
