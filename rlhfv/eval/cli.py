@@ -23,6 +23,7 @@ from data_tools.settings import (
     read_settings,
 )
 from rlhfv.endpoint_settings import EndpointSettings
+from rlhfv.eval.bench_args import output_field
 
 
 def register(subparsers) -> None:
@@ -187,13 +188,6 @@ def _run_generate(arguments) -> int:
     return 0
 
 
-def _output_field(help_text: str):
-    return field(
-        default=None,
-        metadata={"flag": "output_dir", "deprecated": ("out", *OLD_OUTPUT_FLAGS), "help": help_text},
-    )
-
-
 @dataclass
 class ChairSettings:
     """`rlhfv eval chair`: object hallucination against ground-truth objects."""
@@ -217,7 +211,7 @@ class ChairSettings:
             "COCO classes)."
         },
     )
-    out: str | None = _output_field("Write the report (JSON) here.")
+    out: str | None = output_field("Write the report (JSON) here.")
     details: str | None = field(default=None, metadata={"help": "Write per-answer mentions (JSONL) here."})
     overwrite: bool = field(default=False, metadata={"help": "Replace existing --output_dir/--details files."})
     # last: from this line on, `field` in the class body is this attribute, not dataclasses.field
@@ -294,7 +288,7 @@ class JudgeSettings(EndpointSettings):
             "MMHal-Bench's published one (default: rlhfv's rubric)."
         },
     )
-    out: str | None = _output_field("Write the summary (JSON) here.")
+    out: str | None = output_field("Write the summary (JSON) here.")
     details: str | None = field(default=None, metadata={"help": "Write per-answer ratings and replies (JSONL) here."})
     overwrite: bool = field(default=False, metadata={"help": "Replace existing --output_dir/--details files."})
     quiet: bool = field(default=False, metadata={"help": "No progress bar."})
