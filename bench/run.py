@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass, field
+
+from data_tools.settings import SettingError, add_settings_arguments, check_range, read_settings
 
 
 BENCHMARKS = ("loss_head", "train_step", "ref_precompute", "converter", "gpu", "feedback")
@@ -20,6 +23,36 @@ BENCHMARKS = ("loss_head", "train_step", "ref_precompute", "converter", "gpu", "
 EXTRAS = ("trl_head_profile", "tile_shapes")
 # 100k pairs of ~100 words: the size the converter target is stated for; smaller runs are dominated by start-up
 CONVERTER_PAIRS = {"full": 100_000, "quick": 500}
+
+
+@dataclass
+class BenchSettings:
+    """`rlhfv bench`: which benchmarks to run, at what size, and where their results go."""
+
+    only: str = field(
+        default="all",
+        metadata={
+            "help": f"Benchmarks to run: 'all' ({', '.join(BENCHMARKS)}) or a comma-separated list of those and the "
+            f"diagnostics {', '.join(EXTRAS)}."
+        },
+    )
+    quick: bool = field(default=False, metadata={"help": "Small shapes and fewer repeats (a smoke test)."})
+    converter_pairs: int | None = field(
+        default=None,
+        metadata={
+            "help": f"Pairs for the converter benchmark (default: {CONVERTER_PAIRS['full']}, "
+            f"{CONVERTER_PAIRS['quick']} with --quick)."
+        },
+    )
+    results_dir: str | None = field(
+        default=None, metadata={"help": "Where to write the results (default: bench/results)."}
+    )
+
+    def __post_init__(self):
+        check_range("converter_pairs", self.converter_pairs, minimum=1, optional=True)
+        unknown = _names(self.only)[1]
+        if unknown:
+            raise SettingError(f"`only`: {_unknown_message(unknown)}")
 
 
 def register(subparsers) -> None:
@@ -30,38 +63,32 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
-    parser.set_defaults(func=main)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--only",
-        default="all",
-        help=f"benchmarks to run: 'all' ({', '.join(BENCHMARKS)}) or a comma-separated list of those and the "
-        f"diagnostics {', '.join(EXTRAS)} (default: all)",
-    )
-    parser.add_argument("--quick", action="store_true", help="small shapes and fewer repeats (a smoke test)")
-    parser.add_argument(
-        "--converter-pairs",
-        type=int,
-        default=None,
-        help=f"pairs for the converter benchmark (default: {CONVERTER_PAIRS['full']}, {CONVERTER_PAIRS['quick']} "
-        "with --quick)",
-    )
-    parser.add_argument("--results-dir", default=None, help="where to write the results (default: bench/results)")
+    """`BenchSettings`' flags and `--config`; the parsed arguments' `func` runs the benchmarks."""
+    add_settings_arguments(parser, BenchSettings)
+    parser.set_defaults(func=lambda arguments: main(read_settings(arguments, BenchSettings)[0]))
+
+
+def _names(only: str) -> tuple[list[str], list[str]]:
+    """The benchmarks `--only` names, and those of them that do not exist."""
+    names = list(BENCHMARKS) if only in ("all", "") else [name.strip() for name in only.split(",") if name.strip()]
+    return names, [name for name in names if name not in BENCHMARKS + EXTRAS]
+
+
+def _unknown_message(unknown: list[str]) -> str:
+    return f"unknown benchmark(s) {unknown}; choose from all, {', '.join(BENCHMARKS + EXTRAS)}"
 
 
 def selected(only: str) -> list[str]:
-    names = list(BENCHMARKS) if only in ("all", "") else [name.strip() for name in only.split(",") if name.strip()]
-    unknown = [name for name in names if name not in BENCHMARKS + EXTRAS]
+    names, unknown = _names(only)
     if unknown:
-        raise SystemExit(
-            f"rlhfv bench: unknown benchmark(s) {unknown}; choose from all, {', '.join(BENCHMARKS + EXTRAS)}"
-        )
+        raise SystemExit(f"rlhfv bench: {_unknown_message(unknown)}")
     return names
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: BenchSettings) -> int:
     import os
     from pathlib import Path
 
@@ -175,7 +202,8 @@ def cli(argv: list[str] | None = None) -> int:
         prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_arguments(parser)
-    return main(parser.parse_args(argv))
+    arguments = parser.parse_args(argv)
+    return arguments.func(arguments)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,62 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_tools.settings import add_output_argument
+from data_tools.settings import OLD_OUTPUT_FLAGS, add_settings_arguments, check_range, read_settings
+
+
+@dataclass
+class DataListSettings:
+    """`rlhfv data list`: no settings; the dataclass keeps every command on the one settings parser."""
+
+
+@dataclass
+class DataGetSettings:
+    """`rlhfv data get NAME`: download (or read a local copy of) one source and prepare it."""
+
+    name: str = field(default="", metadata={"positional": True, "metavar": "NAME", "help": "The source's name."})
+    from_dir: str | None = field(
+        default=None,
+        metadata={
+            "flag": "from",
+            "metavar": "FOLDER",
+            "help": "Read a local copy of the source's files (any layout below FOLDER) instead of downloading.",
+        },
+    )
+    out: str | None = field(
+        default=None,
+        metadata={
+            "flag": "output_dir",
+            "deprecated": ("out", *OLD_OUTPUT_FLAGS),
+            "help": "Output folder (default: the recipes' folder, e.g. data/rlhf_v).",
+        },
+    )
+    revision: str | None = field(
+        default=None, metadata={"help": "A Hub revision other than the pinned one (a commit hash)."}
+    )
+    images: str = field(
+        default="data/coco/train2017",
+        metadata={"help": "LLaVA-RLHF: the COCO train2017 image folder to check the rows' images against."},
+    )
+    heldout: int = field(
+        default=500,
+        metadata={"help": "llava-rlhf-preference: rows held out for evaluation (LLaVA-RLHF held out 500)."},
+    )
+    seed: int = field(default=0, metadata={"help": "llava-rlhf-preference: seed of the held-out draw."})
+    max_prompts: int | None = field(
+        default=None,
+        metadata={
+            "help": "rlaif-v: keep the first N distinct instructions in prompts.jsonl (RLAIF-V used about 4k per "
+            "round; default: all)."
+        },
+    )
+    prompts_only: bool = field(default=False, metadata={"help": "rlaif-v: write prompts.jsonl only (no dense/)."})
+
+    def __post_init__(self):
+        check_range("heldout", self.heldout, minimum=0)
+        check_range("max_prompts", self.max_prompts, minimum=1, optional=True)
 
 
 def register(subparsers) -> None:
@@ -30,22 +83,13 @@ def register(subparsers) -> None:
     steps = parser.add_subparsers(dest="data_command", metavar="STEP")
     steps.required = True
     listing = steps.add_parser("list", help="the datasets and benchmarks, their sources and what they write")
-    listing.set_defaults(func=run_list)
-    get = steps.add_parser("get", help="download or copy one of them and prepare it")
-    get.add_argument("name", metavar="NAME", help=f"one of: {', '.join(SOURCES)}")
-    get.add_argument("--from", dest="from_dir", default=None, metavar="FOLDER", help="read a local copy of the "
-                     "source's files (any layout below FOLDER) instead of downloading")  # fmt: skip
-    add_output_argument(get, help="output folder (default: the recipes' folder, e.g. data/rlhf_v)")
-    get.add_argument("--revision", default=None, help="a Hub revision other than the pinned one (a commit hash)")
-    get.add_argument("--images", default="data/coco/train2017", help="LLaVA-RLHF: the COCO train2017 image folder "
-                     "to check the rows' images against (default data/coco/train2017)")  # fmt: skip
-    get.add_argument("--heldout", type=int, default=500, help="llava-rlhf-preference: rows held out for evaluation "
-                     "(default 500, as LLaVA-RLHF held out 500)")  # fmt: skip
-    get.add_argument("--seed", type=int, default=0, help="llava-rlhf-preference: seed of the held-out draw")
-    get.add_argument("--max-prompts", type=int, default=None, help="rlaif-v: keep the first N distinct "
-                     "instructions in prompts.jsonl (RLAIF-V used about 4k per round; default: all)")  # fmt: skip
-    get.add_argument("--prompts-only", action="store_true", help="rlaif-v: write prompts.jsonl only (no dense/)")
-    get.set_defaults(func=run_get)
+    add_settings_arguments(listing, DataListSettings)
+    listing.set_defaults(func=lambda arguments: run_list(read_settings(arguments, DataListSettings)[0]))
+    get = steps.add_parser(
+        "get", help="download or copy one of them and prepare it", epilog=f"NAME: one of {', '.join(SOURCES)}"
+    )
+    add_settings_arguments(get, DataGetSettings)
+    get.set_defaults(func=lambda arguments: run_get(read_settings(arguments, DataGetSettings)[0]))
 
 
 PREPARERS = {
@@ -67,10 +111,10 @@ NEXT = {
     "llava-rlhf-preference": "make train COMMAND=reward RECIPE=recipes/llava-1.5-7b/reward_model/config_lora.yaml",
     "llava-rlhf-rl": "make train COMMAND=rl RECIPE=recipes/llava-1.5-7b/rl/config_lora.yaml",
     "mmhal": "rlhfv eval mmhal generate --model MODEL --template {out}/response_template.json --images "
-    "{out}/images --out outputs/eval/mmhal_responses.json",
-    "pope": "rlhfv eval pope generate --model MODEL --pope-dir {out} --images {out}/val2014 --out outputs/eval/pope",
+    "{out}/images --output_dir outputs/eval/mmhal_responses.json",
+    "pope": "rlhfv eval pope generate --model MODEL --pope-dir {out} --images {out}/val2014 --output_dir outputs/eval/pope",
     "object-halbench": "rlhfv eval object-halbench generate --model MODEL --questions {out}/questions.jsonl "
-    "--images COCO_VAL2014_FOLDER --out outputs/eval/objhal.jsonl",
+    "--images COCO_VAL2014_FOLDER --output_dir outputs/eval/objhal.jsonl",
     "amber": "rlhfv eval amber generate --model MODEL --queries {out}/query_all.json --images {out}/image "
     "--output_dir outputs/eval/amber.jsonl",
 }
@@ -103,8 +147,9 @@ def download(source, revision: str | None) -> list[Path]:
         pinned = revision or part.revision
         print(f"downloading hf://datasets/{part.repo_id}@{pinned[:12]} ({', '.join(part.allow_patterns)})")
         try:
-            path = snapshot_download(part.repo_id, repo_type=part.repo_type, revision=pinned,
-                                     allow_patterns=list(part.allow_patterns))  # fmt: skip
+            path = snapshot_download(
+                part.repo_id, repo_type=part.repo_type, revision=pinned, allow_patterns=list(part.allow_patterns)
+            )
         except Exception as error:  # offline, unknown revision, gated repository, network: one line with the fix
             offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
             raise CommandError(
@@ -137,13 +182,11 @@ def run_get(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     module_name, function_name = PREPARERS[source.name].split(":")
     prepare = getattr(importlib.import_module(module_name), function_name)
-    summary = {
-        "name": source.name,
-        "title": source.title,
-        "source": "local copy: " + str(roots[0]) if args.from_dir else [
-            {"repo": f"datasets/{p.repo_id}", "revision": args.revision or p.revision} for p in source.hub],
-        **prepare(roots, out, args),
-    }  # fmt: skip
+    if args.from_dir:
+        where = "local copy: " + str(roots[0])
+    else:
+        where = [{"repo": f"datasets/{p.repo_id}", "revision": args.revision or p.revision} for p in source.hub]
+    summary = {"name": source.name, "title": source.title, "source": where, **prepare(roots, out, args)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(format_summary(summary))
     print(f"summary: {out / 'summary.json'}")

@@ -94,9 +94,19 @@ def convert_into(inputs: list[Path], output: Path, format_name: str) -> dict:
     parser = argparse.ArgumentParser(prog="rlhfv")
     convert_cli.register(parser.add_subparsers())
     args = parser.parse_args(
-        ["convert", *map(str, inputs), "--output", str(output), "--format", format_name, "--on-error", "skip",
-         "--overwrite", "--no-progress"]
-    )  # fmt: skip
+        [
+            "convert",
+            *map(str, inputs),
+            "--output",
+            str(output),
+            "--format",
+            format_name,
+            "--on-error",
+            "skip",
+            "--overwrite",
+            "--no-progress",
+        ]
+    )
     args.func(args)
     info = {"output": str(output)}
     rejects = Path(f"{output}.rejects.jsonl")
@@ -163,11 +173,22 @@ def rlaif_v_prompts(inputs: list[Path], out: Path, limit: int | None) -> dict:
             image_files[key] = name
         prompt_id = f"rlaif-v-{len(rows)}"
         seen[(key, question)] = prompt_id
-        rows.append({"id": prompt_id, "image": f"images/{image_files[key]}", "question": question,
-                     "source": {"idx": row.get("idx"), "image_path": row.get("image_path")}})  # fmt: skip
+        rows.append(
+            {
+                "id": prompt_id,
+                "image": f"images/{image_files[key]}",
+                "question": question,
+                "source": {"idx": row.get("idx"), "image_path": row.get("image_path")},
+            }
+        )
     write_jsonl(out / "prompts.jsonl", rows)
-    return {"prompts": str(out / "prompts.jsonl"), "instructions": len(rows), "images": len(image_files),
-            "limit": limit, "left_out": problems.summary()}  # fmt: skip
+    return {
+        "prompts": str(out / "prompts.jsonl"),
+        "instructions": len(rows),
+        "images": len(image_files),
+        "limit": limit,
+        "left_out": problems.summary(),
+    }
 
 
 def prepare_rlaif_v(roots: list[Path], out: Path, options) -> dict:
@@ -193,8 +214,12 @@ def _image_check(names, images: Path) -> dict:
             "COCO train2017 images (http://images.cocodataset.org/zips/train2017.zip) and unpack them there",
         }
     missing = [name for name in names if not (images / name).is_file()]
-    return {"folder": str(images), "present": len(names) - len(missing), "missing": len(missing),
-            "first_missing": missing[:SHOWN_PROBLEMS]}  # fmt: skip
+    return {
+        "folder": str(images),
+        "present": len(names) - len(missing),
+        "missing": len(missing),
+        "first_missing": missing[:SHOWN_PROBLEMS],
+    }
 
 
 def prepare_llava_rlhf_preference(roots: list[Path], out: Path, options) -> dict:
@@ -236,7 +261,7 @@ def prepare_llava_rlhf_preference(roots: list[Path], out: Path, options) -> dict
             "file": str(out / f"preference_heldout{options.heldout}.json"),
             "rows": len(heldout),
             "seed": options.seed,
-        },  # fmt: skip
+        },
         "captions": {"file": str(out / "image_to_caption.json"), "images": len(captions)},
         "problems": problems.summary(),
         "images": _image_check([r["image"] for r in usable if isinstance(r.get("image"), str)], Path(options.images)),
@@ -295,7 +320,7 @@ def prepare_llava_rlhf_rl(roots: list[Path], out: Path, options) -> dict:
             "rows": len(prompts),
             "yes_no": sum(p["yes_no_truth"] is not None for p in prompts),
             "multiple_choice": sum(p["mc_answer"] is not None for p in prompts),
-        },  # fmt: skip
+        },
         "left_out": problems.summary(),
         "images": _image_check([p["image"] for p in prompts], Path(options.images)),
     }

@@ -71,8 +71,11 @@ def prepare_mmhal(roots: list[Path], out: Path, options) -> dict:
             f"MMHal-Bench: {len(missing)} of {len(wanted)} images not found (first: {missing[0]}); the images come "
             "in test_data.zip of the dataset repository"
         )
-    return {"template": str(out / "response_template.json"), "questions": len(items),
-            "images": {"folder": str(out / "images"), "written": written, "used": len(set(wanted))}}  # fmt: skip
+    return {
+        "template": str(out / "response_template.json"),
+        "questions": len(items),
+        "images": {"folder": str(out / "images"), "written": written, "used": len(set(wanted))},
+    }
 
 
 # ---- POPE -----------------------------------------------------------------------------------------------------------
@@ -119,9 +122,11 @@ def prepare_pope(roots: list[Path], out: Path, options) -> dict:
         raise CommandError(f"POPE: no usable question in {', '.join(map(str, inputs))}")
     for split, rows in splits.items():
         write_jsonl(out / f"coco_pope_{split}.json", rows)
-    return {"splits": {split: len(rows) for split, rows in splits.items()},
-            "images": {"folder": str(images), "files": sum(1 for _ in images.iterdir())},
-            "left_out": problems.summary()}  # fmt: skip
+    return {
+        "splits": {split: len(rows) for split, rows in splits.items()},
+        "images": {"folder": str(images), "files": sum(1 for _ in images.iterdir())},
+        "left_out": problems.summary(),
+    }
 
 
 # ---- Object HalBench ------------------------------------------------------------------------------------------------
@@ -162,8 +167,11 @@ def prepare_object_halbench(roots: list[Path], out: Path, options) -> dict:
     shutil.copyfile(candidates[0], out / "questions.jsonl")
     instances = _annotation(roots, out, "instances_val2014.json")
     captions = _annotation(roots, out, "captions_val2014.json")
-    return {"questions": {"file": str(out / "questions.jsonl"), "rows": questions},
-            "instances": str(instances), "captions": str(captions)}  # fmt: skip
+    return {
+        "questions": {"file": str(out / "questions.jsonl"), "rows": questions},
+        "instances": str(instances),
+        "captions": str(captions),
+    }
 
 
 # ---- AMBER ----------------------------------------------------------------------------------------------------------
@@ -190,5 +198,8 @@ def prepare_amber(roots: list[Path], out: Path, options) -> dict:
         raise CommandError(
             "AMBER: no images (AMBER_<n>.jpg) under the --from folder: unpack AMBER's image archive there"
         )
-    return {"queries": items, "query_files": sorted(p.name for p in queries),
-            "images": {"folder": str(out / "image"), "files": count}}  # fmt: skip
+    return {
+        "queries": items,
+        "query_files": sorted(p.name for p in queries),
+        "images": {"folder": str(out / "image"), "files": count},
+    }

@@ -76,9 +76,14 @@ def load_run(folder: str, min_score_gap: int = 1) -> tuple[list[Instruction], di
             # a claim without a label (labeling stopped or rejected the answer) shows as unlabeled
             padded = (answer_labels + [None] * len(answer_claims))[: len(answer_claims)]
             for claim, label in zip(answer_claims, padded, strict=True):
-                marked.append({**claim, "verdict": None if label is None else label.get("verdict"),
-                               "p_yes": None if label is None else _p_yes(label),
-                               "reason": None if label is None else label.get("reason")})  # fmt: skip
+                marked.append(
+                    {
+                        **claim,
+                        "verdict": None if label is None else label.get("verdict"),
+                        "p_yes": None if label is None else _p_yes(label),
+                        "reason": None if label is None else label.get("reason"),
+                    }
+                )
             score = scores.get(key, {})
             answers.append(Answer(index, text, marked, score.get("score"), score.get("reason")))
         pairs = pairs_by_id.get(row["id"], [])
@@ -90,7 +95,7 @@ def load_run(folder: str, min_score_gap: int = 1) -> tuple[list[Instruction], di
                 answers,
                 pairs,
                 _not_paired(answers, pairs, min_score_gap),
-            )  # fmt: skip
+            )
         )
     stats_path = root / "pairs_stats.json"
     stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
@@ -160,12 +165,16 @@ def render_terminal(item: Instruction, color: bool) -> str:
     for answer in item.answers:
         false = sum(c.get("verdict") is False for c in answer.claims)
         score = "no score" if answer.score is None else f"score {answer.score}"
-        lines.append(f"  answer {answer.index} ({score}; {false} of {len(answer.claims)} claims false): "
-                     + _marked(answer, paint).replace("\n", " "))  # fmt: skip
+        lines.append(
+            f"  answer {answer.index} ({score}; {false} of {len(answer.claims)} claims false): "
+            + _marked(answer, paint).replace("\n", " ")
+        )
     lines.append(f"  pairs made: {len(item.pairs)}")
     for pair in item.pairs:
-        lines.append(f"    chosen {pair['chosen_index']} (score {pair['chosen_score']}) > rejected "
-                     f"{pair['rejected_index']} (score {pair['rejected_score']})")  # fmt: skip
+        lines.append(
+            f"    chosen {pair['chosen_index']} (score {pair['chosen_score']}) > rejected "
+            f"{pair['rejected_index']} (score {pair['rejected_score']})"
+        )
     if item.not_paired:
         lines.append("  not paired:")
         lines += [f"    {better} vs {worse}: {why}" for better, worse, why in item.not_paired]
@@ -209,11 +218,16 @@ def render_html(folder: str, items: list[Instruction], total: int, stats: dict) 
         for answer in item.answers:
             false = sum(c.get("verdict") is False for c in answer.claims)
             score = "–" if answer.score is None else str(answer.score)
-            parts.append(f"<tr><td>{answer.index}</td><td>{score}</td><td>{false} / {len(answer.claims)}</td>"
-                         f"<td>{_marked(answer, paint)}</td></tr>")  # fmt: skip
+            parts.append(
+                f"<tr><td>{answer.index}</td><td>{score}</td><td>{false} / {len(answer.claims)}</td>"
+                f"<td>{_marked(answer, paint)}</td></tr>"
+            )
         parts.append("</table>")
-        made = "".join(f"<li>chosen {p['chosen_index']} (score {p['chosen_score']}) &gt; rejected "
-                       f"{p['rejected_index']} (score {p['rejected_score']})</li>" for p in item.pairs)  # fmt: skip
+        made = "".join(
+            f"<li>chosen {p['chosen_index']} (score {p['chosen_score']}) &gt; rejected "
+            f"{p['rejected_index']} (score {p['rejected_score']})</li>"
+            for p in item.pairs
+        )
         parts.append(f"<p><b>Pairs made: {len(item.pairs)}</b></p><ul>{made}</ul>")
         if item.not_paired:
             rows = "".join(f"<li>{b} vs {w}: {escape(why)}</li>" for b, w, why in item.not_paired)
@@ -237,8 +251,10 @@ def run(args, color: bool) -> int:
         shown = [instructions[i] for i in args.index]
     else:
         shown = instructions[: args.rows]
-    print(f"feedback run {args.dataset}: {len(instructions)} instructions; "
-          + ", ".join(f"{k} {v}" for k, v in stats.items()))  # fmt: skip
+    print(
+        f"feedback run {args.dataset}: {len(instructions)} instructions; "
+        + ", ".join(f"{k} {v}" for k, v in stats.items())
+    )
     if not color:
         print(LEGEND)
     for item in shown:

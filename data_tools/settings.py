@@ -208,8 +208,11 @@ def _default_text(item) -> str:
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser, *dataclass_types) -> None:
-    """`--config` plus one flag per field of every dataclass (default unset, so the YAML underneath shows)."""
+    """`--config` plus one flag per field of every dataclass (default unset, so the YAML underneath shows). The
+    parser's default `settings_types` names the dataclasses, which tests/test_cli_settings.py checks for every
+    command."""
     parser.add_argument("--config", default=None, metavar="FILE", help="YAML file of settings (flags override it)")
+    parser.set_defaults(settings_types=dataclass_types)
     for dataclass_type in dataclass_types:
         hints = typing.get_type_hints(dataclass_type)
         for item in fields(dataclass_type):

@@ -207,9 +207,22 @@ def _load_converted(script_args):
 
 
 # Columns a tokenizer wrote (TRL's own names and the usual others): TRL tokenizes the text again and overwrites them
-TOKEN_COLUMNS = {"input_ids", "attention_mask", "prompt_ids", "chosen_ids", "rejected_ids", "prompt_input_ids",
-                 "chosen_input_ids", "rejected_input_ids", "prompt_attention_mask", "chosen_attention_mask",
-                 "rejected_attention_mask", "labels", "chosen_labels", "rejected_labels"}  # fmt: skip
+TOKEN_COLUMNS = {
+    "input_ids",
+    "attention_mask",
+    "prompt_ids",
+    "chosen_ids",
+    "rejected_ids",
+    "prompt_input_ids",
+    "chosen_input_ids",
+    "rejected_input_ids",
+    "prompt_attention_mask",
+    "chosen_attention_mask",
+    "rejected_attention_mask",
+    "labels",
+    "chosen_labels",
+    "rejected_labels",
+}
 
 
 def _drop_token_columns(dataset, name: str):

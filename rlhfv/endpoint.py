@@ -23,7 +23,6 @@ exponential backoff that honours `Retry-After`), timeouts, async concurrency and
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -34,7 +33,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from rlhfv.endpoint_cache import ReplyCache
-from rlhfv.endpoint_types import ChatRequest, EndpointError, EndpointReplyError, Reply, TokenLogprob
+from rlhfv.endpoint_types import DEFAULT_BASE_URL, ChatRequest, EndpointError, EndpointReplyError, Reply, TokenLogprob
 from rlhfv.redaction import Redactor
 
 
@@ -46,13 +45,8 @@ __all__ = [
     "EndpointReplyError",
     "Reply",
     "TokenLogprob",
-    "add_endpoint_arguments",
-    "client_from_args",
     "resolve_api_key",
 ]
-
-
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 @dataclass
@@ -62,7 +56,7 @@ class EndpointConfig:
         metadata={
             "help": "Endpoint base URL, e.g. http://localhost:8000/v1. Default: $OPENAI_BASE_URL, else "
             "https://api.openai.com/v1."
-        },  # fmt: skip
+        },
     )
     model: str | None = field(default=None, metadata={"help": "Model name sent with every request."})
     api_key_env: str = field(
@@ -330,57 +324,3 @@ def _to_reply(completion, where: str) -> Reply:
 def _short(text: str, limit: int = 500) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-# ---- command-line wiring shared by every command that calls an endpoint ---------------------------------------------
-class _RefuseKeyOnCommandLine(argparse.Action):
-    """`--api-key` fails with the fix, without echoing the key (it would sit in shell history and `ps`)."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        parser.error(
-            "API keys are not taken on the command line (they end up in shell history and process lists): put the "
-            "key in $OPENAI_API_KEY, another variable named by --api-key-env, or a file named by --api-key-file"
-        )
-
-
-def add_endpoint_arguments(parser, model_env: str = "RLHFV_JUDGE_MODEL", what: str = "judge") -> None:
-    """--base-url, --model, --api-key-env, --api-key-file, --cache-dir, --no-cache, --concurrency, --max-retries,
-    --timeout. There is deliberately no --api-key: a key on the command line ends up in shell history and `ps`."""
-    parser.add_argument("--base-url", default=None, help="endpoint base URL, e.g. http://localhost:8000/v1 "
-                        f"(default: $OPENAI_BASE_URL, else {DEFAULT_BASE_URL})")  # fmt: skip
-    parser.add_argument("--model", default=None, help=f"{what} model name (default: ${model_env})")
-    parser.add_argument("--api-key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS)
-    parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key "
-                        "(default OPENAI_API_KEY; none needed for local servers)")  # fmt: skip
-    parser.add_argument("--api-key-file", default=None, help="file whose first line is the API key (wins over "
-                        "--api-key-env)")  # fmt: skip
-    parser.add_argument("--cache-dir", default=None, help="reply cache (default: $XDG_CACHE_HOME/rlhfv/endpoint "
-                        "or ~/.cache/rlhfv/endpoint)")  # fmt: skip
-    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the reply cache")
-    parser.add_argument("--concurrency", "--workers", dest="concurrency", type=int, default=4,
-                        help="requests in flight at once (default 4)")  # fmt: skip
-    parser.add_argument("--max-retries", type=int, default=5, help="retries on 408/409/429/5xx and connection "
-                        "errors, with exponential backoff (default 5)")  # fmt: skip
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt (default 120)")
-    parser.set_defaults(endpoint_model_env=model_env)
-
-
-def client_from_args(args) -> EndpointClient:
-    """An `EndpointClient` from the arguments of `add_endpoint_arguments`; raises EndpointError on bad values."""
-    model = args.model or os.environ.get(args.endpoint_model_env)
-    if not model:
-        raise EndpointError(f"no model: pass --model NAME or set {args.endpoint_model_env}")
-    try:
-        config = EndpointConfig(
-            base_url=args.base_url,
-            model=model,
-            api_key_env=args.api_key_env,
-            api_key_file=args.api_key_file,
-            cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
-            timeout=args.timeout,
-            max_retries=args.max_retries,
-            concurrency=args.concurrency,
-        )
-    except ValueError as error:
-        raise EndpointError(str(error)) from None
-    return EndpointClient(config)

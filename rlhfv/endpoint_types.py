@@ -6,6 +6,9 @@ import math
 from dataclasses import dataclass
 
 
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # used when neither --base_url nor $OPENAI_BASE_URL is given
+
+
 class EndpointError(RuntimeError):
     """A request to the endpoint failed: refused, timed out, retries exhausted, or a reply that is not a chat
     completion."""

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_tools.errors import CommandError
+from data_tools.settings import suggestion
 
 
 SELECT_MODES = ("min", "max")
@@ -72,11 +73,20 @@ def _generate(benchmark: str, settings: dict, model: Path, rows: list[dict], ans
     from rlhfv.eval.io import EvalInputError
     from rlhfv.generation.generate import GenerationOptions
 
-    options = GenerationOptions(max_new_tokens=settings.get("max_new_tokens", 512),
-                                batch_size=settings.get("batch_size", 8))  # fmt: skip
+    options = GenerationOptions(
+        max_new_tokens=settings.get("max_new_tokens", 512), batch_size=settings.get("batch_size", 8)
+    )
     try:
-        generate_for_benchmark(benchmark, model, rows, answers, options, suffix, settings.get("device"),
-                               progress=settings.get("progress", True))  # fmt: skip
+        generate_for_benchmark(
+            benchmark,
+            model,
+            rows,
+            answers,
+            options,
+            suffix,
+            settings.get("device"),
+            progress=settings.get("progress", True),
+        )
         return read_answers(answers)
     except EvalInputError as error:
         raise CommandError(f"evaluation ({benchmark}): {error}") from None
@@ -105,9 +115,14 @@ def evaluate_object_halbench(iteration, model: Path, answers: Path) -> dict:
     rows = ohb.read_questions(settings["questions"], settings.get("images"))
     got = _generate("object-halbench", settings, model, rows, answers, settings.get("prompt_suffix", ""))
     extractor = ObjectExtractor()
-    truth = ohb.coco_truth(_as_list(settings["instances"]), _as_list(settings["captions"]), rlhfv_table(), None,
-                           {row["image_id"] for row in rows},
-                           lambda caption: {m.cls for m in extractor.mentions(caption)})  # fmt: skip
+    truth = ohb.coco_truth(
+        _as_list(settings["instances"]),
+        _as_list(settings["captions"]),
+        rlhfv_table(),
+        None,
+        {row["image_id"] for row in rows},
+        lambda caption: {m.cls for m in extractor.mentions(caption)},
+    )
     responses = []
     for row in rows:
         text = got[row["id"]]["answer"]
@@ -133,18 +148,31 @@ OBJECT_HALBENCH_METRICS = ("chair_s", "chair_i", "recall", "mean_length_words")
 EVALUATORS: dict[str, Evaluator] = {
     "none": Evaluator(None, (), None),
     "synthetic": Evaluator(
-        evaluate_synthetic, SYNTHETIC_METRICS, "false_claim_rate", "min", optional=("prompts_dir",),
+        evaluate_synthetic,
+        SYNTHETIC_METRICS,
+        "false_claim_rate",
+        "min",
+        optional=("prompts_dir",),
     ),
     "pope": Evaluator(
-        evaluate_pope, POPE_METRICS, "f1", "max", required=("questions",), files=("questions", "images"),
+        evaluate_pope,
+        POPE_METRICS,
+        "f1",
+        "max",
+        required=("questions",),
+        files=("questions", "images"),
         optional=("images", "prompt_suffix", "unclear_as", "progress"),
     ),
     "object_halbench": Evaluator(
-        evaluate_object_halbench, OBJECT_HALBENCH_METRICS, "chair_s", "min",
-        required=("questions", "instances", "captions"), files=("questions", "images", "instances", "captions"),
+        evaluate_object_halbench,
+        OBJECT_HALBENCH_METRICS,
+        "chair_s",
+        "min",
+        required=("questions", "instances", "captions"),
+        files=("questions", "images", "instances", "captions"),
         optional=("images", "prompt_suffix", "progress"),
     ),
-}  # fmt: skip
+}
 
 
 def check_settings(settings: dict, where: str) -> dict:
@@ -156,7 +184,12 @@ def check_settings(settings: dict, where: str) -> dict:
     known = {*COMMON_KEYS, *evaluator.required, *evaluator.optional}
     unknown = sorted(set(settings) - known)
     if unknown:
-        raise CommandError(f"{where}: evaluation keys {unknown} are not read by kind {kind!r}; known: {sorted(known)}")
+        # each unknown key named with the closest known one, as every settings file's keys are (data_tools.settings)
+        names = ", ".join(f"{key!r}{suggestion(str(key), known)}" for key in unknown)
+        verb = "key {} is" if len(unknown) == 1 else "keys {} are"
+        raise CommandError(
+            f"{where}: evaluation {verb.format(names)} not read by kind {kind!r}; known: {', '.join(sorted(known))}"
+        )
     missing = [key for key in evaluator.required if not settings.get(key)]
     if missing:
         raise CommandError(f"{where}: evaluation.kind {kind} needs {', '.join(missing)}")

@@ -33,8 +33,10 @@ def plot_caption(out: Path, evaluation: dict, seed: int) -> str:
     answers = out / "round_0" / "eval_answers.jsonl"
     count = sum(1 for line in answers.open() if line.strip()) if answers.is_file() else None
     items = f"{count} held-out answers per model" if count else "held-out answers"
-    return (f"Evaluation: {evaluation.get('kind', 'none')}, {items}; one run, seed {seed} (no error bars: a single "
-            f"seed). Plotted {datetime.date.today().isoformat()}.")  # fmt: skip
+    return (
+        f"Evaluation: {evaluation.get('kind', 'none')}, {items}; one run, seed {seed} (no error bars: a single "
+        f"seed). Plotted {datetime.date.today().isoformat()}."
+    )
 
 
 def write_table(rows: list[dict], out: Path, metrics=TABLE_METRICS, caption: str = "") -> None:

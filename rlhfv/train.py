@@ -109,8 +109,9 @@ def _build_trainer(script_args, training_args, model_args, callbacks: list | Non
         from rlhfv.run_log import log_configuration, open_run_log
 
         log_file = open_run_log(training_args.output_dir)
-        config_file = log_configuration(training_args.output_dir, script_args=script_args, model_args=model_args,
-                                        training_args=training_args)  # fmt: skip
+        config_file = log_configuration(
+            training_args.output_dir, script_args=script_args, model_args=model_args, training_args=training_args
+        )
         logger.info("Resolved configuration: %s (secrets redacted); log: %s", config_file, log_file)
     logger.info("Training rows: %d; evaluation rows: %s", len(train_dataset), eval_dataset and len(eval_dataset))
     peft_config = get_peft_config(model_args)

@@ -351,3 +351,86 @@ def test_inspect_refuses_a_negative_row_count(tmp_path):
     rows = tmp_path / "pairs.jsonl"
     rows.write_text("{}\n")
     one_line_error(rlhfv("inspect", rows, "--rows", "-1"), "rows", ">= 0")
+
+
+# Commands whose settings TRL's own parser reads (`TrainingArguments` and the recipe's dataclasses, through
+# `rlhfv.recipe`), not data_tools.settings
+TRL_PARSED = {("train",), ("reward",), ("rl",)}
+
+
+def test_every_leaf_command_reads_its_flags_from_settings_dataclasses():
+    """A command added with plain argparse flags fails here: every option of every leaf command is a field of the
+    settings dataclasses its parser names (`settings_types`, left by `add_settings_arguments`), plus `--config`."""
+    import argparse
+    from dataclasses import fields, is_dataclass
+
+    from rlhfv.cli import build_parser
+
+    found = dict(leaf_parsers(build_parser()))
+    assert {("eval", "pope", "score"), ("eval", "report"), ("data", "get"), ("feedback-pairs",), ("bench",)} <= set(
+        found
+    )
+    for words, parser in found.items():
+        if words in TRL_PARSED:
+            continue
+        types = parser.get_default("settings_types")
+        assert types and all(is_dataclass(t) for t in types), words
+        names = {item.name for t in types for item in fields(t)}
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction) or action.dest == "config":
+                continue
+            if action.dest == "api_key":  # refuses a key on the command line (rlhfv/endpoint_settings.py)
+                continue
+            assert action.dest in names, (words, action.option_strings)
+
+
+def test_a_benchmark_command_reads_a_config_file_and_names_a_misspelt_key(tmp_path):
+    config = tmp_path / "pope.yaml"
+    config.write_text("pope_dir: nowhere\nanswers: nowhere\nunclear_ass: wrong\n")
+    last = one_line_error(rlhfv("eval", "pope", "score", "--config", config), "unclear_ass", "unclear_as")
+    assert "did you mean" in last
+    config.write_text("pope_dir: nowhere\nanswers: nowhere\nunclear_as: maybe\n")
+    one_line_error(rlhfv("eval", "pope", "score", "--config", config), "unclear_as", "pope, wrong")
+
+
+AMBER_FILES = ["--answers", "a", "--queries", "q", "--annotations", "n", "--relation", "r", "--safe-words", "s"]
+
+
+@pytest.mark.parametrize(
+    "argv, words, code",
+    [
+        (["eval", "amber", "score", *AMBER_FILES, "--similarity-threshold", "nan"], ["similarity_threshold"], 1),
+        (["eval", "mmhal", "judge", "--responses", "r.json", "--ratings", "strict"], ["--ratings", "strict"], 2),
+        (["eval", "mmhal", "judge", "--responses", "r.json", "--timeout", "0"], ["timeout"], 1),
+        (["eval", "mmhal", "judge", "--responses", "r.json", "--max-tokens", "0"], ["max_tokens"], 1),
+        (["eval", "object-halbench", "generate", "--questions", "q", "--output_dir", "o"], ["--model"], 2),
+        (
+            [
+                "eval",
+                "pope",
+                "generate",
+                "--model",
+                "m",
+                "--pope-dir",
+                "p",
+                "--images",
+                "i",
+                "--output_dir",
+                "o",
+                "--num-beams",
+                "0",
+            ],
+            ["num_beams"],
+            1,
+        ),
+        (
+            ["feedback-pairs", "--answers", "a", "--judgements", "j", "--output_dir", "o", "--min-score-gap", "0"],
+            ["min_score_gap"],
+            1,
+        ),
+        (["data", "get", "rlhf-v", "--heldout", "-1"], ["heldout"], 1),
+        (["bench", "--only", "loss_head,nope"], ["only", "nope"], 1),
+    ],
+)
+def test_converted_commands_check_their_settings_at_start(tmp_path, argv, words, code):
+    one_line_error(rlhfv(*argv, cwd=tmp_path), *words, code=code)

@@ -127,11 +127,21 @@ def load_metrics(path: str | Path) -> dict[str, float]:
             counters[parts[0].strip()] = float(parts[1].strip())
         except ValueError:
             raise EvalInputError(f"{path}:line {number}: value {parts[1].strip()!r} is not a number") from None
-    needed = ["chair_score", "chair_num", "safe_cover_score", "safe_cover_num", "hallu_cover_score",
-              "hallu_cover_num", "non_hallu_score", "non_hallu_num"]  # fmt: skip
+    needed = [
+        "chair_score",
+        "chair_num",
+        "safe_cover_score",
+        "safe_cover_num",
+        "hallu_cover_score",
+        "hallu_cover_num",
+        "non_hallu_score",
+        "non_hallu_num",
+    ]
     for prefix in ["", *(f"{part}_" for _, part in DISCRIMINATIVE_TYPES.values())]:
-        needed += [f"{prefix}qa_{name}" for name in ("correct_score", "correct_num", "no_score", "no_num",
-                                                     "ans_no_score", "ans_no_num")]  # fmt: skip
+        needed += [
+            f"{prefix}qa_{name}"
+            for name in ("correct_score", "correct_num", "no_score", "no_num", "ans_no_score", "ans_no_num")
+        ]
     absent = [name for name in dict.fromkeys(needed) if name not in counters]
     if absent:
         raise EvalInputError(f"{path}: missing counter(s) {', '.join(absent[:5])}: not AMBER's data/metrics.txt?")

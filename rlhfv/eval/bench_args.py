@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from data_tools.errors import CommandError
-from data_tools.settings import add_output_argument
+from data_tools.settings import (
+    OLD_OUTPUT_FLAGS,
+    add_settings_arguments,
+    check_choice,
+    check_range,
+    read_settings,
+)
 
 
 def write_outputs(args, rep, details=None) -> None:
@@ -15,16 +23,80 @@ def write_outputs(args, rep, details=None) -> None:
         write_jsonl(args.details, details)
 
 
-def add_output_arguments(p) -> None:
-    add_output_argument(p, help="write the report (JSON) here; `rlhfv eval report` reads it")
-    p.add_argument("--details", default=None, help="write per-item results (JSONL) here")
-    p.add_argument("--allow-missing", action="store_true", help="score the answered items and list the missing "
-                   "ones in the report (default: a missing answer is an error)")  # fmt: skip
-    p.add_argument("--overwrite", action="store_true", help="replace existing --output_dir/--details files")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def output_field(help_text: str, required: bool = False):
+    """The one output flag, `--output_dir`; `--out`, `--output` and `-o` still work with a warning."""
+    metadata = {"flag": "output_dir", "deprecated": ("out", *OLD_OUTPUT_FLAGS), "help": help_text}
+    return field(default=None, metadata={**metadata, "required": required})
+
+
+@dataclass
+class BenchGenerationSettings:
+    """Decoding settings of every benchmark's `generate` step (written next to the answers)."""
+
+    model: str = field(
+        default="",
+        metadata={"required": True, "help": "Model folder: saved by `rlhfv train`, a base model, or a PEFT adapter."},
+    )
+    batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call."})
+    max_new_tokens: int = field(default=512, metadata={"help": "Longest answer, in tokens."})
+    do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature, with --do-sample."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold, with --do-sample."})
+    top_k: int = field(default=0, metadata={"help": "Top-k sampling, with --do-sample; 0 = off."})
+    num_beams: int = field(default=1, metadata={"help": "Beam search width (Object HalBench in RLHF-V used 3)."})
+    seed: int = field(default=0, metadata={"help": "Torch seed for sampling."})
+    prompt_suffix: str = field(default="", metadata={"help": "Text appended to every question."})
+    device: str | None = field(default=None, metadata={"help": "cuda, cpu, ... (default: cuda if available)."})
+    dtype: str = field(default="auto", metadata={"choices": DTYPES, "help": "Weights' dtype."})
+    quiet: bool = field(default=False, metadata={"help": "No progress bar."})
+    strict_paths: bool = field(
+        default=False,
+        metadata={
+            "help": "Refuse images outside --images and the benchmark file's folder (as `rlhfv convert "
+            "--strict-paths`)."
+        },
+    )
+
+    def __post_init__(self):
+        from rlhfv.generation.generate import check_generation_ranges
+
+        check_generation_ranges(self)
+        check_range("num_beams", self.num_beams, minimum=1)
+        check_choice("dtype", self.dtype, DTYPES)
+
+
+@dataclass
+class ReportOutputSettings:
+    """Where a scoring step writes its report, and whether a missing answer is an error."""
+
+    out: str | None = output_field("Write the report (JSON) here; `rlhfv eval report` reads it.")
+    details: str | None = field(default=None, metadata={"help": "Write per-item results (JSONL) here."})
+    allow_missing: bool = field(
+        default=False,
+        metadata={
+            "help": "Score the answered items and list the missing ones in the report (default: a missing answer "
+            "is an error)."
+        },
+    )
+    overwrite: bool = field(default=False, metadata={"help": "Replace existing --output_dir/--details files."})
+
+
+def add_command(sub, name: str, settings_type, run, help_text: str, description=None, hidden_flags=None):
+    """A benchmark step whose flags are `settings_type`'s fields; `run(settings)` gets the settings built."""
+    description = description or (settings_type.__doc__ or "").strip() or None
+    parser = sub.add_parser(name, help=help_text, description=description)
+    add_settings_arguments(parser, settings_type)
+    if hidden_flags is not None:
+        hidden_flags(parser)
+    parser.set_defaults(func=lambda arguments: guard(run)(read_settings(arguments, settings_type)[0]))
+    return parser
 
 
 def guard(function):
-    """Run a command body, turning input and endpoint errors into one-line failures."""
+    """Run a command body on its settings, turning input and endpoint errors into one-line failures."""
 
     def run(args) -> int:
         from rlhfv.endpoint import EndpointError

@@ -21,11 +21,11 @@ rlhfv.eval.bench_score_cli; each benchmark's logic is in its own module.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_tools.settings import add_output_argument
-from rlhfv.eval.bench_args import add_output_arguments as _add_output_arguments
-from rlhfv.eval.bench_args import guard as _guard
+from data_tools.settings import check_choice
+from rlhfv.eval.bench_args import BenchGenerationSettings, ReportOutputSettings, add_command, output_field
 from rlhfv.eval.bench_args import refuse_unknown_answers as _unknown_answers
 from rlhfv.eval.bench_args import write_outputs as _write
 from rlhfv.eval.bench_score_cli import add_amber_score, add_mmhal_judge, add_objhal_score
@@ -40,34 +40,9 @@ def register(commands) -> None:
 
 
 # ---- shared arguments ---------------------------------------------------------------------------------------------
-def _add_generation_arguments(p, prompt_suffix: str = "") -> None:
-    p.add_argument("--model", required=True, help="model folder: saved by `rlhfv train`, a base model, or a PEFT "
-                   "adapter")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=8, help="prompts per generate() call (default 8)")
-    p.add_argument("--max-new-tokens", type=int, default=512, help="default 512")
-    p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=float, default=1.0, help="with --do-sample (default 1.0)")
-    p.add_argument("--top-p", type=float, default=1.0, help="with --do-sample (default 1.0)")
-    p.add_argument("--top-k", type=int, default=0, help="with --do-sample, 0 = off (default 0)")
-    p.add_argument("--num-beams", type=int, default=1, help="beam search width (default 1; Object HalBench in "
-                   "RLHF-V used 3)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="torch seed for sampling (default 0)")
-    p.add_argument("--prompt-suffix", default=prompt_suffix, help="text appended to every question "
-                   f"(default {prompt_suffix!r})")  # fmt: skip
-    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda if available)")
-    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (default auto)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--strict-paths",
-        action="store_true",
-        help="refuse images outside --images and the benchmark file's folder (as `rlhfv convert --strict-paths`)",
-    )
-
-
 def _options(args):
-    from rlhfv.generation.generate import GenerationOptions, check_generation_ranges
+    from rlhfv.generation.generate import GenerationOptions
 
-    check_generation_ranges(args)
     return GenerationOptions(
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
@@ -116,6 +91,22 @@ def _subcommands(commands, name, help_text, description):
 
 
 # ---- MMHal-Bench ----------------------------------------------------------------------------------------------------
+@dataclass
+class MmhalGenerateSettings(BenchGenerationSettings):
+    """`rlhfv eval mmhal generate`: fill model_answer in MMHal-Bench's response template, keeping its order."""
+
+    template: str = field(default="", metadata={"required": True, "help": "MMHal-Bench's response_template.json."})
+    images: str = field(
+        default="",
+        metadata={"required": True, "help": "The benchmark's image folder (file names as in image_src)."},
+    )
+    out: str | None = output_field(
+        "The filled response file (JSON list; may be the template itself). Answers accumulate in "
+        "<output stem>.answers.jsonl, so a rerun resumes.",
+        required=True,
+    )
+
+
 def _register_mmhal(commands) -> None:
     sub = _subcommands(
         commands,
@@ -125,17 +116,13 @@ def _register_mmhal(commands) -> None:
         "its order; `judge` rates each answer 0-6 with any OpenAI-compatible judge and reports the average score, "
         "the hallucination rate (rating < 3) and the 8 per-type scores (type = index mod 8).",
     )
-    p = sub.add_parser("generate", help="answer the 96 questions; writes the filled response file")
-    p.add_argument("--template", required=True, help="MMHal-Bench's response_template.json")
-    p.add_argument("--images", required=True, help="the benchmark's image folder (file names as in image_src)")
-    add_output_argument(
-        p,
-        required=True,
-        help="the filled response file (JSON list; may be the template itself). Answers accumulate in "
-        "<output stem>.answers.jsonl, so a rerun resumes",
+    add_command(
+        sub,
+        "generate",
+        MmhalGenerateSettings,
+        _run_mmhal_generate,
+        "answer the 96 questions; writes the filled response file",
     )
-    _add_generation_arguments(p)
-    p.set_defaults(func=_guard(_run_mmhal_generate))
     add_mmhal_judge(sub)
 
 
@@ -153,6 +140,19 @@ def _run_mmhal_generate(args) -> int:
 
 
 # ---- Object HalBench ------------------------------------------------------------------------------------------------
+@dataclass
+class ObjhalGenerateSettings(BenchGenerationSettings):
+    """`rlhfv eval object-halbench generate`: answer Object HalBench's detailed-description prompts."""
+
+    questions: str = field(
+        default="", metadata={"required": True, "help": "The question file (JSONL: image_id, question, image)."}
+    )
+    images: str | None = field(
+        default=None, metadata={"help": "COCO val2014 image folder (when the file embeds no images)."}
+    )
+    out: str | None = output_field("Answers JSONL (a rerun resumes).", required=True)
+
+
 def _register_object_halbench(commands) -> None:
     sub = _subcommands(
         commands,
@@ -162,12 +162,7 @@ def _register_object_halbench(commands) -> None:
         "and recall against COCO instance + caption annotations. Objects are found by the synonym matcher "
         "(--extract rule) or listed by an LLM and mapped to COCO classes (--extract llm, the papers' protocol).",
     )
-    p = sub.add_parser("generate", help="answer the prompts")
-    p.add_argument("--questions", required=True, help="the question file (JSONL: image_id, question, image)")
-    p.add_argument("--images", default=None, help="COCO val2014 image folder (when the file embeds no images)")
-    add_output_argument(p, required=True, help="answers JSONL (a rerun resumes)")
-    _add_generation_arguments(p)
-    p.set_defaults(func=_guard(_run_objhal_generate))
+    add_command(sub, "generate", ObjhalGenerateSettings, _run_objhal_generate, "answer the prompts")
     add_objhal_score(sub)
 
 
@@ -179,6 +174,18 @@ def _run_objhal_generate(args) -> int:
 
 
 # ---- AMBER ----------------------------------------------------------------------------------------------------------
+@dataclass
+class AmberGenerateSettings(BenchGenerationSettings):
+    """`rlhfv eval amber generate`: answer AMBER's queries."""
+
+    queries: str = field(
+        default="",
+        metadata={"required": True, "help": "data/query/query_all.json (or one of the per-task files)."},
+    )
+    images: str = field(default="", metadata={"required": True, "help": "AMBER's image folder (AMBER_<n>.jpg)."})
+    out: str | None = output_field("Answers JSONL (a rerun resumes).", required=True)
+
+
 def _register_amber(commands) -> None:
     sub = _subcommands(
         commands,
@@ -187,12 +194,7 @@ def _register_amber(commands) -> None:
         "AMBER. `generate` answers its queries; `score` computes CHAIR, Cover, Hal and Cog on the generative "
         "items and accuracy/precision/recall/F1 ('No' positive) per type on the discriminative ones.",
     )
-    p = sub.add_parser("generate", help="answer AMBER's queries")
-    p.add_argument("--queries", required=True, help="data/query/query_all.json (or one of the per-task files)")
-    p.add_argument("--images", required=True, help="AMBER's image folder (AMBER_<n>.jpg)")
-    add_output_argument(p, required=True, help="answers JSONL (a rerun resumes)")
-    _add_generation_arguments(p)
-    p.set_defaults(func=_guard(_run_amber_generate))
+    add_command(sub, "generate", AmberGenerateSettings, _run_amber_generate, "answer AMBER's queries")
     add_amber_score(sub)
 
 
@@ -207,6 +209,44 @@ def _run_amber_generate(args) -> int:
 POPE_SUFFIX = "\nAnswer the question using a single word or phrase."
 
 
+@dataclass
+class PopeGenerateSettings(BenchGenerationSettings):
+    """`rlhfv eval pope generate`: answer each split's questions into <output_dir>/<split>.jsonl."""
+
+    pope_dir: str = field(
+        default="",
+        metadata={"required": True, "help": "Folder with POPE's coco_pope_{random,popular,adversarial}.json."},
+    )
+    images: str = field(default="", metadata={"required": True, "help": "COCO val2014 image folder."})
+    out: str | None = output_field("Answers folder: one <split>.jsonl per split (a rerun resumes).", required=True)
+    prompt_suffix: str = field(default=POPE_SUFFIX, metadata={"help": "Text appended to every question."})
+
+
+UNCLEAR = ("pope", "wrong")
+
+
+@dataclass
+class PopeScoreSettings(ReportOutputSettings):
+    """`rlhfv eval pope score`: accuracy, precision, recall, F1 ('yes' positive) and the yes-ratio per split."""
+
+    pope_dir: str = field(default="", metadata={"required": True, "help": "Folder with POPE's split files."})
+    answers: str = field(
+        default="",
+        metadata={"required": True, "help": "Answers folder (<split>.jsonl per split, from `generate`)."},
+    )
+    unclear_as: str = field(
+        default="pope",
+        metadata={
+            "choices": UNCLEAR,
+            "help": "An answer neither clearly yes nor no: read as POPE reads it ('no' if it says no/not, else "
+            "'yes'), or scored as wrong.",
+        },
+    )
+
+    def __post_init__(self):
+        check_choice("unclear_as", self.unclear_as, UNCLEAR)
+
+
 def _register_pope(commands) -> None:
     sub = _subcommands(
         commands,
@@ -215,21 +255,10 @@ def _register_pope(commands) -> None:
         "POPE. `generate` answers each split's questions into <out>/<split>.jsonl; `score` reports accuracy, "
         "precision, recall, F1 ('yes' positive) and the yes-ratio per split.",
     )
-    p = sub.add_parser("generate", help="answer the split files")
-    p.add_argument("--pope-dir", required=True, help="folder with POPE's coco_pope_{random,popular,adversarial}.json")
-    p.add_argument("--images", required=True, help="COCO val2014 image folder")
-    add_output_argument(p, required=True, help="answers folder: one <split>.jsonl per split (a rerun resumes)")
-    _add_generation_arguments(p, prompt_suffix=POPE_SUFFIX)
-    p.set_defaults(func=_guard(_run_pope_generate))
-
-    p = sub.add_parser("score", help="accuracy, precision, recall, F1, yes-ratio per split")
-    p.add_argument("--pope-dir", required=True, help="folder with POPE's split files")
-    p.add_argument("--answers", required=True, help="answers folder (<split>.jsonl per split, from `generate`)")
-    p.add_argument("--unclear-as", choices=["pope", "wrong"], default="pope", help="an answer neither clearly yes "
-                   "nor no: read as POPE reads it ('no' if it says no/not, else 'yes'; default), or scored as "
-                   "wrong")  # fmt: skip
-    _add_output_arguments(p)
-    p.set_defaults(func=_guard(_run_pope_score))
+    add_command(sub, "generate", PopeGenerateSettings, _run_pope_generate, "answer the split files")
+    add_command(
+        sub, "score", PopeScoreSettings, _run_pope_score, "accuracy, precision, recall, F1, yes-ratio per split"
+    )
 
 
 def _run_pope_generate(args) -> int:
@@ -266,19 +295,34 @@ def _run_pope_score(args) -> int:
 
 
 # ---- report ---------------------------------------------------------------------------------------------------------
+@dataclass
+class ReportSettings:
+    """`rlhfv eval report`: several models' benchmark reports in one Markdown table and one plot."""
+
+    result: list[str] | None = field(
+        default=None,
+        metadata={
+            "required": True,
+            "append": True,
+            "metavar": "MODEL=PATH",
+            "help": "A model's report; repeat for each model and benchmark.",
+        },
+    )
+    out: str | None = output_field("Write the Markdown table here (default: print it).")
+    plot: str | None = field(default=None, metadata={"help": "Write the PNG plot here (needs matplotlib)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace existing --output_dir/--plot files."})
+
+
 def _register_report(commands) -> None:
-    p = commands.add_parser(
+    add_command(
+        commands,
         "report",
-        help="several models' benchmark results in one Markdown table and one plot",
+        ReportSettings,
+        _run_report,
+        "several models' benchmark results in one Markdown table and one plot",
         description="Put several models' benchmark reports (the --output_dir files of the benchmark commands) side by "
         "side: one Markdown table (a row per model, a column per headline number) and one PNG plot.",
     )
-    p.add_argument("--result", action="append", required=True, metavar="MODEL=PATH", help="a model's report; "
-                   "repeat for each model and benchmark")  # fmt: skip
-    add_output_argument(p, help="write the Markdown table here (default: print it)")
-    p.add_argument("--plot", default=None, help="write the PNG plot here (needs matplotlib)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing --output_dir/--plot files")
-    p.set_defaults(func=_guard(_run_report))
 
 
 def _run_report(args) -> int:

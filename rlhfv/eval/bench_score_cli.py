@@ -6,39 +6,75 @@ objhal_chair, amber); the options that deviate from it are named, and every repo
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from data_tools.errors import CommandError
-from rlhfv.eval.bench_args import add_output_arguments as _add_output_arguments
-from rlhfv.eval.bench_args import guard as _guard
+from data_tools.settings import check_choice, check_range
+from rlhfv.endpoint_settings import EndpointSettings, refuse_api_key_flag
+from rlhfv.eval.bench_args import ReportOutputSettings, add_command
 from rlhfv.eval.bench_args import refuse_unknown_answers as _unknown_answers
 from rlhfv.eval.bench_args import write_outputs as _write
-from rlhfv.eval.language import add_language_arguments
+from rlhfv.eval.language import LanguageSettings
+from rlhfv.eval.object_halbench import OFFICIAL_EXTRACTOR
+
+
+RATINGS = ("official", "lenient")
+
+
+@dataclass
+class MmhalJudgeSettings(EndpointSettings, ReportOutputSettings):
+    """`rlhfv eval mmhal judge`: rate the filled response file 0-6 with a judge model."""
+
+    responses: str = field(
+        default="",
+        metadata={
+            "required": True,
+            "help": "The filled response file (from `mmhal generate`, or any file in the response_template.json "
+            "layout).",
+        },
+    )
+    prompt_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "The judge prompt, e.g. MMHal-Bench's published one, with placeholders {image_content} "
+            "{question} {reference} {answer} (default: rlhfv's rubric)."
+        },
+    )
+    ratings: str = field(
+        default="official",
+        metadata={
+            "choices": RATINGS,
+            "help": "official: a reply without exactly one 'rating: N' is rated 0, as summarize_gpt_mmhal.py; "
+            "lenient: more forms accepted, a malformed reply stops the run.",
+        },
+    )
+    max_tokens: int | None = field(
+        default=None, metadata={"help": "Judge reply limit (default: none, as eval_gpt_mmhal.py)."}
+    )
+    quiet: bool = field(default=False, metadata={"help": "No progress bar."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice("ratings", self.ratings, RATINGS)
+        check_range("max_tokens", self.max_tokens, minimum=1, optional=True)
 
 
 def add_mmhal_judge(sub) -> None:
-    from rlhfv.endpoint import add_endpoint_arguments
-
-    p = sub.add_parser("judge", help="rate the filled response file 0-6 with a judge model")
-    p.add_argument("--responses", required=True, help="the filled response file (from `mmhal generate`, or any "
-                   "file in the response_template.json layout)")  # fmt: skip
-    p.add_argument("--prompt-file", default=None, help="the judge prompt, e.g. MMHal-Bench's published one, with "
-                   "placeholders {image_content} {question} {reference} {answer} (default: rlhfv's rubric)")  # fmt: skip
-    p.add_argument("--ratings", choices=["official", "lenient"], default="official", help="official (default): "
-                   "a reply without exactly one 'rating: N' is rated 0, as summarize_gpt_mmhal.py; lenient: more "
-                   "forms accepted, a malformed reply stops the run")  # fmt: skip
-    p.add_argument("--max-tokens", type=int, default=None, help="judge reply limit (default: none, as "
-                   "eval_gpt_mmhal.py)")  # fmt: skip
-    add_endpoint_arguments(p)
-    _add_output_arguments(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_guard(_run_mmhal_judge))
+    add_command(
+        sub,
+        "judge",
+        MmhalJudgeSettings,
+        _run_mmhal_judge,
+        "rate the filled response file 0-6 with a judge model",
+        hidden_flags=refuse_api_key_flag,
+    )
 
 
 def _run_mmhal_judge(args) -> int:
     import hashlib
 
-    from rlhfv.endpoint import client_from_args
     from rlhfv.eval import mmhal
     from rlhfv.eval.io import EvalInputError
     from rlhfv.eval.judge import judge_items, load_prompt
@@ -47,7 +83,7 @@ def _run_mmhal_judge(args) -> int:
     if not items:
         raise EvalInputError(f"{args.responses}: no answered item to rate")
     template = load_prompt(args.prompt_file) if args.prompt_file else None
-    client = client_from_args(args)
+    client = args.client()
     results = judge_items(client, items, not args.quiet, template, args.max_tokens, args.ratings)
     prompt = "rlhfv rubric"
     if template is not None:
@@ -61,37 +97,85 @@ def _run_mmhal_judge(args) -> int:
     return 0
 
 
-def add_objhal_score(sub) -> None:
-    from rlhfv.endpoint import add_endpoint_arguments
-    from rlhfv.eval.object_halbench import OFFICIAL_EXTRACTOR
+EXTRACT = ("rule", "llm")
 
-    p = sub.add_parser("score", help="CHAIR_s, CHAIR_i and recall, as the official script computes them")
-    p.add_argument("--questions", required=True, help="the question file")
-    p.add_argument("--answers", required=True, help="answers JSONL (id or question_id, answer or text)")
-    p.add_argument("--instances", required=True, action="append", help="COCO instances_val2014.json (repeat to "
-                   "add instances_train2014.json, as the official code does)")  # fmt: skip
-    p.add_argument("--captions", required=True, action="append", help="COCO captions_val2014.json (repeatable)")
-    p.add_argument("--synonyms", default=None, help="the benchmark's eval/data/synonyms_refine.txt (RLHF-V "
-                   "repository); without it rlhfv's own table, not comparable with papers")  # fmt: skip
-    p.add_argument("--extract", choices=["rule", "llm"], default="rule", help="rule (default): the answer's own "
-                   "words, the official script without --use_gpt; llm: an extractor model lists the objects, the "
-                   "papers' protocol (--use_gpt)")  # fmt: skip
-    p.add_argument("--prompt-file", default=None, help="the extraction prompt: RLHF-V's eval/eval_gpt_obj_halbench.py "
-                   "(its prompt_template is read) or a text file with {question} and {answer}; without it rlhfv's "
-                   "own prompt, not comparable with papers")  # fmt: skip
-    p.add_argument("--spacy-model", default="en_core_web_trf", help="spaCy model for the extracted names "
-                   "(default en_core_web_trf, the official script's)")  # fmt: skip
-    add_endpoint_arguments(p, model_env="RLHFV_EXTRACTOR_MODEL", what=f"extractor (default {OFFICIAL_EXTRACTOR}, "
-                           "the official script's; retired: name a substitute)")  # fmt: skip
-    add_language_arguments(p)
-    _add_output_arguments(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_guard(_run_objhal_score))
+
+@dataclass
+class ObjhalScoreSettings(EndpointSettings, LanguageSettings, ReportOutputSettings):
+    """`rlhfv eval object-halbench score`: CHAIR_s, CHAIR_i and recall, as the official script computes them (the
+    endpoint settings are the extractor's, used with --extract llm)."""
+
+    model_env: ClassVar[str] = "RLHFV_EXTRACTOR_MODEL"
+
+    model: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Extractor model name (default: $RLHFV_EXTRACTOR_MODEL, else {OFFICIAL_EXTRACTOR}, the official "
+            "script's; retired: name a substitute)."
+        },
+    )
+    questions: str = field(default="", metadata={"required": True, "help": "The question file."})
+    answers: str = field(
+        default="", metadata={"required": True, "help": "Answers JSONL (id or question_id, answer or text)."}
+    )
+    instances: list[str] | None = field(
+        default=None,
+        metadata={
+            "required": True,
+            "append": True,
+            "help": "COCO instances_val2014.json (repeat to add instances_train2014.json, as the official code does).",
+        },
+    )
+    captions: list[str] | None = field(
+        default=None,
+        metadata={"required": True, "append": True, "help": "COCO captions_val2014.json (repeatable)."},
+    )
+    synonyms: str | None = field(
+        default=None,
+        metadata={
+            "help": "The benchmark's eval/data/synonyms_refine.txt (RLHF-V repository); without it rlhfv's own "
+            "table, not comparable with papers."
+        },
+    )
+    extract: str = field(
+        default="rule",
+        metadata={
+            "choices": EXTRACT,
+            "help": "rule: the answer's own words, the official script without --use_gpt; llm: an extractor model "
+            "lists the objects, the papers' protocol (--use_gpt).",
+        },
+    )
+    prompt_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "The extraction prompt: RLHF-V's eval/eval_gpt_obj_halbench.py (its prompt_template is read) "
+            "or a text file with {question} and {answer}; without it rlhfv's own prompt, not comparable with "
+            "papers."
+        },
+    )
+    spacy_model: str = field(
+        default="en_core_web_trf",
+        metadata={"help": "spaCy model for the extracted names (en_core_web_trf is the official script's)."},
+    )
+    quiet: bool = field(default=False, metadata={"help": "No progress bar."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice("extract", self.extract, EXTRACT)
+
+
+def add_objhal_score(sub) -> None:
+    add_command(
+        sub,
+        "score",
+        ObjhalScoreSettings,
+        _run_objhal_score,
+        "CHAIR_s, CHAIR_i and recall, as the official script computes them",
+        hidden_flags=refuse_api_key_flag,
+    )
 
 
 def _run_objhal_score(args) -> int:
-    import os
-
     from rlhfv.eval import object_halbench as ohb
     from rlhfv.eval.bench_generate import missing_report, read_answers
     from rlhfv.eval.io import EvalInputError
@@ -111,11 +195,9 @@ def _run_objhal_score(args) -> int:
     truth = ohb.coco_truth(args.instances, args.captions, table, tools, {q["image_id"] for q in questions})
     setup = {"table": table, "tools": tools, "mode": args.extract, "missing": missing, "progress": not args.quiet}
     if args.extract == "llm":
-        from rlhfv.endpoint import client_from_args
-
-        if not args.model and not os.environ.get(args.endpoint_model_env):
+        if not args.model_name():
             args.model = ohb.OFFICIAL_EXTRACTOR
-        setup["client"] = client_from_args(args)
+        setup["client"] = args.client()
         setup["template"], setup["prompt_source"] = ohb.EXTRACTION_PROMPT, "rlhfv"
         if args.prompt_file:
             setup["template"], setup["prompt_source"] = (
@@ -133,24 +215,52 @@ def _run_objhal_score(args) -> int:
     return 0
 
 
+YES_NO = ("exact", "first-word")
+
+
+@dataclass
+class AmberScoreSettings(LanguageSettings, ReportOutputSettings):
+    """`rlhfv eval amber score`: AMBER's metrics, as its inference.py computes them."""
+
+    answers: str = field(
+        default="", metadata={"required": True, "help": "Answers JSONL, or AMBER's JSON list of {id, response}."}
+    )
+    queries: str = field(
+        default="",
+        metadata={"required": True, "help": "The query file that was answered (sets the expected items)."},
+    )
+    annotations: str = field(default="", metadata={"required": True, "help": "data/annotations.json."})
+    relation: str = field(default="", metadata={"required": True, "help": "data/relation.json."})
+    safe_words: str = field(default="", metadata={"required": True, "help": "data/safe_words.txt."})
+    metrics: str | None = field(
+        default=None,
+        metadata={
+            "help": "data/metrics.txt, the counters' starting values (default: metrics.txt beside --annotations)."
+        },
+    )
+    similarity_threshold: float = field(
+        default=0.8,
+        metadata={"help": "Word-vector similarity above which two words match (0.8 is AMBER's)."},
+    )
+    spacy_model: str = field(default="en_core_web_lg", metadata={"help": "Word vectors (en_core_web_lg is AMBER's)."})
+    yes_no: str = field(
+        default="exact",
+        metadata={
+            "choices": YES_NO,
+            "help": "Discriminative answers: exactly 'Yes'/'No' as AMBER's script, or the first word, case and "
+            "punctuation ignored (a deviation the report names).",
+        },
+    )
+
+    def __post_init__(self):
+        check_range("similarity_threshold", self.similarity_threshold, minimum=-1, maximum=1)
+        check_choice("yes_no", self.yes_no, YES_NO)
+
+
 def add_amber_score(sub) -> None:
-    p = sub.add_parser("score", help="AMBER's metrics, as its inference.py computes them")
-    p.add_argument("--answers", required=True, help="answers JSONL, or AMBER's JSON list of {id, response}")
-    p.add_argument("--queries", required=True, help="the query file that was answered (sets the expected items)")
-    p.add_argument("--annotations", required=True, help="data/annotations.json")
-    p.add_argument("--relation", required=True, help="data/relation.json")
-    p.add_argument("--safe-words", required=True, help="data/safe_words.txt")
-    p.add_argument("--metrics", default=None, help="data/metrics.txt, the counters' starting values (default: "
-                   "metrics.txt beside --annotations)")  # fmt: skip
-    p.add_argument("--similarity-threshold", type=float, default=0.8, help="word-vector similarity above which "
-                   "two words match (default 0.8, AMBER's)")  # fmt: skip
-    p.add_argument("--spacy-model", default="en_core_web_lg", help="word vectors (default en_core_web_lg, AMBER's)")
-    p.add_argument("--yes-no", choices=["exact", "first-word"], default="exact", help="discriminative answers: "
-                   "exactly 'Yes'/'No' as AMBER's script (default), or the first word, case and punctuation "
-                   "ignored (a deviation the report names)")  # fmt: skip
-    add_language_arguments(p)
-    _add_output_arguments(p)
-    p.set_defaults(func=_guard(_run_amber_score))
+    add_command(
+        sub, "score", AmberScoreSettings, _run_amber_score, "AMBER's metrics, as its inference.py computes them"
+    )
 
 
 def _run_amber_score(args) -> int:

@@ -22,6 +22,8 @@ from data_tools.settings import (
     check_range,
     read_settings,
 )
+from rlhfv.endpoint_settings import EndpointSettings
+from rlhfv.eval.bench_args import output_field
 
 
 def register(subparsers) -> None:
@@ -186,13 +188,6 @@ def _run_generate(arguments) -> int:
     return 0
 
 
-def _output_field(help_text: str):
-    return field(
-        default=None,
-        metadata={"flag": "output_dir", "deprecated": ("out", *OLD_OUTPUT_FLAGS), "help": help_text},
-    )
-
-
 @dataclass
 class ChairSettings:
     """`rlhfv eval chair`: object hallucination against ground-truth objects."""
@@ -216,7 +211,7 @@ class ChairSettings:
             "COCO classes)."
         },
     )
-    out: str | None = _output_field("Write the report (JSON) here.")
+    out: str | None = output_field("Write the report (JSON) here.")
     details: str | None = field(default=None, metadata={"help": "Write per-answer mentions (JSONL) here."})
     overwrite: bool = field(default=False, metadata={"help": "Replace existing --output_dir/--details files."})
     # last: from this line on, `field` in the class body is this attribute, not dataclasses.field
@@ -275,8 +270,8 @@ def _run_chair(arguments) -> int:
 
 
 @dataclass
-class JudgeSettings:
-    """`rlhfv eval judge`: MMHal-Bench style 0-6 ratings (the endpoint's own flags: rlhfv/endpoint.py)."""
+class JudgeSettings(EndpointSettings):
+    """`rlhfv eval judge`: MMHal-Bench style 0-6 ratings (the endpoint's own flags: rlhfv/endpoint_settings.py)."""
 
     answers: str = field(
         default="",
@@ -293,14 +288,14 @@ class JudgeSettings:
             "MMHal-Bench's published one (default: rlhfv's rubric)."
         },
     )
-    out: str | None = _output_field("Write the summary (JSON) here.")
+    out: str | None = output_field("Write the summary (JSON) here.")
     details: str | None = field(default=None, metadata={"help": "Write per-answer ratings and replies (JSONL) here."})
     overwrite: bool = field(default=False, metadata={"help": "Replace existing --output_dir/--details files."})
     quiet: bool = field(default=False, metadata={"help": "No progress bar."})
 
 
 def _register_judge(commands) -> None:
-    from rlhfv.endpoint import add_endpoint_arguments
+    from rlhfv.endpoint_settings import refuse_api_key_flag
 
     p = commands.add_parser(
         "judge",
@@ -310,12 +305,12 @@ def _register_judge(commands) -> None:
         "(share rated below 3), overall and per question type. Replies are cached on disk, so reruns are free.",
     )
     add_settings_arguments(p, JudgeSettings)
-    add_endpoint_arguments(p)
+    refuse_api_key_flag(p)
     p.set_defaults(func=_run_judge)
 
 
 def _run_judge(arguments) -> int:
-    from rlhfv.endpoint import EndpointError, client_from_args
+    from rlhfv.endpoint import EndpointError
     from rlhfv.eval.io import (
         EvalInputError,
         check_inputs_are_text,
@@ -330,7 +325,7 @@ def _run_judge(arguments) -> int:
     check_report_outputs(args)
     try:
         check_inputs_are_text(args)
-        client = client_from_args(arguments)
+        client = args.client()
         template = load_prompt(args.prompt_file) if args.prompt_file else None
         rows = read_rows(args.answers)
         if not rows:

@@ -148,8 +148,8 @@ def build_messages(item: dict, prompt_template: str | None = None) -> list[dict]
         # MMHal-Bench's script joins the object annotations with ", "
         content = ", ".join(content) if isinstance(content, list) else content
         if not all(p in prompt_template for p in PLACEHOLDERS):  # eval_gpt_mmhal.py's positional template
-            return [{"role": "user", "content": prompt_template.format(content, item["question"], item["reference"],
-                                                                        item["answer"])}]  # fmt: skip
+            text = prompt_template.format(content, item["question"], item["reference"], item["answer"])
+            return [{"role": "user", "content": text}]
         prompt = prompt_template
         values = {"{image_content}": content, "{question}": item["question"], "{reference}": item["reference"]}
         for placeholder, value in values.items():

@@ -203,8 +203,18 @@ def _approximate_tag(tokens: list[str]) -> list[tuple[str, str]]:
 
 
 def _approximate_lemma(word: str) -> str:
-    irregular = {"men": "man", "women": "woman", "children": "child", "people": "person", "feet": "foot",
-                 "teeth": "tooth", "mice": "mouse", "geese": "goose", "knives": "knife", "leaves": "leaf"}  # fmt: skip
+    irregular = {
+        "men": "man",
+        "women": "woman",
+        "children": "child",
+        "people": "person",
+        "feet": "foot",
+        "teeth": "tooth",
+        "mice": "mouse",
+        "geese": "goose",
+        "knives": "knife",
+        "leaves": "leaf",
+    }
     if word in irregular:
         return irregular[word]
     if word.endswith("ies") and len(word) > 4:
@@ -234,14 +244,25 @@ _APPROXIMATIONS = {
 }
 
 
-def add_language_arguments(p) -> None:
-    """--allow-approximate and --language-tools for the scorers that need NLTK or spaCy."""
-    p.add_argument("--allow-approximate", action="store_true", help="when NLTK's data or the spaCy model is not "
-                   "installed, use rlhfv's approximations instead of stopping; every number is then marked "
-                   "approximate")  # fmt: skip
-    p.add_argument("--language-tools", default=None, metavar="MODULE:FUNCTION", help="a function returning "
-                   "rlhfv.eval.language.LanguageTools, used instead of NLTK/spaCy (to put the same stand-ins on "
-                   "rlhfv and the official script when comparing them); the report names it")  # fmt: skip
+@dataclass
+class LanguageSettings:
+    """The scorers' NLTK and spaCy resources: installed, approximated, or injected."""
+
+    allow_approximate: bool = field(
+        default=False,
+        metadata={
+            "help": "When NLTK's data or the spaCy model is not installed, use rlhfv's approximations instead of "
+            "stopping; every number is then marked approximate."
+        },
+    )
+    language_tools: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "MODULE:FUNCTION",
+            "help": "A function returning rlhfv.eval.language.LanguageTools, used instead of NLTK/spaCy (to put the "
+            "same stand-ins on rlhfv and the official script when comparing them); the report names it.",
+        },
+    )
 
 
 def tools_from_args(args, needs: tuple[str, ...], spacy_models: dict[str, str]) -> tuple[LanguageTools, str]:

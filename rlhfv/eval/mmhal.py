@@ -133,8 +133,10 @@ def report(
     official_prompt = prompt != "rlhfv rubric"
     deviations = []
     if ratings == "lenient":
-        deviations.append("--ratings lenient: ratings read in more forms, a malformed reply stops the run; "
-                          "summarize_gpt_mmhal.py rates a reply without exactly one 'rating: N' as 0")  # fmt: skip
+        deviations.append(
+            "--ratings lenient: ratings read in more forms, a malformed reply stops the run; "
+            "summarize_gpt_mmhal.py rates a reply without exactly one 'rating: N' as 0"
+        )
     if not official_prompt:
         deviations.append("rlhfv's own rubric, not the published prompt (--prompt-file)")
     return {
@@ -165,7 +167,7 @@ def report(
                 if official_prompt
                 else "This run used rlhfv's own rubric, not the published prompt: compare only with other rlhfv runs."
             )
-        ),  # fmt: skip
+        ),
         "headline": {"MMHal score": average, "MMHal hallucination %": 100 * rate if n else None},
     }
 
@@ -177,7 +179,9 @@ def format_report(rep: dict) -> str:
     lines.append(f"Hallucination rate: {p['hallucination_rate']}")
     lines.append("Average score for each question type: " + ",".join(str(v) for v in p["per_type"]))
     if rep["replies_without_one_rating"]:
-        lines.append(f"{len(rep['replies_without_one_rating'])} replies without exactly one 'rating: N' were "
-                     "rated 0, as the official script does (items listed in the report)")  # fmt: skip
+        lines.append(
+            f"{len(rep['replies_without_one_rating'])} replies without exactly one 'rating: N' were "
+            "rated 0, as the official script does (items listed in the report)"
+        )
     lines += [f"deviation: {d}" for d in rep["deviations"]]
     return "\n".join(lines)

@@ -211,7 +211,7 @@ def extract_with_llm(client, items: list[dict], template: str, progress: bool = 
             [{"role": "system", "content": fill_prompt(template, items[i]["question"], items[i]["answer"])}],
             temperature=0.2,
             max_tokens=512,
-        )  # fmt: skip
+        )
         for i in sent
     ]
     try:
@@ -240,7 +240,7 @@ def score(questions: list[dict], answers: dict[str, dict], truth: dict[int, set[
             "question": q["question"],
             "answer": answers[q["id"]]["answer"].replace("Assistant:", "").strip(),
             "_where": answers[q["id"]]["_where"],
-        }  # fmt: skip
+        }
         for q in answered
     ]
     if mode == "llm":
@@ -255,9 +255,16 @@ def score(questions: list[dict], answers: dict[str, dict], truth: dict[int, set[
     for question, item, names, listed in zip(answered, items, found, lists, strict=True):
         gt = truth[question["image_id"]]
         responses.append({"names": names, "truth": gt, "answer": item["answer"]})
-        details.append({"id": question["id"], "image_id": question["image_id"], "extracted": listed,
-                        "names": [list(n) for n in names], "ground_truth": sorted(gt),
-                        "hallucinated": [n for n, cls in names if cls not in gt]})  # fmt: skip
+        details.append(
+            {
+                "id": question["id"],
+                "image_id": question["image_id"],
+                "extracted": listed,
+                "names": [list(n) for n in names],
+                "ground_truth": sorted(gt),
+                "hallucinated": [n for n, cls in names if cls not in gt],
+            }
+        )
     return _report(compute_chair(responses), setup), details
 
 
@@ -274,8 +281,10 @@ def _report(chair: dict, setup: dict) -> dict:
     if deviations:
         comparable = "NOT comparable with papers: " + "; ".join(deviations)
     elif mode == "llm":
-        comparable = (f"The official protocol; comparable with the RLHF-V / RLAIF-V tables when the extractor is "
-                      f"theirs ({OFFICIAL_EXTRACTOR}, retired: a substitute moves the numbers)")  # fmt: skip
+        comparable = (
+            f"The official protocol; comparable with the RLHF-V / RLAIF-V tables when the extractor is "
+            f"theirs ({OFFICIAL_EXTRACTOR}, retired: a substitute moves the numbers)"
+        )
     else:
         comparable = "The official script's rule-based path: NOT comparable with the papers' tables (LLM extraction)"
 

@@ -130,8 +130,9 @@ def _noun_runs(analyzed: list[tuple[str, str]]) -> list[str]:
 
 def compute_chair(responses: list[dict]) -> dict:
     """The official `compute_chair` totals. Each response: {names: [(name, class)], truth: set, answer: str}."""
-    t = dict.fromkeys(["responses", "naming", "hallucinating", "names", "hallucinated", "correct_classes",
-                       "truth", "words"], 0)  # fmt: skip
+    t = dict.fromkeys(
+        ["responses", "naming", "hallucinating", "names", "hallucinated", "correct_classes", "truth", "words"], 0
+    )
     for r in responses:
         hallucinated = [cls for _, cls in r["names"] if cls not in r["truth"]]
         t["responses"] += 1

@@ -90,13 +90,15 @@ def plot(models: list[str], columns: list[str], table: dict, path: str | Path) -
     for k, column in enumerate(columns):
         ax = axes[k // ncols][k % ncols]
         values = [table[m].get(column) for m in models]
-        ax.bar(range(len(models)), [0 if v is None else v for v in values],
-               color=[colors[i % len(colors)] for i in range(len(models))])  # fmt: skip
+        ax.bar(
+            range(len(models)),
+            [0 if v is None else v for v in values],
+            color=[colors[i % len(colors)] for i in range(len(models))],
+        )
         ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize=8)
         ax.set_title(f"{column} {direction(column)}", fontsize=8)
         for i, v in enumerate(values):
-            ax.text(i, 0 if v is None else v, "n/a" if v is None else f"{v:.1f}", ha="center", va="bottom",
-                    fontsize=7)  # fmt: skip
+            ax.text(i, 0 if v is None else v, "n/a" if v is None else f"{v:.1f}", ha="center", va="bottom", fontsize=7)
     for k in range(n, nrows * ncols):
         axes[k // ncols][k % ncols].axis("off")
     fig.tight_layout()

@@ -366,8 +366,12 @@ def _add(instruction: Instruction, by_key: dict, by_id: dict, result: ReadResult
         return
     if instruction.id in by_id:
         other = by_id[instruction.id]
-        reject = {"reason": DUPLICATE_ID, "where": instruction.where, "field": "id",
-                  "detail": f"id {instruction.id!r} is also {other.where}, with another image or question"}  # fmt: skip
+        reject = {
+            "reason": DUPLICATE_ID,
+            "where": instruction.where,
+            "field": "id",
+            "detail": f"id {instruction.id!r} is also {other.where}, with another image or question",
+        }
         if fail is not None:
             fail(reject)
         result.rejects.append(reject)

@@ -62,9 +62,12 @@ def decide(p_yes: float, p_no: float, min_answer_probability: float) -> Label:
     yes/no at all."""
     if p_yes + p_no < min_answer_probability:
         return Label(
-            p_yes, p_no, None, NOT_YES_NO,
+            p_yes,
+            p_no,
+            None,
+            NOT_YES_NO,
             f"P(yes)+P(no) = {p_yes + p_no:.3g} < min_answer_probability {min_answer_probability:g}",
-        )  # fmt: skip
+        )
     return Label(p_yes, p_no, p_yes > p_no)
 
 
@@ -192,9 +195,12 @@ class EndpointLabeler:
             content.append({"type": "image_url", "image_url": {"url": image_data_url(request.image_path)}})
         content.append({"type": "text", "text": request.question})
         return ChatRequest(
-            [{"role": "user", "content": content}], temperature=0.0, max_tokens=1, logprobs=True,
+            [{"role": "user", "content": content}],
+            temperature=0.0,
+            max_tokens=1,
+            logprobs=True,
             top_logprobs=self.top_logprobs,
-        )  # fmt: skip
+        )
 
     def _label(self, reply) -> Label:
         if not reply.logprobs:

@@ -1,7 +1,7 @@
 """`rlhfv feedback-pairs`: preference pairs from scored answers in RLAIF-V's layout, by RLAIF-V's pair rules.
 
-    rlhfv feedback-pairs --answers divided.jsonl --judgements autocheck.jsonl --out pairs/
-    rlhfv feedback-pairs --answers divided.jsonl --judgements autocheck.jsonl --picks picks.jsonl --out pairs/
+    rlhfv feedback-pairs --answers divided.jsonl --judgements autocheck.jsonl --output_dir pairs/
+    rlhfv feedback-pairs --answers divided.jsonl --judgements autocheck.jsonl --picks picks.jsonl --output_dir pairs/
 
 The inputs are the two files RLAIF-V's `utils/get_preference_pairs.py` reads (rlhfv/feedback/rlaifv_layout.py).
 The output is what its three pair scripts together give (pairs, cap of two per ds_question_id, identical texts
@@ -14,10 +14,83 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_tools.errors import CommandError
-from data_tools.settings import add_output_argument
+from data_tools.settings import OLD_OUTPUT_FLAGS, add_settings_arguments, check_range, read_settings
+
+
+@dataclass
+class FeedbackPairsSettings:
+    """`rlhfv feedback-pairs`: the two input files of RLAIF-V's get_preference_pairs.py and its pair rules."""
+
+    answers: str = field(
+        default="",
+        metadata={
+            "required": True,
+            "help": "Divided answers (get_preference_pairs.py's --gpt_divide_gq_path): {question_id, "
+            "ds_question_id, raw_question, answer, facts, metainfos}.",
+        },
+    )
+    judgements: str = field(
+        default="",
+        metadata={
+            "required": True,
+            "help": "Labeler output (its --autocheck_path): one row per claim question {question_id, raw_question, "
+            "scores: {yes, Yes, no, No}, metainfos}.",
+        },
+    )
+    picks: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSONL {ds_question_id, pairs: [[chosen, rejected] question ids]}: the cap's picks to replay "
+            "(every ds_question_id with more pairs than the cap)."
+        },
+    )
+    out: str = field(
+        default="",
+        metadata={
+            "required": True,
+            "flag": "output_dir",
+            "deprecated": ("out", *OLD_OUTPUT_FLAGS),
+            "help": "Output folder (pairs.jsonl, pairs_stats.json).",
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the cap's pick without --picks."})
+    min_score_gap: int = field(default=1, metadata={"help": "Least score difference of a pair."})
+    max_pairs_per_instruction: int = field(
+        default=2, metadata={"help": "Pairs kept per ds_question_id (RLAIF-V's --sample_num; <= 0 keeps all)."}
+    )
+    drop_identical_before_cap: bool = field(
+        default=False,
+        metadata={
+            "help": "Drop identical-text pairs before the cap, so the cap picks among distinct texts (RLAIF-V drops "
+            "them after it)."
+        },
+    )
+    keep_repeated_claims: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep answers whose judgements are fewer than their claims only because a claim question "
+            "repeats (RLAIF-V drops them)."
+        },
+    )
+    min_answer_probability: float = field(
+        default=0.0,
+        metadata={
+            "help": "Leave answers with a judgement whose P(yes)+P(Yes)+P(no)+P(No) is below this unscored (0: "
+            "off, as RLAIF-V)."
+        },
+    )
+    length_balance: bool = field(
+        default=True,
+        metadata={"help": "RLAIF-V's length balancing (get_pairs_filter_shorten.py); --no-length-balance skips it."},
+    )
+
+    def __post_init__(self):
+        check_range("min_score_gap", self.min_score_gap, minimum=1)
+        check_range("min_answer_probability", self.min_answer_probability, minimum=0, maximum=1)
 
 
 def register(subparsers) -> None:
@@ -27,59 +100,8 @@ def register(subparsers) -> None:
         description=__doc__.split("\n\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--answers",
-        required=True,
-        help="divided answers (get_preference_pairs.py's "
-        "--gpt_divide_gq_path): {question_id, ds_question_id, raw_question, answer, facts, metainfos}",
-    )
-    parser.add_argument(
-        "--judgements",
-        required=True,
-        help="labeler output (its --autocheck_path): one row per "
-        "claim question {question_id, raw_question, scores: {yes, Yes, no, No}, metainfos}",
-    )
-    parser.add_argument(
-        "--picks",
-        default=None,
-        help="JSONL {ds_question_id, pairs: [[chosen, rejected] question "
-        "ids]}: the cap's picks to replay (every ds_question_id with more pairs than the cap)",
-    )
-    add_output_argument(parser, required=True, help="output folder (pairs.jsonl, pairs_stats.json)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the cap's pick without --picks (default 0)")
-    parser.add_argument("--min-score-gap", type=int, default=1, help="least score difference of a pair (default 1)")
-    parser.add_argument(
-        "--max-pairs-per-instruction",
-        type=int,
-        default=2,
-        help="pairs kept per ds_question_id (RLAIF-V's --sample_num; default 2; <= 0 keeps all)",
-    )
-    parser.add_argument(
-        "--drop-identical-before-cap",
-        action="store_true",
-        help="drop identical-text pairs "
-        "before the cap, so the cap picks among distinct texts (RLAIF-V drops them after it)",
-    )
-    parser.add_argument(
-        "--keep-repeated-claims",
-        action="store_true",
-        help="keep answers whose judgements are "
-        "fewer than their claims only because a claim question repeats (RLAIF-V drops them)",
-    )
-    parser.add_argument(
-        "--min-answer-probability",
-        type=float,
-        default=0.0,
-        help="leave answers with a judgement "
-        "whose P(yes)+P(Yes)+P(no)+P(No) is below this unscored (default 0: off, as RLAIF-V)",
-    )
-    parser.add_argument(
-        "--no-length-balance",
-        dest="length_balance",
-        action="store_false",
-        help="skip RLAIF-V's length balancing (get_pairs_filter_shorten.py)",
-    )
-    parser.set_defaults(func=main)
+    add_settings_arguments(parser, FeedbackPairsSettings)
+    parser.set_defaults(func=lambda arguments: main(read_settings(arguments, FeedbackPairsSettings)[0]))
 
 
 def pair_records(scored, pairs, cap_group_of) -> list[dict]:

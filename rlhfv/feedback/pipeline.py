@@ -101,7 +101,7 @@ class FeedbackRun:
                         timeout=c.endpoint_timeout,
                         max_retries=c.endpoint_max_retries,
                         concurrency=c.endpoint_concurrency,
-                    )  # fmt: skip
+                    )
                 )
             except (EndpointError, ValueError) as error:
                 raise CommandError(str(error)) from None
@@ -174,16 +174,27 @@ class FeedbackRun:
 
         c = self.config
         if self.rank == 0:
-            result = read_instructions(c.prompts, c.images_dir or self.path("images"), c.prompts_format,
-                                       c.prompts_image_root, self.fail, c.progress, c.strict_paths)  # fmt: skip
+            result = read_instructions(
+                c.prompts,
+                c.images_dir or self.path("images"),
+                c.prompts_format,
+                c.prompts_image_root,
+                self.fail,
+                c.progress,
+                c.strict_paths,
+            )
             instructions = [i.to_json() for i in result.instructions]
             self.write_jsonl("instructions.jsonl", instructions)
             self.write_jsonl("instruction_merges.jsonl", [i for i in instructions if i.get("merged")])
             self.write_jsonl("instruction_rejects.jsonl", result.rejects)
-            read = {"rows": result.rows, "instructions": len(instructions), "rows_merged": result.merged_rows,
-                    "instructions_with_merged_rows": sum(bool(i.get("merged")) for i in instructions),
-                    "rejected": len(result.rejects),
-                    "formats": {path: name for path, (name, _) in result.formats.items()}}  # fmt: skip
+            read = {
+                "rows": result.rows,
+                "instructions": len(instructions),
+                "rows_merged": result.merged_rows,
+                "instructions_with_merged_rows": sum(bool(i.get("merged")) for i in instructions),
+                "rejected": len(result.rejects),
+                "formats": {path: name for path, (name, _) in result.formats.items()},
+            }
             self.path("instructions_read.json").write_text(json.dumps(read, indent=2) + "\n")
             for path, (name, why) in result.formats.items():
                 logger.info("prompts: %s: %s (%s)", path, name, why)
@@ -288,12 +299,11 @@ class FeedbackRun:
         records = []
         for (row_id, k), (_, answer), claims in zip(keys, items, split, strict=True):
             if not claims:
-                self.fail({"reason": NO_CLAIMS, "where": f"{self.path('answers.jsonl')}: id {row_id}, answer {k}",
-                           "field": "answers", "detail": f"no claims in the answer {answer[:80]!r}"})  # fmt: skip
-            records.append({
-                "id": row_id, "answer_index": k, "answer": answer,
-                "claims": [{**claim.to_json(), "question": next(questions)} for claim in claims],
-            })  # fmt: skip
+                where = f"{self.path('answers.jsonl')}: id {row_id}, answer {k}"
+                detail = f"no claims in the answer {answer[:80]!r}"
+                self.fail({"reason": NO_CLAIMS, "where": where, "field": "answers", "detail": detail})
+            with_questions = [{**claim.to_json(), "question": next(questions)} for claim in claims]
+            records.append({"id": row_id, "answer_index": k, "answer": answer, "claims": with_questions})
         self.write_jsonl("claims.jsonl", records)
 
     def stage_label(self) -> None:
@@ -308,9 +318,12 @@ class FeedbackRun:
         claims = self.read_jsonl("claims.jsonl")
         todo = [r for r in claims[self.rank :: self.world] if (r["id"], r["answer_index"]) not in done]
         chunk = max(1, self.config.label_batch_size * 4)
-        with path.open("a", encoding="utf-8") as f, tqdm(
-            total=sum(len(r["claims"]) for r in todo), desc="label", unit="claim", disable=not self.config.progress
-        ) as bar:  # fmt: skip
+        with (
+            path.open("a", encoding="utf-8") as f,
+            tqdm(
+                total=sum(len(r["claims"]) for r in todo), desc="label", unit="claim", disable=not self.config.progress
+            ) as bar,
+        ):
             for start in range(0, len(todo), chunk):
                 records = todo[start : start + chunk]
                 requests = []
@@ -323,9 +336,9 @@ class FeedbackRun:
                     got = [next(labels).to_json() for _ in record["claims"]]
                     for n, label in enumerate(got):
                         if label["reason"]:
-                            self.fail({"reason": label["reason"], "field": "labels",
-                                       "where": f"id {record['id']}, answer {record['answer_index']}, claim {n}",
-                                       "detail": label["detail"] or label["reason"]})  # fmt: skip
+                            where = f"id {record['id']}, answer {record['answer_index']}, claim {n}"
+                            detail = label["detail"] or label["reason"]
+                            self.fail({"reason": label["reason"], "field": "labels", "where": where, "detail": detail})
                     lines.append({"id": record["id"], "answer_index": record["answer_index"], "labels": got})
                 for line in lines:
                     f.write(json.dumps(line) + "\n")

@@ -61,8 +61,14 @@ class TransformersSampler:
         from rlhfv.generation.generate import GenerationOptions, decode, generate_batch
 
         c = self.config
-        options = GenerationOptions(max_new_tokens=c.max_new_tokens, do_sample=True, temperature=c.temperature,
-                                    top_p=c.top_p, top_k=0, seed=c.seed)  # fmt: skip
+        options = GenerationOptions(
+            max_new_tokens=c.max_new_tokens,
+            do_sample=True,
+            temperature=c.temperature,
+            top_p=c.top_p,
+            top_k=0,
+            seed=c.seed,
+        )
         loaded = self.get_model()
         torch.manual_seed(batch_seed(c.seed, batch[0]["id"]))
         samples = generate_batch(loaded, batch, options, num_return_sequences=c.num_samples)
@@ -80,9 +86,10 @@ def sample_answers(rows: list[dict], out: Path, sampler, config, fail) -> int:
     todo = [row for row in rows if row["id"] not in done]
     if not todo:
         return 0
-    with out.open("a", encoding="utf-8") as f, tqdm(
-        total=len(todo), desc="sample", unit="instruction", disable=not config.progress
-    ) as bar:  # fmt: skip
+    with (
+        out.open("a", encoding="utf-8") as f,
+        tqdm(total=len(todo), desc="sample", unit="instruction", disable=not config.progress) as bar,
+    ):
         good = []
         for row in todo:
             problem = check_image(row)

@@ -66,11 +66,17 @@ def build_requests(processor, batch: list[dict]) -> list[dict]:
 def sampling_params(config, batch: list[dict]) -> list[dict]:
     """The keyword arguments of each request's `vllm.SamplingParams` (RLAIF-V's settings, a seed per request)."""
     return [
-        {"n": config.num_samples, "temperature": config.temperature, "top_p": config.top_p, "top_k": 0,
-         "max_tokens": config.max_new_tokens, "seed": batch_seed(config.seed, row["id"]),
-         "skip_special_tokens": True}
+        {
+            "n": config.num_samples,
+            "temperature": config.temperature,
+            "top_p": config.top_p,
+            "top_k": 0,
+            "max_tokens": config.max_new_tokens,
+            "seed": batch_seed(config.seed, row["id"]),
+            "skip_special_tokens": True,
+        }
         for row in batch
-    ]  # fmt: skip
+    ]
 
 
 class VLLMSampler:
@@ -87,8 +93,12 @@ class VLLMSampler:
             from vllm import LLM
 
             c = self.config
-            kwargs = {"model": c.policy, "seed": c.seed + self.rank, "gpu_memory_utilization":
-                      c.vllm_gpu_memory_utilization, "limit_mm_per_prompt": {"image": 1}}  # fmt: skip
+            kwargs = {
+                "model": c.policy,
+                "seed": c.seed + self.rank,
+                "gpu_memory_utilization": c.vllm_gpu_memory_utilization,
+                "limit_mm_per_prompt": {"image": 1},
+            }
             if c.vllm_max_model_len:
                 kwargs["max_model_len"] = c.vllm_max_model_len
             if self.world > 1:
