@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_tools.settings import OLD_OUTPUT_FLAGS, add_settings_arguments, check_range, read_settings
+from data_tools.settings import add_settings_arguments, check_range, output_field, read_settings
 
 
 @dataclass
@@ -37,14 +37,7 @@ class DataGetSettings:
             "help": "Read a local copy of the source's files (any layout below FOLDER) instead of downloading.",
         },
     )
-    out: str | None = field(
-        default=None,
-        metadata={
-            "flag": "output_dir",
-            "deprecated": ("out", *OLD_OUTPUT_FLAGS),
-            "help": "Output folder (default: the recipes' folder, e.g. data/rlhf_v).",
-        },
-    )
+    out: str | None = output_field("Output folder (default: the recipes' folder, e.g. data/rlhf_v).")
     revision: str | None = field(
         default=None, metadata={"help": "A Hub revision other than the pinned one (a commit hash)."}
     )

@@ -30,7 +30,7 @@ import math
 import sys
 import types
 import typing
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, field, fields
 from enum import Enum
 from pathlib import Path
 
@@ -60,6 +60,13 @@ class _Output(argparse.Action):
         if option_string in OLD_OUTPUT_FLAGS:
             warn(f"{option_string} is deprecated; use --{OUTPUT_FLAG}")
         setattr(namespace, self.dest, values)
+
+
+def output_field(help_text: str, required: bool = False, default: str | None = None):
+    """A settings field for the one output flag, `--output_dir` (field name `out`); `--out`, `--output` and `-o`
+    still work with a warning."""
+    metadata = {"flag": OUTPUT_FLAG, "deprecated": ("out", *OLD_OUTPUT_FLAGS), "help": help_text}
+    return field(default=default, metadata={**metadata, "required": required})
 
 
 def add_output_argument(parser, dest: str = "out", required: bool = False, help: str = "", metavar: str = "PATH"):

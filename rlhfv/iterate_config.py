@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from data_tools.errors import CommandError
-from data_tools.settings import OLD_OUTPUT_FLAGS, check_range, check_values, read_yaml, warn
+from data_tools.settings import check_range, check_values, output_field, read_yaml, warn
 
 
 SETTINGS_FILE = "iterate_settings.json"
@@ -19,14 +19,7 @@ RESUMABLE = ("rounds", "out")
 @dataclass
 class IterateConfig:
     rounds: int = field(default=4, metadata={"help": "Rounds of sample -> label -> train -> evaluate (RLAIF-V: 4)."})
-    out: str = field(
-        default="outputs/iterate",
-        metadata={
-            "flag": "output_dir",
-            "deprecated": ("out", *OLD_OUTPUT_FLAGS),
-            "help": "Output folder (one sub-folder per round).",
-        },
-    )
+    out: str = output_field("Output folder (one sub-folder per round).", default="outputs/iterate")
     seed: int = field(default=0, metadata={"help": "Seed of round 1; round k uses seed + k - 1."})
     initial_policy: str | None = field(default=None, metadata={"help": "The round-1 policy and reference (folder)."})
     synthetic: dict | None = field(

@@ -6,34 +6,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli_checks import one_line_error, run, write_jsonl
 
 from data_tools.errors import IMAGE_OUTSIDE_ROOT, CommandError, RowError
-from rlhfv.cli import main as rlhfv_main
 from rlhfv.feedback.instructions import read_instructions
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
 POPE = FIXTURES / "pope"
-
-
-def run(argv) -> int:
-    return rlhfv_main([str(a) for a in argv])
-
-
-def one_line_error(capsys, *needles) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
-
-def write_jsonl(path, rows):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def png(path, color=(255, 0, 0)):

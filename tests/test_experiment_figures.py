@@ -25,7 +25,9 @@ def test_figures_redraw_from_the_committed_json_with_their_data_date(tmp_path):
         date = rerender.data_date(payload, path)
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", date), date
         out = tmp_path / Path(figure).name
-        importlib.import_module(module).plot(payload["summary"], out, images=payload["config"]["eval_items"], date=date)
+        importlib.import_module(module).plot(
+            payload["summary"], out, images=payload["config"]["eval_items"], date=date
+        )
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
 
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 from data_tools.errors import CommandError
 from data_tools.settings import (
-    OLD_OUTPUT_FLAGS,
     add_settings_arguments,
     check_choice,
     check_range,
+    output_field,
     read_settings,
 )
 
@@ -24,12 +24,6 @@ def write_outputs(args, rep, details=None) -> None:
 
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def output_field(help_text: str, required: bool = False):
-    """The one output flag, `--output_dir`; `--out`, `--output` and `-o` still work with a warning."""
-    metadata = {"flag": "output_dir", "deprecated": ("out", *OLD_OUTPUT_FLAGS), "help": help_text}
-    return field(default=None, metadata={**metadata, "required": required})
 
 
 @dataclass

@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_tools.settings import check_choice
-from rlhfv.eval.bench_args import BenchGenerationSettings, ReportOutputSettings, add_command, output_field
+from data_tools.settings import check_choice, output_field
+from rlhfv.eval.bench_args import BenchGenerationSettings, ReportOutputSettings, add_command
 from rlhfv.eval.bench_args import refuse_unknown_answers as _unknown_answers
 from rlhfv.eval.bench_args import write_outputs as _write
 from rlhfv.eval.bench_score_cli import add_amber_score, add_mmhal_judge, add_objhal_score

@@ -15,15 +15,14 @@ from dataclasses import dataclass, field
 
 from data_tools.errors import CommandError
 from data_tools.settings import (
-    OLD_OUTPUT_FLAGS,
     SettingError,
     add_settings_arguments,
     check_choice,
     check_range,
+    output_field,
     read_settings,
 )
 from rlhfv.endpoint_settings import EndpointSettings
-from rlhfv.eval.bench_args import output_field
 
 
 def register(subparsers) -> None:
@@ -67,15 +66,7 @@ class GenerateSettings:
             "folder.",
         },
     )
-    out: str = field(
-        default="",
-        metadata={
-            "required": True,
-            "flag": "output_dir",
-            "deprecated": ("out", *OLD_OUTPUT_FLAGS),
-            "help": "Answers JSONL (appended to; ids already there are skipped).",
-        },
-    )
+    out: str = output_field("Answers JSONL (appended to; ids already there are skipped).", required=True, default="")
     batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call."})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest answer, in tokens."})
     do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from data_tools.errors import CommandError
-from data_tools.settings import OLD_OUTPUT_FLAGS, SettingError, check_choice, check_range
+from data_tools.settings import SettingError, check_choice, check_range, output_field
 from rlhfv.feedback.instructions import INSTRUCTION_FORMATS
 from rlhfv.feedback.spans import CHOSEN_SPAN_MODES
 
@@ -58,15 +58,7 @@ class FeedbackConfig:
         default="",
         metadata={"required": True, "help": "The model that samples the answers (a saved model folder)."},
     )
-    out: str = field(
-        default="",
-        metadata={
-            "required": True,
-            "flag": "output_dir",
-            "deprecated": ("out", *OLD_OUTPUT_FLAGS),
-            "help": "Output folder: every stage's file, the dataset, the summary.",
-        },
-    )
+    out: str = output_field("Output folder: every stage's file, the dataset, the summary.", required=True, default="")
     # sampling (RLAIF-V: 10 answers, temperature 0.7, the same decoding for all)
     sampler: str = field(
         default="transformers",

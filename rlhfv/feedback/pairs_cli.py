@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_tools.errors import CommandError
-from data_tools.settings import OLD_OUTPUT_FLAGS, add_settings_arguments, check_range, read_settings
+from data_tools.settings import add_settings_arguments, check_range, output_field, read_settings
 
 
 @dataclass
@@ -48,15 +48,7 @@ class FeedbackPairsSettings:
             "(every ds_question_id with more pairs than the cap)."
         },
     )
-    out: str = field(
-        default="",
-        metadata={
-            "required": True,
-            "flag": "output_dir",
-            "deprecated": ("out", *OLD_OUTPUT_FLAGS),
-            "help": "Output folder (pairs.jsonl, pairs_stats.json).",
-        },
-    )
+    out: str = output_field("Output folder (pairs.jsonl, pairs_stats.json).", required=True, default="")
     seed: int = field(default=0, metadata={"help": "Seed of the cap's pick without --picks."})
     min_score_gap: int = field(default=1, metadata={"help": "Least score difference of a pair."})
     max_pairs_per_instruction: int = field(

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 
 from data_tools.errors import CommandError
-from data_tools.settings import OLD_OUTPUT_FLAGS, add_settings_arguments, check_range, read_settings
+from data_tools.settings import add_settings_arguments, check_range, output_field, read_settings
 
 
 @dataclass
@@ -33,15 +33,7 @@ class RewardPairsConfig:
         default=None,
         metadata={"help": "Model to sample from (folder, Hub id or tiny:llava); omit if the rows have samples."},
     )
-    out: str = field(
-        default="",
-        metadata={
-            "required": True,
-            "flag": "output_dir",
-            "deprecated": ("out", *OLD_OUTPUT_FLAGS),
-            "help": "Output folder (a dense preference dataset).",
-        },
-    )
+    out: str = output_field("Output folder (a dense preference dataset).", required=True, default="")
     n: int = field(default=8, metadata={"help": "Answers sampled per prompt (at least 2)."})
     margin: float = field(
         default=1.0,
