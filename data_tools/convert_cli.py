@@ -166,28 +166,12 @@ def _targets(args: argparse.Namespace, output: str) -> list[tuple[str, str, str]
 def run(arguments: argparse.Namespace) -> int:
     from data_tools.convert import convert
     from data_tools.errors import CommandError, ConversionError
-    from data_tools.export import write_jsonl, write_parquet
-    from data_tools.outputs import (
-        StagedPath,
-        check_not_inputs,
-        check_replaceable,
-        check_writable_folder,
-        resolved,
-    )
+    from data_tools.outputs import StagedPath, check_not_inputs
 
     (args,) = read_settings(arguments, ConvertSettings)
     output = os.path.normpath(args.output)
     targets = _targets(args, output)
-    # Everything that could lose data or fail late is checked before the first row is read
-    missing = [path for path in args.inputs if not os.path.exists(path)]
-    if missing:
-        raise CommandError(f"input {missing[0]}: no such file or folder")
-    check_not_inputs({f"{label}": path for label, path, _ in targets}, args.inputs)
-    if len({resolved(path) for _, path, _ in targets}) < len(targets):
-        raise CommandError("--rejects names the same path as another output; name another file")
-    for label, path, kind in targets:
-        check_replaceable(label, path, kind, args.overwrite)
-        check_writable_folder(label, path)
+    _check_before_reading(args, targets)
     staged = {path: StagedPath(path) for _, path, _ in targets}
     dataset_stage = staged[output]
     rejects_target = targets[-1][1] if args.on_error == "skip" else None
@@ -229,13 +213,7 @@ def run(arguments: argparse.Namespace) -> int:
         from datasets import load_from_disk
 
         saved = load_from_disk(dataset_stage.path)  # images embedded: exports do not read the image folders again
-        for kind in dict.fromkeys(args.to):
-            target = f"{output}.{kind}"
-            if kind == "jsonl":
-                image_folder_name = f"{os.path.basename(output)}_images"
-                write_jsonl(saved, staged[target].path, staged[f"{output}_images"].path, image_folder_name)
-            else:
-                write_parquet(saved, staged[target].path)
+        _write_exports(saved, args.to, output, staged)
         del saved, result
         # All written: swap the outputs in (each rename is atomic; the dataset goes last)
         for _, path, _ in reversed(targets):
@@ -248,3 +226,32 @@ def run(arguments: argparse.Namespace) -> int:
     for kind in dict.fromkeys(args.to):
         print(f"wrote {output}.{kind}")
     return 0
+
+
+def _check_before_reading(args, targets) -> None:
+    """Everything that could lose data or fail late, checked before the first row is read."""
+    from data_tools.errors import CommandError
+    from data_tools.outputs import check_not_inputs, check_replaceable, check_writable_folder, resolved
+
+    missing = [path for path in args.inputs if not os.path.exists(path)]
+    if missing:
+        raise CommandError(f"input {missing[0]}: no such file or folder")
+    check_not_inputs({f"{label}": path for label, path, _ in targets}, args.inputs)
+    if len({resolved(path) for _, path, _ in targets}) < len(targets):
+        raise CommandError("--rejects names the same path as another output; name another file")
+    for label, path, kind in targets:
+        check_replaceable(label, path, kind, args.overwrite)
+        check_writable_folder(label, path)
+
+
+def _write_exports(saved, kinds, output: str, staged: dict) -> None:
+    """The --to exports of the saved dataset, each into its staged path."""
+    from data_tools.export import write_jsonl, write_parquet
+
+    for kind in dict.fromkeys(kinds):
+        target = f"{output}.{kind}"
+        if kind == "jsonl":
+            image_folder_name = f"{os.path.basename(output)}_images"
+            write_jsonl(saved, staged[target].path, staged[f"{output}_images"].path, image_folder_name)
+        else:
+            write_parquet(saved, staged[target].path)
